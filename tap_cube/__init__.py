@@ -1,0 +1,1 @@
+"""tap-cube: a Singer tap for the Headshed Cube REST API."""

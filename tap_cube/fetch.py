@@ -1,0 +1,263 @@
+"""Page fetching: a shared gate for waits, and a bounded pipeline that fetches pages ahead.
+
+Records must leave the tap in order and from the main thread (state, selection, stream
+maps and metrics live there), but the waiting for pages need not: workers fetch the next
+pages of the current partition, then the first pages of the following ones, while the
+main thread emits. At most `2 * concurrency` pages are in flight or waiting to be
+emitted, so memory stays flat however large an assignment is.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import typing as t
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from typing_extensions import override
+
+from tap_cube.errors import Cancelled, CubeError
+from tap_cube.pagination import CubeNextLinkPaginator, query_for_page, query_pairs
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    import requests
+    from singer_sdk.helpers.types import Context
+
+    from tap_cube.pagination import QueryPairs
+
+
+class PageGoneError(CubeError):
+    """A later page answered `404 Invalid page.`: rows were removed while paging."""
+
+
+@dataclass(slots=True)
+class Page:
+    """One decoded page of a DRF list."""
+
+    query: str
+    count: int | None
+    records: list[dict[str, t.Any]]
+    response: requests.Response
+
+
+class RequestGate:
+    """Where every request waits before it is sent.
+
+    Retry waits of one worker and a pause of the whole pool after a 429 both happen
+    here, on an event that cancellation sets, so a run that is ending is never held up
+    by a sleeping worker.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._cancelled = threading.Event()
+        self._local = threading.local()
+
+    def pause_all(self, seconds: float) -> None:
+        """Hold every request of the pool for `seconds` (the server throttled us)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    def retry_after(self, seconds: float) -> None:
+        """Hold this worker's next request for `seconds`."""
+        self._local.not_before = time.monotonic() + seconds
+
+    def wait_turn(self) -> None:
+        while True:
+            if self._cancelled.is_set():
+                raise Cancelled
+            with self._lock:
+                until = max(self._paused_until, getattr(self._local, "not_before", 0.0))
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            self._cancelled.wait(remaining)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def reset(self) -> None:
+        self._cancelled.clear()
+
+
+class _Deferred(Future[Page]):
+    """A future that runs its job only when its result is asked for (no worker threads)."""
+
+    def __init__(self, job: Callable[[], Page]) -> None:
+        super().__init__()
+        self._job: Callable[[], Page] | None = job
+
+    @override
+    def result(self, timeout: float | None = None) -> Page:
+        job, self._job = self._job, None
+        if job is not None:
+            try:
+                self.set_result(job())
+            except BaseException as exc:
+                self.set_exception(exc)
+        return super().result(timeout)
+
+
+@dataclass(eq=False)
+class _Plan:
+    """What is known and requested of one partition's pages."""
+
+    context: Context
+    base_params: QueryPairs
+    paginator: CubeNextLinkPaginator
+    queue: deque[Future[Page]] = field(default_factory=deque)
+    todo: deque[str | None] = field(default_factory=lambda: deque([None]))
+    first_count: int | None = None
+    pages_read: int = 0
+    last_predicted: int | None = None
+
+
+FetchPage = t.Callable[["Context", "str | None"], Page]
+
+
+class PagePipeline:
+    """Fetches the pages of a stream's partitions, in partition order, `concurrency` at a time.
+
+    With a concurrency of 1 nothing runs ahead: each page is fetched when the previous
+    one has been emitted, following `next` links exactly as a sequential client would.
+    With more, page numbers are predicted from the first page (DRF numbers its pages
+    1..ceil(count / page size)), checked against each page's own `next` link as pages
+    are emitted; lists whose links carry no page number are followed one page at a time.
+    """
+
+    def __init__(
+        self,
+        fetch: FetchPage,
+        *,
+        concurrency: int,
+        describe: Callable[[Context], str],
+        base_params: Callable[[Context], QueryPairs],
+        warn: Callable[[str], None],
+    ) -> None:
+        self._fetch = fetch
+        self._concurrency = concurrency
+        self._window = 2 * concurrency
+        self._describe = describe
+        self._base_params = base_params
+        self._warn = warn
+        self._plans: list[_Plan] = []
+        self._executor: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tap-cube-fetch")
+            if concurrency > 1
+            else None
+        )
+
+    def plan(self, contexts: list[Context]) -> None:
+        """Declare the partitions that will be read, in the order they will be read."""
+        for context in contexts:
+            params = self._base_params(context)
+            paginator = CubeNextLinkPaginator(self._describe(context), params)
+            self._plans.append(_Plan(context=context, base_params=params, paginator=paginator))
+
+    def pages(self, context: Context) -> Iterator[Page]:
+        """Yield the pages of one partition in order."""
+        plan = self._take_plan(context)
+        try:
+            while True:
+                self._fill(plan)
+                if not plan.queue:
+                    return
+                try:
+                    page = plan.queue.popleft().result()
+                except PageGoneError as exc:
+                    self._warn(str(exc))
+                    return
+                self._advance(plan, page)
+                yield page
+        finally:
+            plan.queue.clear()
+            if plan in self._plans:
+                self._plans.remove(plan)
+
+    def close(self) -> None:
+        """Stop all outstanding work; returns when no worker thread is left."""
+        for plan in self._plans:
+            for future in plan.queue:
+                future.cancel()
+        self._plans.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _take_plan(self, context: Context) -> _Plan:
+        for index, plan in enumerate(self._plans):
+            if plan.context == context:
+                # Partitions are read in the declared order; anything planned before
+                # this one was skipped by the caller and its pages are not wanted.
+                for skipped in self._plans[:index]:
+                    for future in skipped.queue:
+                        future.cancel()
+                del self._plans[:index]
+                return plan
+        self.plan([context])
+        return self._plans[-1]
+
+    def _submit(self, plan: _Plan) -> None:
+        query = plan.todo.popleft()
+        job = self._job(plan.context, query)
+        future: Future[Page] = (
+            _Deferred(job) if self._executor is None else self._executor.submit(job)
+        )
+        plan.queue.append(future)
+
+    def _job(self, context: Context, query: str | None) -> Callable[[], Page]:
+        return lambda: self._fetch(context, query)
+
+    def _fill(self, current: _Plan) -> None:
+        # The partition being emitted may always ask for its next page; otherwise an
+        # unfinished list could wait on pages that are prefetched for later partitions.
+        if not current.queue and current.todo:
+            self._submit(current)
+        outstanding = sum(len(plan.queue) for plan in self._plans)
+        for plan in self._plans:
+            while plan.todo and outstanding < self._window:
+                self._submit(plan)
+                outstanding += 1
+            if outstanding >= self._window:
+                return
+
+    def _advance(self, plan: _Plan, page: Page) -> None:
+        """Learn from an emitted page what to fetch next, and check it against the plan."""
+        plan.pages_read += 1
+        plan.paginator.advance(page.response)
+        if plan.pages_read == 1:
+            plan.first_count = page.count
+            if self._predict(plan, page):
+                return
+        elif page.count != plan.first_count:
+            self._warn(
+                f"{self._describe(plan.context)}: the list changed while it was read "
+                f"(count {plan.first_count} on the first page, {page.count} on page "
+                f"{plan.pages_read}); rows may have shifted between pages"
+            )
+            plan.first_count = page.count
+        predicted = plan.last_predicted is not None and plan.pages_read < plan.last_predicted
+        if not plan.paginator.finished and not predicted:
+            plan.todo.append(plan.paginator.token_query())
+
+    def _predict(self, plan: _Plan, first: Page) -> bool:
+        """Queue every page number the first page implies, if its links have DRF's shape."""
+        if self._concurrency == 1 or plan.paginator.finished or not first.records:
+            return False
+        if first.count is None or plan.paginator.token_query() is None:
+            return False
+        next_pairs = query_pairs(plan.paginator.token_query() or "")
+        if next_pairs != query_pairs(query_for_page(plan.base_params, 2)):
+            return False
+        last = math.ceil(first.count / len(first.records))
+        if last < 2:
+            return False
+        plan.last_predicted = last
+        plan.todo.extend(query_for_page(plan.base_params, n) for n in range(2, last + 1))
+        return True

@@ -1,0 +1,123 @@
+"""The customers schema: standard fields plus the custom fields of every assignment."""
+
+from __future__ import annotations
+
+import typing as t
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
+CUSTOM_FIELD_PREFIX = "crm__custom_info__"
+
+#: JSON schema of each Cube custom-field type; unknown types are text.
+FIELD_TYPES: dict[str, dict[str, t.Any]] = {
+    "text": {"type": ["string", "null"]},
+    "integer": {"type": ["integer", "null"]},
+    "number": {"type": ["number", "null"]},
+    "date": {"type": ["string", "null"], "format": "date"},
+    "boolean": {"type": ["boolean", "null"]},
+}
+
+STANDARD_CUSTOMER_FIELDS = (
+    "crm__standard_info__name",
+    "crm__standard_info__phone_1",
+    "crm__standard_info__phone_2",
+    "crm__standard_info__phone_3",
+    "crm__standard_info__email",
+    "crm__change_log__updated",
+    "crm__change_log__updated_by",
+    "crm__change_log__update_method",
+)
+
+
+def customer_properties(key_fields: dict[str, dict[str, t.Any]]) -> dict[str, t.Any]:
+    """The fields every customer has: the partition keys, the id, and the standard info."""
+    properties: dict[str, t.Any] = dict(key_fields)
+    properties["crm__customer_id"] = {"type": "string"}
+    for name in STANDARD_CUSTOMER_FIELDS:
+        properties[name] = {"type": ["string", "null"]}
+    return properties
+
+
+def type_of_metadata(row: dict[str, t.Any]) -> str:
+    kind = str(row.get("type") or "text").lower()
+    return kind if kind in FIELD_TYPES else "text"
+
+
+def field_of_metadata(row: dict[str, t.Any]) -> str | None:
+    """The record field a metadata row describes (older servers omit `lookup__id`)."""
+    lookup = row.get("lookup__id")
+    if isinstance(lookup, str) and lookup:
+        return lookup
+    if row.get("id") is None:
+        return None
+    return f"{CUSTOM_FIELD_PREFIX}{row['id']}"
+
+
+def type_of_values(values: Iterable[object]) -> str:
+    """The type sampled values show; "" and null say nothing, a mix is text."""
+    kinds: set[str] = set()
+    for value in values:
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            kinds.add("boolean")
+        elif isinstance(value, int):
+            kinds.add("integer")
+        elif isinstance(value, float):
+            kinds.add("number")
+        else:
+            kinds.add("text")
+    return merge_types(kinds) if kinds else "text"
+
+
+def merge_types(kinds: set[str]) -> str:
+    """One type for a field typed differently by different assignments."""
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    if kinds == {"integer", "number"}:
+        return "number"
+    return "text"
+
+
+class FieldTypes:
+    """Collects, per field, the types each source says it has."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, set[str]] = {}
+        self.labels: dict[str, str] = {}
+
+    def add(self, field: str, kind: str) -> None:
+        self._kinds.setdefault(field, set()).add(kind)
+
+    def add_metadata(self, rows: Iterable[dict[str, t.Any]]) -> set[str]:
+        """Record the types metadata declares; returns the fields it lists."""
+        listed: set[str] = set()
+        for row in rows:
+            field = field_of_metadata(row)
+            if field is None:
+                continue
+            listed.add(field)
+            self.add(field, type_of_metadata(row))
+            if isinstance(row.get("key"), str):
+                self.labels.setdefault(field, row["key"])
+        return listed
+
+    def add_sample(self, records: list[dict[str, t.Any]], known: set[str]) -> None:
+        """Type the fields records carry that nothing else described."""
+        fields: dict[str, list[object]] = {}
+        for record in records:
+            for name, value in record.items():
+                if name not in known:
+                    fields.setdefault(name, []).append(value)
+        for name, values in fields.items():
+            self.add(name, type_of_values(values))
+
+    def properties(self) -> dict[str, t.Any]:
+        result: dict[str, t.Any] = {}
+        for field in sorted(self._kinds):
+            prop = dict(FIELD_TYPES[merge_types(self._kinds[field])])
+            if field in self.labels:
+                prop["description"] = self.labels[field]
+            result[field] = prop
+        return result

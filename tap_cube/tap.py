@@ -1,0 +1,261 @@
+"""tap-cube: the tap, its settings, and its command line."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sys
+import typing as t
+from importlib import metadata
+from urllib.parse import urlsplit
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from typing_extensions import override
+
+from tap_cube.errors import ConfigError, CubeError, install_scrubber, scrubber
+from tap_cube.fetch import RequestGate
+from tap_cube.streams import CustomerCustomFieldsStream, CustomersStream, discover_customer_schema
+
+if t.TYPE_CHECKING:
+    from singer_sdk.streams import Stream
+
+
+def _version() -> str:
+    try:
+        return metadata.version("tap-cube")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class TapCube(Tap):
+    """Singer tap for the Headshed Cube REST API."""
+
+    name = "tap-cube"
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "api_url",
+            th.StringType,
+            required=True,
+            title="API URL",
+            description=(
+                "Base URL of your Cube API, e.g. https://acme.headshed.com/api/v1 (https "
+                "required; http only for a loopback host such as a local simulator)."
+            ),
+        ),
+        th.Property(
+            "auth_token",
+            th.StringType,
+            secret=True,
+            title="API token",
+            description="Sends `Authorization: Token <auth_token>`. Use this or username/password.",
+        ),
+        th.Property(
+            "username",
+            th.StringType,
+            title="Username",
+            description="HTTP Basic username (usually an e-mail address), with password.",
+        ),
+        th.Property(
+            "password",
+            th.StringType,
+            secret=True,
+            title="Password",
+            description="HTTP Basic password, with username.",
+        ),
+        th.Property(
+            "assignment_ids",
+            th.ArrayType(th.IntegerType),
+            required=True,
+            title="Assignment IDs",
+            description=(
+                "The assignments whose customers to extract (at least one), e.g. [1, 2]; "
+                "from the environment as TAP_CUBE_ASSIGNMENT_IDS='[1, 2]'."
+            ),
+        ),
+        th.Property(
+            "request_timeout",
+            th.NumberType,
+            default=60,
+            title="Request timeout",
+            description="Seconds to wait for the server to answer one request.",
+        ),
+        th.Property(
+            "user_agent",
+            th.StringType,
+            default=f"tap-cube/{_version()}",
+            title="User agent",
+            description="The User-Agent header sent with every request.",
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType,
+            default=8,
+            title="Maximum retries",
+            description=(
+                "Retries of one request after a 429, a 5xx, a network error or a truncated "
+                "page, before the run fails."
+            ),
+        ),
+        th.Property(
+            "max_retry_wait",
+            th.NumberType,
+            default=300,
+            title="Maximum retry wait",
+            description="Seconds; the longest single wait before a retry (caps Retry-After too).",
+        ),
+        th.Property(
+            "skip_inaccessible_assignments",
+            th.BooleanType,
+            default=False,
+            title="Skip inaccessible assignments",
+            description=(
+                "Skip, with a warning, an assignment that answers 403 or 404 instead of "
+                "failing the run."
+            ),
+        ),
+        th.Property(
+            "ca_bundle",
+            th.StringType,
+            title="CA bundle",
+            description=(
+                "Path to a PEM file of certificate authorities to trust instead of the "
+                "default ones (for a corporate TLS proxy). Verification is never turned off."
+            ),
+        ),
+        th.Property(
+            "max_concurrent_requests",
+            th.IntegerType,
+            default=4,
+            title="Maximum concurrent requests",
+            description=(
+                "Pages fetched in parallel, within and across assignments; 1 reads strictly "
+                "one page after another."
+            ),
+        ),
+    ).to_dict()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self.gate = RequestGate()
+        super().__init__(*args, **kwargs)
+        install_scrubber()
+
+    @override
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        errors = super()._validate_config(raise_errors=False)
+        errors += self._check_settings(self.config)
+        if errors and raise_errors:
+            msg = "invalid configuration: " + "; ".join(errors)
+            raise ConfigError(msg)
+        return errors
+
+    @staticmethod
+    def _check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
+        """The rules a JSON schema cannot say; each message says what to change."""
+        scrubber.add(*(str(config[key]) for key in ("auth_token", "password") if config.get(key)))
+        errors: list[str] = []
+        api_url = config.get("api_url")
+        if isinstance(api_url, str):
+            parts = urlsplit(api_url)
+            if parts.username or parts.password:
+                errors.append("api_url must not contain a user name or password")
+            if not parts.hostname:
+                errors.append(
+                    f"api_url {api_url!r} has no host; use https://<account>.headshed.com/api/v1"
+                )
+            elif parts.scheme != "https" and not (
+                parts.scheme == "http" and is_loopback(parts.hostname)
+            ):
+                errors.append(
+                    f"api_url must use https:// (http:// is only allowed for a loopback "
+                    f"host), not {parts.scheme}://{parts.hostname}"
+                )
+            if parts.query or parts.fragment:
+                errors.append("api_url must not carry a query or fragment")
+        token = config.get("auth_token")
+        username, password = config.get("username"), config.get("password")
+        if token and (username or password):
+            errors.append("set either auth_token or username and password, not both")
+        elif not token:
+            if username and not password:
+                errors.append("password is missing: HTTP Basic needs username and password")
+            elif password and not username:
+                errors.append("username is missing: HTTP Basic needs username and password")
+            elif not username:
+                errors.append("no credentials: set auth_token, or username and password")
+        ids = config.get("assignment_ids")
+        if isinstance(ids, list):
+            if not ids:
+                errors.append("assignment_ids is empty: list at least one assignment id")
+            elif any(not isinstance(i, int) or i <= 0 for i in ids):
+                errors.append("assignment_ids must be positive integers")
+            elif len(set(ids)) != len(ids):
+                errors.append("assignment_ids lists an assignment more than once")
+        for key, minimum in (("max_concurrent_requests", 1), ("max_retries", 0)):
+            value = config.get(key)
+            if isinstance(value, int) and value < minimum:
+                errors.append(f"{key} must be at least {minimum}")
+        for key in ("request_timeout", "max_retry_wait"):
+            value = config.get(key)
+            if isinstance(value, int | float) and value <= 0 and key == "request_timeout":
+                errors.append(f"{key} must be greater than 0")
+            elif isinstance(value, int | float) and value < 0:
+                errors.append(f"{key} must not be negative")
+        bundle = config.get("ca_bundle")
+        if bundle and not os.path.isfile(bundle):
+            errors.append(f"ca_bundle {bundle!r} is not a readable file")
+        return errors
+
+    @override
+    def discover_streams(self) -> list[Stream]:
+        custom_fields = CustomerCustomFieldsStream(self, gate=self.gate)
+        customers = CustomersStream(self, CustomersStream.base_schema(), gate=self.gate)
+        schema = self._catalog_schema(customers.name)
+        if schema is None:
+            schema = discover_customer_schema(customers, custom_fields)
+        customers.close()
+        custom_fields.close()
+        return [CustomersStream(self, schema, gate=self.gate), custom_fields]
+
+    def _catalog_schema(self, stream_name: str) -> dict[str, t.Any] | None:
+        """The schema of a stream in the given catalog: no discovery requests needed."""
+        catalog = self.input_catalog
+        entry = catalog.get_stream(stream_name) if catalog else None
+        return entry.schema.to_dict() if entry is not None else None
+
+
+def main() -> None:
+    """The `tap-cube` command: the SDK's CLI, with errors as one line instead of a traceback."""
+    try:
+        TapCube.cli.main(prog_name="tap-cube")
+    except CubeError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        _fail(f"unexpected {type(exc).__name__}: {exc}", unexpected=True)
+
+
+def _fail(message: str, *, unexpected: bool = False) -> t.NoReturn:
+    logger = logging.getLogger("tap-cube")
+    if logger.isEnabledFor(logging.DEBUG) or logging.getLogger().isEnabledFor(logging.DEBUG):
+        logger.debug("Traceback of the error below", exc_info=True)
+    hint = " (run with --log-level=debug for a traceback)" if unexpected else ""
+    sys.stderr.flush()
+    print(f"tap-cube: error: {scrubber.scrub(message)}{hint}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
