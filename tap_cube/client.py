@@ -131,6 +131,9 @@ class CubeStream(RESTStream[t.Any]):
     record_id_field: str | None = None
     #: How a partition is named in messages: "assignment", "data owner", ...
     partition_label: str = "partition"
+    #: Whether a partition answering 403 or 404 is skipped with a warning even when
+    #: skip_inaccessible_assignments is off (for data some users may not see).
+    optional: bool = False
 
     def __init__(
         self, tap: Tap, schema: dict[str, t.Any] | None = None, *, gate: RequestGate
@@ -425,7 +428,8 @@ class CubeStream(RESTStream[t.Any]):
         for name, prop in self.schema.get("properties", {}).items():
             types = prop.get("type", [])
             types = [types] if isinstance(types, str) else types
-            if "string" not in types:
+            if "string" not in types or "format" in prop:
+                # "" is no date, number or boolean; only free text keeps it.
                 blank_to_null.append(name)
             elif len([kind for kind in types if kind != "null"]) == 1:
                 number_to_text.append(name)
@@ -465,9 +469,9 @@ class CubeStream(RESTStream[t.Any]):
                     yield self.coerce(record)
             completed = True
         except InaccessibleError as exc:
-            if pages or not self.config.get("skip_inaccessible_assignments"):
+            if pages or not (self.optional or self.config.get("skip_inaccessible_assignments")):
                 raise
-            self.logger.warning("%s; skipping it (skip_inaccessible_assignments is on)", exc)
+            self.logger.warning("%s; skipping it", exc)
             self.skipped.append(self.describe_partition(context))
             self._summarize_skipped(context)
             completed = True

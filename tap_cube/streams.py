@@ -50,6 +50,9 @@ class CustomerCustomFieldsStream(AssignmentStream):
     primary_keys = ("assignment_id", "id")
     record_id_field = "id"
     paginated = False
+    # Some users may not read the metadata; their customers are still extracted.
+    optional = True
+    partition_label = "custom-field metadata of assignment"
     schema = th.PropertiesList(
         th.Property("assignment_id", th.IntegerType, required=True),
         th.Property("id", th.IntegerType, required=True),

@@ -1,0 +1,110 @@
+"""Shared fixtures: the project's Cube simulator and ways to run the tap against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tap_cube.simulator import Assignment, CubeSimulator, CustomField
+
+TOKEN = "sim-token-7f3a9c"  # distinctive, so a leak is found by a plain search
+USERNAME = "agent@example.no"
+PASSWORD = "pw-Hemmelig-4711"
+
+
+@pytest.fixture
+def simulator() -> t.Iterator[t.Callable[..., CubeSimulator]]:
+    """Start simulators with the test's data; all are stopped afterwards."""
+    started: list[CubeSimulator] = []
+
+    def start(assignments: list[Assignment], **kwargs: t.Any) -> CubeSimulator:
+        kwargs.setdefault("token", TOKEN)
+        kwargs.setdefault("username", USERNAME)
+        kwargs.setdefault("password", PASSWORD)
+        sim = CubeSimulator(assignments, **kwargs).start()
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+def plain_assignment(assignment_id: int, count: int, **kwargs: t.Any) -> Assignment:
+    kwargs.setdefault("custom_fields", [CustomField(70, "Antall", "integer")])
+    return Assignment(id=assignment_id, count=count, **kwargs)
+
+
+def config_for(sim: CubeSimulator, assignment_ids: list[int], **overrides: t.Any) -> dict:
+    config: dict[str, t.Any] = {
+        "api_url": sim.url,
+        "auth_token": TOKEN,
+        "assignment_ids": assignment_ids,
+        "max_retry_wait": 0.01,
+    }
+    config.update(overrides)
+    return {key: value for key, value in config.items() if value is not None}
+
+
+@dataclass
+class TapRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def messages(self) -> list[dict[str, t.Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def records(self, stream: str = "customers") -> list[dict[str, t.Any]]:
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
+
+    def schema(self, stream: str = "customers") -> dict[str, t.Any]:
+        return next(
+            m["schema"] for m in self.messages if m["type"] == "SCHEMA" and m["stream"] == stream
+        )
+
+    @property
+    def last_stderr_line(self) -> str:
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+
+def run_tap(
+    config: dict,
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> TapRun:
+    """Run the installed `tap-cube` command, as Meltano would."""
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    command = [str(Path(sys.executable).with_name("tap-cube")), "--config", str(config_file)]
+    process = subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    return TapRun(process.returncode, process.stdout, process.stderr)
+
+
+def assert_no_secrets(*texts: str) -> None:
+    import base64
+
+    basic = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    for text in texts:
+        for secret in (TOKEN, PASSWORD, basic):
+            assert secret not in text

@@ -1,0 +1,148 @@
+"""Bad input ends a run with one clear line, a non-zero exit and no secret in sight."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tap_cube.simulator import Assignment
+from tests.conftest import (
+    PASSWORD,
+    TOKEN,
+    USERNAME,
+    assert_no_secrets,
+    config_for,
+    plain_assignment,
+    run_tap,
+)
+
+
+def assert_fails_with(run, *fragments: str) -> None:
+    assert run.returncode != 0
+    last = run.last_stderr_line
+    assert last.startswith("tap-cube: error: "), run.stderr
+    for fragment in fragments:
+        assert fragment in last, last
+    assert "Traceback" not in run.stderr
+    assert_no_secrets(run.stdout, run.stderr)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        ({"auth_token": None}, ["no credentials: set auth_token, or username and password"]),
+        ({"auth_token": None, "username": USERNAME}, ["password is missing"]),
+        ({"auth_token": None, "password": PASSWORD}, ["username is missing"]),
+        ({"username": USERNAME, "password": PASSWORD}, ["not both"]),
+        ({"api_url": "http://acme.headshed.com/api/v1"}, ["api_url must use https://"]),
+        ({"api_url": f"https://x:{PASSWORD}@acme.headshed.com/api/v1"}, ["user name or password"]),
+        ({"api_url": None}, ["api_url"]),
+        ({"assignment_ids": []}, ["assignment_ids is empty"]),
+        ({"assignment_ids": ["seven"]}, ["assignment_ids"]),
+        ({"assignment_ids": None}, ["assignment_ids"]),
+        ({"max_concurrent_requests": 0}, ["max_concurrent_requests must be at least 1"]),
+        ({"ca_bundle": "/nonexistent/ca.pem"}, ["ca_bundle", "not a readable file"]),
+    ],
+)
+def test_invalid_config(tmp_path, overrides, fragments):
+    config = {
+        "api_url": "https://acme.headshed.com/api/v1",
+        "auth_token": TOKEN,
+        "assignment_ids": [1],
+    }
+    config.update(overrides)
+    config = {k: v for k, v in config.items() if v is not None}
+    run = run_tap(config, tmp_path)
+    assert_fails_with(run, "invalid configuration", *fragments)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/api/v1", "http://localhost:9/api/v1", "http://[::1]:9/api/v1"]
+)
+def test_loopback_may_use_http(tmp_path, url):
+    config = {"api_url": url, "auth_token": TOKEN, "assignment_ids": [1], "max_retries": 0}
+    run = run_tap(config, tmp_path)
+    # valid config: it fails on the connection, not on validation
+    assert "invalid configuration" not in run.stderr
+    assert_fails_with(run, "giving up")
+
+
+def test_wrong_token(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 10)])
+    run = run_tap(config_for(sim, [7], auth_token="wrong-" + TOKEN), tmp_path)
+    assert_fails_with(run, "authentication failed", "token authentication (auth_token)", "401")
+    assert "wrong-" not in run.stderr
+
+
+def test_wrong_password(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 10)])
+    config = config_for(sim, [7], auth_token=None, username=USERNAME, password=PASSWORD + "x")
+    run = run_tap(config, tmp_path)
+    assert_fails_with(run, "authentication failed", "HTTP Basic", "401")
+    assert PASSWORD + "x" not in run.stderr
+
+
+def test_forbidden_assignment(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 10), Assignment(id=8, count=5, access="forbidden")])
+    run = run_tap(config_for(sim, [7, 8]), tmp_path)
+    assert_fails_with(run, "assignment 8 is not accessible to this user", "403")
+
+
+def test_unknown_assignment(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 10)])
+    run = run_tap(config_for(sim, [7, 99]), tmp_path)
+    assert_fails_with(run, "assignment 99 not found", "404", "assignment_ids")
+
+
+def test_other_client_error_names_status_and_detail(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 1200)])
+    sim.fail_next("customers/?page=2", 400, json.dumps({"detail": "Ugyldig forespørsel."}))
+    run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
+    assert_fails_with(run, "assignment 7", "400", "Ugyldig forespørsel.")
+
+
+def test_retries_exhausted(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 1200)])
+    sim.fail_next(
+        "customers/?page=2", 503, "<html><body>Service Unavailable</body></html>", times=10
+    )
+    run = run_tap(config_for(sim, [7], max_retries=3, max_concurrent_requests=1), tmp_path)
+    assert_fails_with(run, "giving up", "after 4 tries", "503")
+    page2 = [r for r in sim.requests if r.query == "page=2"]
+    assert len(page2) == 4
+
+
+def test_server_garbage_is_retried_then_reported(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 1200)])
+    sim.fail_next("customers/?page=2", 200, "<html>not json</html>", times=10)
+    run = run_tap(config_for(sim, [7], max_retries=2, max_concurrent_requests=1), tmp_path)
+    assert_fails_with(run, "giving up", "invalid JSON")
+
+
+def test_pagination_loop_is_stopped(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 1500)])
+    looping = {
+        "count": 1500,
+        "next": "http://elsewhere/api/v1/assignments/7/customers/?page=2",
+        "previous": None,
+        "results": [{"crm__customer_id": "1"}],
+    }
+    sim.fail_next("customers/?page=2", 200, json.dumps(looping), times=5)
+    run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
+    assert_fails_with(run, "repeats a page already read")
+
+
+def test_unexpected_error_is_one_line_with_hint(simulator, tmp_path):
+    """Even an error nobody foresaw ends with one line; the traceback waits for DEBUG."""
+    sim = simulator([plain_assignment(7, 10)])
+    config = config_for(sim, [7])
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text("{not json")
+    run = run_tap(config, tmp_path, "--catalog", str(catalog))
+    assert run.returncode != 0
+    assert run.last_stderr_line.startswith("tap-cube: error: ")
+    assert "Traceback" not in run.stderr
+    debug = run_tap(config, tmp_path, "--catalog", str(catalog), env={"TAP_CUBE_LOGLEVEL": "DEBUG"})
+    assert "Traceback" in debug.stderr
+    assert debug.last_stderr_line.startswith("tap-cube: error: ")
