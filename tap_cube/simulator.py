@@ -1,0 +1,1604 @@
+"""A fake Headshed Cube REST API (a Django REST Framework server) for tests and benchmarks.
+
+The fake speaks plain HTTP on localhost and mimics what matters to a client of the real
+service: token and basic authentication with DRF's error bodies, page-number pagination
+with absolute ``next`` links (optionally pointing at another scheme and host, as the real
+service does behind its proxy), custom-field metadata, campaigns, call outcomes per day,
+call-flow status, injected faults (throttling, proxy errors, resets, truncated bodies) and
+mutations while a list is being paged.
+
+Records are never stored: each one is derived from (container, index, seed) by hashing
+the index into pools of pre-encoded JSON fragments, so an assignment of a million
+customers costs no memory; only edited customers are kept, as overrides. Rendered result
+pages go into a small LRU cache, and the page after each one served is rendered ahead.
+
+Use it in-process::
+
+    with CubeSimulator(demo_assignments()) as sim:
+        requests.get(f"{sim.url}/assignments/101/customers/",
+                     headers={"Authorization": f"Token {sim.token}"})
+
+or from the command line: ``python -m tap_cube.simulator --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import hmac
+import os
+import queue
+import random
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import tempfile
+import threading
+import time
+from array import array
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import parse_qs, urlencode
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from types import FrameType, TracebackType
+
+__all__ = [
+    "Assignment",
+    "Crm",
+    "CubeSimulator",
+    "CustomField",
+    "RequestRecord",
+    "demo_assignments",
+    "main",
+]
+
+
+# --------------------------------------------------------------------------- public data
+
+
+@dataclass
+class CustomField:
+    """A tenant-defined customer field, as listed by ``crm_custom_fields``."""
+
+    id: int
+    key: str  # human label, e.g. "Birth date"
+    type: str  # "text", "integer", "date", "boolean"; anything else is served as strings
+
+
+@dataclass
+class Assignment:
+    """An assignment-era container of customers."""
+
+    id: int
+    count: int
+    custom_fields: list[CustomField] = field(default_factory=list)
+    # "ok" | "forbidden" (403 on crm_custom_fields) | "missing" (404 on it)
+    # | "legacy" (metadata rows omit lookup__id)
+    metadata: str = "ok"
+    # Custom field ids present in the records but not in the metadata.
+    unlisted_fields: list[int] = field(default_factory=list)
+    # crm__customer_id of record i is str(customer_id_start + i).
+    customer_id_start: int = 100000
+    access: str = "ok"  # "ok" | "forbidden" (403 on every endpoint of the assignment)
+
+
+@dataclass
+class Crm:
+    """A data-owner-era container of customers: one CRM (B2C or B2B) of a data owner."""
+
+    data_owner_id: int
+    crm_type: str  # "B2C" | "B2B"
+    count: int
+    custom_fields: list[CustomField] = field(default_factory=list)
+    customer_id_start: int = 500000
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the simulator answered (the credential itself is never kept)."""
+
+    method: str
+    path: str
+    query: str  # raw query string, "" when absent
+    status: int  # 0 when the connection was reset without an answer
+    has_authorization: bool
+    time: float  # time.time() when the request arrived
+
+
+def demo_assignments() -> list[Assignment]:
+    """The default data set.
+
+    101: 2,137 customers, five listed custom fields (text, integer, date, boolean, choice)
+         and one unlisted field (75).
+    202: exactly 1,000 customers (two full pages) whose field 70 is "text" where 101 says
+         "integer"; customer ids overlap with 101's, as they do across real assignments.
+    303: no customers.
+    """
+    return [
+        Assignment(
+            id=101,
+            count=2137,
+            custom_fields=[
+                CustomField(64, "Address street", "text"),
+                CustomField(70, "Antall i husstanden", "integer"),
+                CustomField(71, "Fødselsdato", "date"),
+                CustomField(72, "Reservert mot telefonsalg", "boolean"),
+                CustomField(73, "Kundetype", "choice"),
+            ],
+            unlisted_fields=[75],
+        ),
+        Assignment(
+            id=202,
+            count=1000,
+            custom_fields=[
+                CustomField(70, "Antall i husstanden", "text"),
+                CustomField(81, "Antall abonnement", "integer"),
+            ],
+        ),
+        Assignment(id=303, count=0, custom_fields=[CustomField(64, "Address street", "text")]),
+    ]
+
+
+# The fields given to assignments created on the command line.
+_PLAIN_FIELDS = (
+    CustomField(64, "Address street", "text"),
+    CustomField(70, "Antall i husstanden", "integer"),
+    CustomField(71, "Fødselsdato", "date"),
+)
+
+
+# --------------------------------------------------------------------------- data pools
+
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix(x: int) -> int:
+    """Splitmix64 finaliser: a cheap, well-spread hash; the source of all fake data."""
+    x &= _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+_FIRST_NAMES = (
+    "Åse", "Ærlig", "Øystein", "Bjørn", "Kåre", "Solveig", "Håkon", "Ingrid",
+    "Tormod", "Siri", "Ørjan", "Mari", "Pål", "Gro", "Jørgen", "Ragnhild",
+    "Trond", "Kari", "Sjur", "Åsmund", "Hege", "Øyvind", "Line", "Sigbjørn",
+    "Torunn", "Nils", "Målfrid", "Even", "Bjørg", "Ola", "Tove", "Geir",
+)  # fmt: skip
+_LAST_NAMES = (
+    "Bjørnstad", "Øvrebø", "Ås", "Hansen", "Johansen", "Kråkenes", "Sæther", "Løvås",
+    "Berg", "Haugen", "Dæhlie", "Strøm", "Nygård", "Aasen", "Fjærli", "Skårdal",
+    "Olsen", "Lie", "Bråten", "Sørensen", "Møller", "Vågen", "Tveit", "Hågensen",
+    "Næss", "Rønning", "Ødegård", "Solberg", "Åkre", "Kvåle", "Holm", "Bækken",
+)  # fmt: skip
+_ASCII = str.maketrans({"æ": "ae", "ø": "o", "å": "aa", "Æ": "Ae", "Ø": "O", "Å": "Aa"})
+_DOMAINS = ("example.no", "example.com", "eksempel.no", "example.org")
+_NAMES = tuple(f"{f} {last}" for f in _FIRST_NAMES for last in _LAST_NAMES)
+_EMAILS = tuple(
+    f"{f.translate(_ASCII).lower()}.{last.translate(_ASCII).lower()}@{d}"
+    for f in _FIRST_NAMES
+    for last in _LAST_NAMES
+    for d in _DOMAINS
+)
+_EDITORS = (
+    "kari.nordmann@headshed.example",
+    "ola.nordmann@headshed.example",
+    "integrasjon@kunde.example",
+    "pal.aasen@headshed.example",
+    "siri.lovaas@headshed.example",
+    "import@headshed.example",
+    "bjorg.naess@kunde.example",
+    "even.tveit@headshed.example",
+)
+_DAY0 = date(2019, 1, 1)
+_CHANGE_DATES = tuple(str(_DAY0 + timedelta(days=i)) for i in range(2048))
+_BIRTH_DATES = (
+    "1948-01-01",
+    *(f"{1930 + k % 76}-{1 + (k * 7) % 12:02d}-{1 + (k * 13) % 28:02d}" for k in range(1, 1024)),
+)
+_TEXTS = (
+    "storfamilie", "233.0", "", "enslig", "par med barn", "Storgata 12", "Bjørkeveien 3 B",
+    "Åsveien 17", "Kjøpt i butikk", "Ønsker ikke reklame", "Sæterbakken 4", "3", "",
+    "Grønlandsleiret 9", "Ærfuglveien 2", "pensjonist",
+)  # fmt: skip
+_CHOICES = ("Gull", "Sølv", "Bronse", "Privat", "Bedrift", "")
+_BOOLS: tuple[object, ...] = ("", True, False, True, False, True, False, True)
+_CALLSTATES = ("Ny", "Ny", "Ny", "Ring tilbake", "Ring tilbake", "Ferdig", "Ferdig", "Ikke svar")
+_OUTCOME_TYPES = (
+    "Salg", "Salg", "Salg", "Ikke interessert", "Ikke interessert", "Ikke interessert",
+    "Ring tilbake", "Feil nummer",
+)  # fmt: skip
+_OUTCOME_SUBTYPES = {
+    "Salg": ("Nytt abonnement", "Oppgradering", "Mersalg"),
+    "Ikke interessert": ("Har allerede", "For dyrt", "Ønsker ikke å oppgi grunn", ""),
+    "Ring tilbake": ("Ring i kveld", "Ring neste uke"),
+    "Feil nummer": ("",),
+}
+_COMMENTS = (
+    "",
+    "",
+    "Kunden var fornøyd med tilbudet.",
+    "Ønsker å bli ringt etter klokka 18.",
+    "Vil tenke på det, snakker med ektefellen først.",
+    "Hadde ikke tid, ba om å få tilbudet på e-post.",
+    "Bytter fra konkurrent når bindingstiden går ut i vår.",
+    "Sa nei takk på første spørsmål.",
+)
+_PRODUCTS = ("Bredbånd 100", "Bredbånd 500", "TV Familie", "Mobil 10 GB")
+_BINDING = ("", "12 mnd", "24 mnd", "")
+_FLOW_PREFIXES = ("callflow__", "product__")
+_POOL_MASK = (1 << 12) - 1  # 4,096 pre-encoded variants per pool
+
+_TEXT, _INTEGER, _DATE, _BOOLEAN, _OTHER = range(5)
+_KIND = {"text": _TEXT, "integer": _INTEGER, "date": _DATE, "boolean": _BOOLEAN}
+
+_PROXY_ORIGIN = "http://cube-internal.proxy.local:8080"
+_NEXT_STYLES = ("foreign", "http", "same", "cursor")
+_FAULT_KINDS = ("429", "500", "502", "503", "504", "reset", "truncated")
+
+_JSON = "application/json"
+_HTML = "text/html"
+_DJANGO_404 = (
+    b'<!doctype html>\n<html lang="en">\n<head>\n  <title>Not Found</title>\n</head>\n'
+    b"<body>\n  <h1>Not Found</h1><p>The requested resource was not found on this server.</p>"
+    b"\n</body>\n</html>\n"
+)
+_PROXY_PAGES = {
+    502: b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+    503: b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+    504: b"<html><body><h1>504 Gateway Time-out</h1></body></html>",
+}
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _detail(message: str) -> bytes:
+    return _encode({"detail": message})
+
+
+def _oslo_offset(day: date) -> str:
+    """UTC offset of Europe/Oslo in working hours of `day` (no tzdata needed)."""
+
+    def last_sunday(month: int) -> date:
+        d = date(day.year, month, 31)
+        return d - timedelta(days=(d.weekday() + 1) % 7)
+
+    return "+02:00" if last_sunday(3) <= day < last_sunday(10) else "+01:00"
+
+
+# --------------------------------------------------------------------------- containers
+
+
+class _Snap(NamedTuple):
+    """A consistent view of a container's mutable state (overrides are copy-on-write)."""
+
+    first: int
+    size: int
+    overrides: Mapping[int, dict[str, object]]
+    version: int
+
+
+def _json(value: object) -> str:
+    return _encode(value).decode()
+
+
+def _pair(key: str, value: object) -> str:
+    return f"{_json(key)}:{_json(value)}"
+
+
+def _tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Random tables for tabulation hashing, far cheaper in Python than a mixing function."""
+    rng = random.Random(0xC0BE)  # noqa: S311 - fixed fake data, not secrets
+    return tuple(array("Q", rng.randbytes(8 << 16))), tuple(array("Q", rng.randbytes(8 << 16)))
+
+
+_T0, _T1 = _tables()
+
+
+def _standard_pool() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Pre-encoded standard fields by pool slot: the name, and phone_2 .. update_method."""
+    names: list[str] = []
+    rests: list[str] = []
+    for slot in range(_POOL_MASK + 1):
+        e = _mix(slot * _GOLDEN + 0x57D)
+        f = _mix(e)
+        name = e & 1023
+        values: dict[str, object] = {
+            "crm__standard_info__phone_2": "" if (e >> 10) & 3 else str(22000000 + f % 1000000),
+            "crm__standard_info__phone_3": (
+                "" if (e >> 12) & 15 else f"+47 9{(f >> 20) % 10000000:07d}"
+            ),
+            "crm__standard_info__email": _EMAILS[name << 2 | (e >> 17) & 3] if e >> 16 & 1 else "",
+            "crm__change_log__updated": _CHANGE_DATES[(e >> 19) & 2047],
+            "crm__change_log__updated_by": _EDITORS[(e >> 30) & 7],
+            "crm__change_log__update_method": "Import" if (e >> 33) & 15 == 0 else "Manual update",
+        }
+        names.append(_json(_NAMES[name]))
+        rests.append(",".join(_pair(k, v) for k, v in values.items()))
+    return tuple(names), tuple(rests)
+
+
+def _flow_pool() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Pre-encoded call-flow fields (with a leading comma) and their call state, by slot."""
+    fragments: list[str] = []
+    states: list[str] = []
+    for slot in range(_POOL_MASK + 1):
+        c = _mix(slot * _GOLDEN + 0xF10)
+        state = _CALLSTATES[c & 7]
+        values: dict[str, object] = {
+            "callflow__callstate__name": state,
+            "callflow__attempts_status__attempts": "" if (c >> 3) & 7 == 0 else (c >> 6) % 6,
+            "callflow__last_change__when": (
+                f"{_CHANGE_DATES[(c >> 9) & 2047]} {8 + (c >> 20) % 10:02d}:{(c >> 24) % 60:02d}"
+            ),
+            "product__BB100": "" if (c >> 30) & 3 else 1 + (c >> 32) % 3,
+            "product__TV200": "" if (c >> 34) & 1 else (c >> 35) % 2,
+        }
+        fragments.append("," + ",".join(_pair(k, v) for k, v in values.items()))
+        states.append(state)
+    return tuple(fragments), tuple(states)
+
+
+def _custom_value(kind: int, v: int) -> object:
+    if kind == _TEXT:
+        return _TEXTS[v & 15]
+    if kind == _INTEGER:
+        return "" if v % 7 == 0 else (v >> 8) % 400
+    if kind == _DATE:
+        return "" if v % 6 == 0 else _BIRTH_DATES[(v >> 8) & 1023]
+    if kind == _BOOLEAN:
+        return _BOOLS[v & 7]
+    return _CHOICES[v % 6]
+
+
+_STD_NAMES, _STD_REST = _standard_pool()
+_FLOW_FRAGMENTS, _FLOW_STATES = _flow_pool()
+_decode_record = msgspec.json.Decoder(dict[str, object]).decode
+
+
+class _Container:
+    """A list of customers: an assignment, or one CRM of a data owner.
+
+    Position p of the list is the record with index ``first + p``; the index fixes the
+    customer id and all generated values, so growing or shrinking at either end keeps
+    every remaining customer as it was.
+
+    Records are rendered straight to JSON text from pools of pre-encoded fragments
+    (standard fields, custom fields, call-flow fields), picked by bits of a hash of the
+    index; that keeps a 500-row page around a millisecond. The dict form is the decoded
+    text, so both forms always agree.
+    """
+
+    def __init__(
+        self,
+        key: tuple[str, int, str],
+        *,
+        count: int,
+        custom_fields: list[CustomField],
+        unlisted_fields: list[int],
+        customer_id_start: int,
+        metadata: str,
+        access: str,
+        salt: int,
+    ) -> None:
+        self.key = key
+        self.first = 0
+        self.count = count
+        self.custom_fields = list(custom_fields)
+        self.metadata = metadata
+        self.access = access
+        self.customer_id_start = customer_id_start
+        self.overrides: dict[int, dict[str, object]] = {}
+        self.version = 0
+        self._salt = salt
+        self._flow_salt = _mix(salt ^ 0xC0FFEE)
+        specs = [(cf.id, _KIND.get(cf.type, _OTHER)) for cf in custom_fields]
+        self._specs = sorted(specs + [(fid, _TEXT) for fid in unlisted_fields])
+        self._custom_pool: tuple[str, ...] | None = None
+        self._state_index: dict[tuple[int, str], array[int]] = {}
+
+    def snapshot(self) -> _Snap:
+        return _Snap(self.first, self.count, self.overrides, self.version)
+
+    def index_of(self, customer_id: str) -> int:
+        try:
+            idx = int(customer_id) - self.customer_id_start
+        except ValueError:
+            idx = self.first - 1
+        if not self.first <= idx < self.first + self.count:
+            raise KeyError(f"no customer {customer_id!r} in {self.key}")
+        return idx
+
+    def custom_pool(self) -> tuple[str, ...]:
+        """Pre-encoded custom fields (with a leading comma), by slot; built on first use."""
+        if self._custom_pool is None:
+            encoded: dict[tuple[str, type, object], str] = {}
+            fields = [
+                (f"crm__custom_info__{fid}", kind, _mix(self._salt ^ fid * _GOLDEN))
+                for fid, kind in self._specs
+            ]
+            pool: list[str] = []
+            for slot in range(_POOL_MASK + 1):
+                parts: list[str] = []
+                for key, kind, salt in fields:
+                    value = _custom_value(kind, _mix(salt + slot * _GOLDEN))
+                    # The type is part of the key because True == 1 for a dict.
+                    cache_key = (key, type(value), value)
+                    part = encoded.get(cache_key)
+                    if part is None:
+                        part = encoded[cache_key] = _pair(key, value)
+                    parts.append(part)
+                pool.append("," + ",".join(parts) if parts else "")
+            self._custom_pool = tuple(pool)
+        return self._custom_pool
+
+    def renderer(self) -> Callable[[int], str]:
+        """A function from index to the record's JSON text (the hot path: keep it lean)."""
+        t0, t1, salt, start = _T0, _T1, self._salt, self.customer_id_start
+        names, rests, custom = _STD_NAMES, _STD_REST, self.custom_pool()
+
+        def render(idx: int) -> str:
+            x = idx ^ salt
+            h = t0[x & 0xFFFF] ^ t1[(x >> 16) & 0xFFFF] ^ salt
+            slot = h & 0xFFF
+            r = h >> 24
+            phone = (
+                f'"{(90000000 if r & 8 else 40000000) + (r >> 4) % 10000000}"' if r & 7 else '""'
+            )
+            return (
+                f'{{"crm__customer_id":"{start + idx}","crm__standard_info__name":{names[slot]},'
+                f'"crm__standard_info__phone_1":{phone},{rests[slot]}{custom[(h >> 12) & 0xFFF]}}}'
+            )
+
+        return render
+
+    def _flow_slot(self, idx: int) -> int:
+        x = idx ^ self._flow_salt
+        return (_T0[x & 0xFFFF] ^ _T1[(x >> 16) & 0xFFFF]) & _POOL_MASK
+
+    def flow_renderer(self) -> Callable[[int], str]:
+        """As renderer(), for call-flow rows (the customer plus call-flow fields)."""
+        render, slot = self.renderer(), self._flow_slot
+
+        def render_flow(idx: int) -> str:
+            return f"{render(idx)[:-1]}{_FLOW_FRAGMENTS[slot(idx)]}}}"
+
+        return render_flow
+
+    def customer(self, idx: int, overrides: Mapping[int, dict[str, object]]) -> dict[str, object]:
+        rec = _decode_record(self.renderer()(idx))
+        changes = overrides.get(idx)
+        if changes:
+            rec.update((k, v) for k, v in changes.items() if not k.startswith(_FLOW_PREFIXES))
+        return rec
+
+    def callflow(self, idx: int, overrides: Mapping[int, dict[str, object]]) -> dict[str, object]:
+        rec = _decode_record(self.flow_renderer()(idx))
+        changes = overrides.get(idx)
+        if changes:
+            rec.update(changes)
+        return rec
+
+    def page(self, snap: _Snap, indices: Iterable[int], *, flow: bool) -> bytes:
+        """The JSON array of the records at `indices` (ordinary or call-flow rows)."""
+        render = self.flow_renderer() if flow else self.renderer()
+        overrides = snap.overrides
+        if overrides:
+            edited = self.callflow if flow else self.customer
+            rows = [_json(edited(i, overrides)) if i in overrides else render(i) for i in indices]
+        else:
+            rows = [render(i) for i in indices]
+        return f"[{','.join(rows)}]".encode()
+
+    def state_indices(self, snap: _Snap, state: str) -> array[int]:
+        """Indices of the records in call state `state`, in list order (cached per version)."""
+        cached = self._state_index.get((snap.version, state))
+        if cached is not None:
+            return cached
+        found: array[int] = array("q")
+        overrides = snap.overrides
+        for idx in range(snap.first, snap.first + snap.size):
+            changes = overrides.get(idx)
+            if changes and "callflow__callstate__name" in changes:
+                current = changes["callflow__callstate__name"]
+            else:
+                current = _FLOW_STATES[self._flow_slot(idx)]
+            if current == state:
+                found.append(idx)
+        if len(self._state_index) >= 8:
+            self._state_index.clear()
+        self._state_index[(snap.version, state)] = found
+        return found
+
+
+@dataclass
+class _Campaign:
+    id: int
+    container: _Container
+    row: dict[str, object]
+    segments: tuple[str, str]
+    salt: int
+
+
+# --------------------------------------------------------------------------- HTTP plumbing
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: str
+    host: str
+    authorization: str | None
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        return parse_qs(self.query, keep_blank_values=True)
+
+    def param(self, name: str) -> str | None:
+        # Django's QueryDict.get returns the last value of a repeated parameter.
+        values = self.params.get(name)
+        return values[-1] if values else None
+
+
+@dataclass
+class _Answer:
+    status: int  # 0: reset the connection
+    body: bytes | Callable[[], bytes] = b""
+    content_type: str = _JSON
+    headers: tuple[tuple[str, str], ...] = ()
+    paginated: bool = False
+
+    def render(self) -> bytes:
+        return self.body if isinstance(self.body, bytes) else self.body()
+
+
+def _error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> _Answer:
+    return _Answer(status, _detail(message), headers=headers)
+
+
+_NOT_FOUND = _error(404, "Not found.")
+_FORBIDDEN = _error(403, "You do not have permission to perform this action.")
+_NO_ROUTE = _Answer(404, _DJANGO_404, "text/html; charset=utf-8")
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "nginx"  # for the few answers the stdlib makes itself (400, 501)
+    sys_version = ""
+    disable_nagle_algorithm = True  # each response is one write; do not let Nagle delay it
+    timeout = 120  # idle keep-alive connections end eventually
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Stay quiet: the simulator keeps its own request log."""
+
+    def do_GET(self) -> None:
+        self.server.sim._serve(self)
+
+    do_HEAD = do_GET
+
+    def _other(self) -> None:
+        # Read any body so the keep-alive connection stays in sync, then answer 405.
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > 0:
+            self.rfile.read(length)
+        self.server.sim._serve(self)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = _other
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sim: CubeSimulator) -> None:
+        self.sim = sim
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host name, which can stall on a bad resolver.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Clients dropping connections (and injected resets) are routine here."""
+
+    def track(self, connection: socket.socket, *, add: bool) -> None:
+        with self._connections_lock:
+            if add:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        # Keep-alive handler threads would otherwise go on serving after stop().
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass
+class _Script:
+    substring: str
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+    remaining: int
+
+
+# --------------------------------------------------------------------------- the simulator
+
+
+class CubeSimulator:
+    """An in-process fake of the Cube API; see the module docstring."""
+
+    def __init__(
+        self,
+        assignments: list[Assignment],
+        *,
+        token: str = "sim-token",  # noqa: S107 - a fake's well-known credential
+        username: str = "sim@example.com",
+        password: str = "sim-password",  # noqa: S107
+        page_size: int = 500,
+        latency: float = 0.0,
+        next_style: str = "foreign",
+        failure_rate: float = 0.0,
+        failure_kinds: tuple[str, ...] = _FAULT_KINDS,
+        max_consecutive_failures: int = 2,
+        retry_after: str = "0",
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        crms: list[Crm] | None = None,
+        outcomes_start: date = date(2026, 1, 1),
+        outcomes_per_day: int = 3,
+        today: date | None = None,
+        cache_pages: int = 32,
+        prefetch: bool = True,
+    ) -> None:
+        """Configure the fake; nothing listens until start().
+
+        Beyond the obvious: `next_style` is "foreign" (next links on another scheme and
+        host, path kept), "http" (http:// plus the Host the client called), "same" (this
+        server's url) or "cursor" (``?cursor=<opaque>`` instead of ``?page=N``).
+        `failure_rate` is the share of otherwise successful requests answered with one of
+        `failure_kinds`; one URL never fails more than `max_consecutive_failures` times
+        in a row. Call outcomes exist from `outcomes_start` to `today` (default: the real
+        date), `outcomes_per_day` per campaign and day. Up to `cache_pages` rendered pages
+        are kept; with `prefetch` the page after each one served is rendered ahead.
+        """
+        if next_style not in _NEXT_STYLES:
+            raise ValueError(f"next_style must be one of {_NEXT_STYLES}, not {next_style!r}")
+        unknown = set(failure_kinds) - set(_FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown failure kinds: {sorted(unknown)}")
+        if page_size < 1:
+            raise ValueError("page_size must be positive")
+        self.token = token
+        self.username = username
+        self.password = password
+        self.page_size = page_size
+        self.latency = latency
+        self.next_style = next_style
+        self.failure_rate = failure_rate
+        self.failure_kinds = tuple(failure_kinds)
+        self.max_consecutive_failures = max_consecutive_failures
+        self.retry_after = retry_after
+        self.seed = seed
+        self.host = host
+        self.port = port
+        self.outcomes_start = outcomes_start
+        self.outcomes_per_day = outcomes_per_day
+        self._today = today
+        self.requests: list[RequestRecord] = []
+
+        self._lock = threading.Lock()  # container state, outcome edits, faults, scripts, log
+        self._rng = random.Random(seed)  # noqa: S311 - reproducible faults, not secrets
+        self._consecutive: dict[str, int] = {}
+        self._scripts: list[_Script] = []
+        self._cache: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._cache_size = cache_pages
+        self._rendering: dict[tuple[object, ...], threading.Event] = {}
+        self._prefetch_enabled = prefetch
+        self._prefetcher: queue.Queue[Callable[[], object] | None] | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+        self._assignments: dict[int, _Container] = {}
+        self._crms: dict[tuple[int, str], _Container] = {}
+        self._campaigns: dict[int, _Campaign] = {}
+        for a in assignments:
+            self._assignments[a.id] = _Container(
+                ("assignment", a.id, ""),
+                count=a.count,
+                custom_fields=a.custom_fields,
+                unlisted_fields=a.unlisted_fields,
+                customer_id_start=a.customer_id_start,
+                metadata=a.metadata,
+                access=a.access,
+                salt=_mix(seed * 0x100000001B3 + a.id * _GOLDEN + 1),
+            )
+        for crm in crms or []:
+            crm_type = crm.crm_type.upper()
+            self._crms[(crm.data_owner_id, crm_type)] = _Container(
+                ("data_owner", crm.data_owner_id, crm_type),
+                count=crm.count,
+                custom_fields=crm.custom_fields,
+                unlisted_fields=[],
+                customer_id_start=crm.customer_id_start,
+                metadata="ok",
+                access="ok",
+                salt=_mix(
+                    seed * 0x100000001B3 + crm.data_owner_id * _GOLDEN + 2 + (crm_type == "B2B")
+                ),
+            )
+        self._build_campaigns()
+        # Call outcomes added or edited by tests, keyed by campaign and day.
+        self._outcome_extra: dict[tuple[int, date], list[dict[str, object]]] = {}
+        self._outcome_edits: dict[tuple[int, date, int], dict[str, object]] = {}
+        self._outcome_version = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> CubeSimulator:
+        """Listen and serve in a daemon thread; returns self."""
+        if self._server is not None:
+            return self
+        server = _Server((self.host, self.port), self)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="cube-simulator",
+            daemon=True,
+        )
+        self._thread.start()
+        if self._prefetch_enabled:
+            jobs: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=4)
+            self._prefetcher = jobs
+            threading.Thread(
+                target=self._prefetch_loop, args=(jobs,), name="cube-prefetch", daemon=True
+            ).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and drop open keep-alive connections."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        jobs, self._prefetcher = self._prefetcher, None
+        if jobs is not None:
+            jobs.put(None)
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> CubeSimulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def origin(self) -> str:
+        """Scheme, host and port of the running server, e.g. "http://127.0.0.1:8123"."""
+        if self._server is None:
+            raise RuntimeError("the simulator is not running; call start() first")
+        host = self.host if self.host not in ("", "0.0.0.0") else "127.0.0.1"  # noqa: S104
+        return f"http://{host}:{self._server.server_port}"
+
+    @property
+    def url(self) -> str:
+        """Base URL of the API, e.g. "http://127.0.0.1:8123/api/v1" (no trailing slash)."""
+        return f"{self.origin}/api/v1"
+
+    # ------------------------------------------------------------------ truth and mutations
+
+    def _container(self, key: int | tuple[int, str]) -> _Container:
+        found = (
+            self._assignments.get(key)
+            if isinstance(key, int)
+            else self._crms.get((key[0], key[1].upper()))
+        )
+        if found is None:
+            raise KeyError(f"no such container: {key!r}")
+        return found
+
+    def _snapshot(self, c: _Container) -> _Snap:
+        with self._lock:
+            return c.snapshot()
+
+    def customers(self, assignment_id: int) -> list[dict[str, object]]:
+        """Every record currently in the assignment, in list order, exactly as served."""
+        c = self._container(assignment_id)
+        snap = self._snapshot(c)
+        return [c.customer(snap.first + p, snap.overrides) for p in range(snap.size)]
+
+    def crm_customers(self, data_owner_id: int, crm_type: str) -> list[dict[str, object]]:
+        """Every record currently in a data owner's CRM, as served."""
+        c = self._container((data_owner_id, crm_type))
+        snap = self._snapshot(c)
+        return [c.customer(snap.first + p, snap.overrides) for p in range(snap.size)]
+
+    def callflow_customers(
+        self, assignment_id: int | tuple[int, str], call_state: str | None = None
+    ) -> list[dict[str, object]]:
+        """Call-flow rows as served; pass (data_owner_id, crm_type) for a CRM."""
+        c = self._container(assignment_id)
+        snap = self._snapshot(c)
+        rows = [c.callflow(snap.first + p, snap.overrides) for p in range(snap.size)]
+        if call_state:
+            rows = [r for r in rows if r["callflow__callstate__name"] == call_state]
+        return rows
+
+    def update_customer(
+        self, assignment_id: int, customer_id: str, changes: dict[str, object]
+    ) -> None:
+        """Merge `changes` into a customer for all later requests.
+
+        Keys may be new (a field the record did not have); ``callflow__*`` and
+        ``product__*`` keys only show in call-flow rows.
+        """
+        self._update(self._container(assignment_id), customer_id, changes)
+
+    def update_crm_customer(
+        self, data_owner_id: int, crm_type: str, customer_id: str, changes: dict[str, object]
+    ) -> None:
+        """update_customer for a data owner's CRM."""
+        self._update(self._container((data_owner_id, crm_type)), customer_id, changes)
+
+    def _update(self, c: _Container, customer_id: str, changes: dict[str, object]) -> None:
+        with self._lock:
+            idx = c.index_of(customer_id)
+            merged = {**c.overrides.get(idx, {}), **changes}
+            # Copy on write, so snapshots taken by in-flight requests stay consistent.
+            c.overrides = {**c.overrides, idx: merged}
+            c.version += 1
+
+    def set_count(self, assignment_id: int, count: int, *, at: str = "end") -> None:
+        """Grow or shrink an assignment, also while it is being paged.
+
+        at="end" adds or removes rows after the last one; at="start" does it before the
+        first one, which shifts every page boundary (rows repeat or go missing for a
+        client that is half-way through the list).
+        """
+        self._set_count(self._container(assignment_id), count, at)
+
+    def set_crm_count(
+        self, data_owner_id: int, crm_type: str, count: int, *, at: str = "end"
+    ) -> None:
+        """set_count for a data owner's CRM."""
+        self._set_count(self._container((data_owner_id, crm_type)), count, at)
+
+    def _set_count(self, c: _Container, count: int, at: str) -> None:
+        if count < 0 or at not in ("start", "end"):
+            raise ValueError("count must be >= 0 and `at` 'start' or 'end'")
+        with self._lock:
+            if at == "start":
+                c.first += c.count - count
+            c.count = count
+            c.version += 1
+
+    # ------------------------------------------------------------------ campaigns and outcomes
+
+    def _build_campaigns(self) -> None:
+        for aid, c in self._assignments.items():
+            for k in (1, 2):
+                cid = aid * 10 + k
+                active: object = True if k == 1 else (False if aid % 2 == 0 else "")
+                row: dict[str, object] = {
+                    "campaign__id": cid,
+                    "campaign__name": f"{'Vår' if k == 1 else 'Høst'}kampanje oppdrag {aid}",
+                    "campaign__start_date": "2020-01-01" if k == 1 else "2021-08-15",
+                    "campaign__end_date": "" if k == 1 else "2027-06-30",
+                    "campaign__archived_date": "" if k == 1 or aid % 2 else "2026-11-01",
+                    "campaign__is_active": active,
+                    "assignment__id": aid,
+                    "assignment__name": f"Oppdrag {aid} - Bredbånd og TV",
+                    "client__id": 1 + aid % 5,
+                }
+                self._add_campaign(cid, c, row)
+        for (owner, crm_type), c in self._crms.items():
+            for k in (1, 2):
+                cid = 1_000_000 + owner * 10 + (0 if crm_type == "B2C" else 4) + k
+                row = {
+                    "campaign__id": cid,
+                    "campaign__name": f"{crm_type} {'vinter' if k == 1 else 'sommer'} {owner}",
+                    "campaign__start_date": "2024-01-01",
+                    "campaign__end_date": "",
+                    "campaign__archived_date": "",
+                    "campaign__is_active": k == 1,
+                    "data_owner__id": owner,
+                    "service__id": owner * 10 + k,
+                }
+                self._add_campaign(cid, c, row)
+
+    def _add_campaign(self, cid: int, c: _Container, row: dict[str, object]) -> None:
+        name = row["campaign__name"]
+        self._campaigns[cid] = _Campaign(
+            id=cid,
+            container=c,
+            row=row,
+            segments=(f"{name} - nye kunder", f"{name} - eksisterende kunder"),
+            salt=_mix(self.seed * 0x100000001B3 + cid * _GOLDEN + 7),
+        )
+
+    def campaigns(self) -> list[dict[str, object]]:
+        """The campaign rows as served by /campaigns (forbidden assignments left out)."""
+        return [dict(x.row) for x in self._campaigns.values() if x.container.access == "ok"]
+
+    def today(self) -> date:
+        """The simulator's idea of today (the `today` argument, else the real date)."""
+        return self._today or date.today()
+
+    def _days(self, camp: _Campaign, lo: date, hi: date, snap: _Snap) -> list[tuple[date, int]]:
+        lo = max(lo, self.outcomes_start)
+        hi = min(hi, self.today())
+        per_day = self.outcomes_per_day if snap.size else 0
+        days = []
+        day = lo
+        while day <= hi:
+            days.append((day, per_day + len(self._outcome_extra.get((camp.id, day), ()))))
+            day += timedelta(days=1)
+        return days
+
+    def _outcome(self, camp: _Campaign, snap: _Snap, day: date, k: int) -> dict[str, object]:
+        # Rows 0 .. per_day-1 of a day are generated, later ones were added by tests.
+        per_day = self.outcomes_per_day if snap.size else 0
+        h = _mix(camp.salt + day.toordinal() * _GOLDEN + k * 0x51ED27)
+        idx = snap.first + (h % snap.size if snap.size else 0)
+        rec = camp.container.customer(idx, snap.overrides)
+        if k < per_day:  # spread over working hours, in order of k
+            slot = 600 // per_day
+            minute = 480 + k * slot + (h >> 20) % slot
+        else:  # added later: in the evening, after the generated ones
+            minute = 1140 + min(k - per_day, 299)
+        stamp = f"{day} {minute // 60:02d}:{minute % 60:02d}"
+        kind = _OUTCOME_TYPES[(h >> 40) & 7]
+        subtypes = _OUTCOME_SUBTYPES[kind]
+        rec["call_outcome__type"] = kind
+        rec["call_outcome__subtype"] = subtypes[(h >> 44) % len(subtypes)]
+        rec["call_outcome__comment"] = _COMMENTS[(h >> 48) & 7]
+        rec["call_outcome__report_as__submitted_when"] = stamp
+        rec["call_outcome__report_as__submitted_when_timestamp"] = (
+            f"{day}T{stamp[11:]}:{(h >> 32) % 60:02d}{_oslo_offset(day)}"
+        )
+        rec["call_outcome__extra__Produkt"] = _PRODUCTS[(h >> 52) & 3] if kind == "Salg" else ""
+        rec["call_outcome__extra__Bindingstid"] = _BINDING[(h >> 54) & 3] if kind == "Salg" else ""
+        rec["call_outcome__extra__Ønsket oppstart"] = (
+            str(day + timedelta(days=14 + (h >> 56) % 30)) if kind == "Salg" else ""
+        )
+        rec["campaign__name"] = camp.row["campaign__name"]
+        rec["segment__name"] = camp.segments[(h >> 62) & 1]
+        if k >= per_day:
+            rec.update(self._outcome_extra[(camp.id, day)][k - per_day])
+        edit = self._outcome_edits.get((camp.id, day, k))
+        if edit:
+            rec.update(edit)
+        return rec
+
+    def _outcome_rows(
+        self, camp: _Campaign, snap: _Snap, days: list[tuple[date, int]], start: int, stop: int
+    ) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        pos = 0
+        for day, n in days:
+            if pos + n > start and pos < stop:
+                for k in range(max(0, start - pos), min(n, stop - pos)):
+                    rows.append(self._outcome(camp, snap, day, k))
+            pos += n
+            if pos >= stop:
+                break
+        return rows
+
+    def call_outcomes(
+        self, campaign_id: int, from_day: date | None = None, to_day: date | None = None
+    ) -> list[dict[str, object]]:
+        """The outcome rows a request for [from_day, to_day] gets (default: today only)."""
+        camp = self._campaigns[campaign_id]
+        lo = from_day or self.today()
+        hi = to_day or self.today()
+        with self._lock:
+            snap = camp.container.snapshot()
+            days = self._days(camp, lo, hi, snap)
+            return self._outcome_rows(camp, snap, days, 0, sum(n for _, n in days))
+
+    def add_call_outcome(
+        self, campaign_id: int, day: date, changes: dict[str, object] | None = None
+    ) -> dict[str, object]:
+        """Add an outcome to `day` (e.g. a late registration for a window already synced).
+
+        The row is generated like the others (a customer of the campaign's container,
+        submitted in the evening of `day`, after that day's generated rows), then
+        `changes` are merged in. Returns the row as it will be served.
+        """
+        camp = self._campaigns[campaign_id]
+        with self._lock:
+            extra = self._outcome_extra.setdefault((campaign_id, day), [])
+            extra.append(dict(changes or {}))
+            self._outcome_version += 1
+            snap = camp.container.snapshot()
+            per_day = self.outcomes_per_day if snap.size else 0
+            return self._outcome(camp, snap, day, per_day + len(extra) - 1)
+
+    def update_call_outcome(
+        self, campaign_id: int, day: date, position: int, changes: dict[str, object]
+    ) -> None:
+        """Merge `changes` into the outcome at `position` (0-based) within `day`."""
+        if campaign_id not in self._campaigns:
+            raise KeyError(f"no campaign {campaign_id}")
+        with self._lock:
+            key = (campaign_id, day, position)
+            self._outcome_edits[key] = {**self._outcome_edits.get(key, {}), **changes}
+            self._outcome_version += 1
+
+    # ------------------------------------------------------------------ scripted faults
+
+    def fail_next(
+        self,
+        path_substring: str,
+        status: int,
+        body: str = "",
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` requests whose path (with query) contains `path_substring`.
+
+        Status 0 resets the connection without answering. These come before any other
+        check, including authentication, and do not count against
+        max_consecutive_failures.
+        """
+        with self._lock:
+            self._scripts.append(
+                _Script(
+                    path_substring,
+                    status,
+                    body.encode(),
+                    tuple((headers or {}).items()),
+                    times,
+                )
+            )
+
+    def _scripted(self, target: str) -> _Answer | None:
+        with self._lock:
+            for script in self._scripts:
+                if script.remaining > 0 and script.substring in target:
+                    script.remaining -= 1
+                    if script.remaining == 0:
+                        self._scripts.remove(script)
+                    html = script.body.lstrip().startswith(b"<")
+                    return _Answer(
+                        script.status, script.body, _HTML if html else _JSON, script.headers
+                    )
+        return None
+
+    # ------------------------------------------------------------------ request handling
+
+    def _serve(self, handler: _Handler) -> None:
+        arrived = time.time()
+        path, _, query = handler.path.partition("?")
+        req = _Request(
+            method=handler.command,
+            path=path,
+            query=query,
+            host=handler.headers.get("Host") or f"{self.host}:{self.port}",
+            authorization=handler.headers.get("Authorization"),
+        )
+        answer = self._scripted(handler.path) or self._answer(req)
+        body = answer.render() if answer.status else b""
+        # Logged before answering, so a client that got its response finds it in the log.
+        with self._lock:
+            self.requests.append(
+                RequestRecord(
+                    req.method, path, query, answer.status, bool(req.authorization), arrived
+                )
+            )
+        if answer.status == 0:
+            _reset(handler)
+            return
+        lines = [
+            f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, 'Unknown')}",
+            "Server: nginx",
+            f"Date: {formatdate(usegmt=True)}",
+            f"Content-Type: {answer.content_type}",
+            f"Content-Length: {len(body)}",
+            "Vary: Accept, Cookie",
+            "Allow: GET, HEAD, OPTIONS",
+        ]
+        lines += [f"{name}: {value}" for name, value in answer.headers]
+        if handler.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        try:
+            handler.wfile.write(head if req.method == "HEAD" else head + body)
+        except OSError:
+            handler.close_connection = True
+
+    def _answer(self, req: _Request) -> _Answer:
+        view = self._route(req.path)
+        if view is None:
+            return _NO_ROUTE
+        denied = self._authenticate(req.authorization)
+        if denied is not None:
+            return denied
+        if req.method not in ("GET", "HEAD"):
+            return _error(405, f'Method "{req.method}" not allowed.')
+        answer = view(req)
+        if answer.status != 200:
+            return answer
+        if answer.paginated and self.latency > 0:
+            time.sleep(self.latency)
+        fault = self._pick_fault(req.path + "?" + req.query)
+        return answer if fault is None else _fault(fault, answer, self.retry_after)
+
+    def _authenticate(self, header: str | None) -> _Answer | None:
+        challenge = (("WWW-Authenticate", "Token"),)
+        keyword, _, credentials = (header or "").strip().partition(" ")
+        credentials = credentials.strip()
+        if keyword.lower() == "token":
+            if not credentials:
+                return _error(401, "Invalid token header. No credentials provided.", challenge)
+            if " " in credentials:
+                message = "Invalid token header. Token string should not contain spaces."
+                return _error(401, message, challenge)
+            if not hmac.compare_digest(credentials.encode(), self.token.encode()):
+                return _error(401, "Invalid token.", challenge)
+            return None
+        if keyword.lower() == "basic":
+            if not credentials:
+                return _error(401, "Invalid basic header. No credentials provided.", challenge)
+            try:
+                decoded = base64.b64decode(credentials, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                message = "Invalid basic header. Credentials not correctly base64 encoded."
+                return _error(401, message, challenge)
+            user, _, password = decoded.partition(":")
+            expected = f"{self.username}:{self.password}".encode()
+            if not hmac.compare_digest(f"{user}:{password}".encode(), expected):
+                return _error(401, "Invalid username/password.", challenge)
+            return None
+        return _error(401, "Authentication credentials were not provided.", challenge)
+
+    def _pick_fault(self, target: str) -> str | None:
+        if self.failure_rate <= 0 or not self.failure_kinds:
+            return None
+        with self._lock:
+            if self._rng.random() >= self.failure_rate:
+                self._consecutive.pop(target, None)
+                return None
+            failures = self._consecutive.get(target, 0)
+            if failures >= self.max_consecutive_failures:
+                self._consecutive.pop(target, None)
+                return None
+            self._consecutive[target] = failures + 1
+            return self._rng.choice(self.failure_kinds)
+
+    def _route(self, path: str) -> Callable[[_Request], _Answer] | None:
+        """Map a path to its view, as Django's URL resolver would (None: no such URL)."""
+        if not path.startswith("/api/v1/"):
+            return None
+        parts = path[len("/api/v1/") :].removesuffix("/").split("/")
+        n = len(parts)
+
+        def num(i: int) -> int | None:
+            return int(parts[i]) if parts[i].isascii() and parts[i].isdigit() else None
+
+        if parts[0] == "campaigns":
+            if n == 1:
+                return self._campaigns_view
+            cid = num(1)
+            if n == 3 and cid is not None and parts[2] == "call_outcomes":
+                return lambda req: self._outcomes_view(cid, req)
+            return None
+        if parts[0] == "assignments" and n >= 3:
+            aid = num(1)
+            if aid is None:
+                return None
+
+            def assignment() -> _Container | _Answer:
+                c = self._assignments.get(aid)
+                if c is None:
+                    return _NOT_FOUND
+                return _FORBIDDEN if c.access == "forbidden" else c
+
+            return self._container_route(assignment, parts[2:])
+        if parts[0] == "data_owners" and n >= 4:
+            owner = num(1)
+            if owner is None:
+                return None
+            # Call-flow rows live under {id}/crm/{crm_type}/, the rest under {id}/{crm_type}/.
+            if parts[2] == "crm":
+                crm_type, rest = parts[3], parts[4:]
+                if rest != ["callflow_customers"]:
+                    return None
+            else:
+                crm_type, rest = parts[2], parts[3:]
+                if rest == ["callflow_customers"]:
+                    return None
+
+            def crm() -> _Container | _Answer:
+                return self._crms.get((owner, crm_type.upper())) or _NOT_FOUND
+
+            return self._container_route(crm, rest)
+        return None
+
+    def _container_route(
+        self, lookup: Callable[[], _Container | _Answer], rest: list[str]
+    ) -> Callable[[_Request], _Answer] | None:
+        """Views shared by assignments and data-owner CRMs (`rest`: the path after them)."""
+
+        def with_container(
+            view: Callable[[_Container, _Request], _Answer],
+        ) -> Callable[[_Request], _Answer]:
+            def run(req: _Request) -> _Answer:
+                found = lookup()
+                return found if isinstance(found, _Answer) else view(found, req)
+
+            return run
+
+        if rest == ["customers"]:
+            return with_container(self._customers_view)
+        if len(rest) == 2 and rest[0] == "customers":
+            return with_container(lambda c, req: self._customer_view(c, rest[1]))
+        if rest == ["callflow_customers"]:
+            return with_container(self._callflow_view)
+        if rest == ["crm_custom_fields"]:
+            return with_container(self._metadata_view)
+        return None
+
+    # ------------------------------------------------------------------ views
+
+    def _customers_view(self, c: _Container, req: _Request) -> _Answer:
+        return self._list_view(c, req, flow=False)
+
+    def _customer_view(self, c: _Container, customer_id: str) -> _Answer:
+        snap = self._snapshot(c)
+        try:
+            idx = c.index_of(customer_id)
+        except KeyError:
+            return _NOT_FOUND
+        return _Answer(200, _encode(c.customer(idx, snap.overrides)))
+
+    def _callflow_view(self, c: _Container, req: _Request) -> _Answer:
+        return self._list_view(c, req, flow=True)
+
+    def _list_view(self, c: _Container, req: _Request, *, flow: bool) -> _Answer:
+        """Customers or call-flow rows of a container, one page of them."""
+        snap = self._snapshot(c)
+        state = req.param("call_state") if flow else None
+        if not state:  # django-filter ignores an empty filter value
+
+            def results(start: int, stop: int) -> bytes:
+                first = snap.first
+                return self._cached(
+                    (flow, c.key, snap.version, first + start, stop - start),
+                    lambda: c.page(snap, range(first + start, first + stop), flow=flow),
+                )
+
+            return self._paginate(req, snap.size, results)
+
+        # Not under the lock: scanning a million rows takes a while, and races are benign.
+        indices = c.state_indices(snap, state)
+
+        def filtered(start: int, stop: int) -> bytes:
+            return self._cached(
+                (flow, c.key, snap.version, state, start, stop),
+                lambda: c.page(snap, indices[start:stop], flow=True),
+            )
+
+        return self._paginate(req, len(indices), filtered)
+
+    def _metadata_view(self, c: _Container, req: _Request) -> _Answer:
+        if c.metadata == "forbidden":
+            return _FORBIDDEN
+        if c.metadata == "missing":
+            return _NO_ROUTE
+        rows: list[dict[str, object]] = []
+        for cf in c.custom_fields:
+            row: dict[str, object] = {
+                "id": cf.id,
+                "key": cf.key,
+                "type": cf.type,
+                "max_length": 200 if _KIND.get(cf.type, _OTHER) in (_TEXT, _OTHER) else None,
+                "hint": "",
+            }
+            if c.metadata != "legacy":
+                row["lookup__id"] = f"crm__custom_info__{cf.id}"
+            rows.append(row)
+        return _Answer(200, _encode(rows))
+
+    def _campaigns_view(self, req: _Request) -> _Answer:
+        return _Answer(200, _encode(self.campaigns()))
+
+    def _outcomes_view(self, campaign_id: int, req: _Request) -> _Answer:
+        camp = self._campaigns.get(campaign_id)
+        if camp is None:
+            return _NOT_FOUND
+        if camp.container.access == "forbidden":
+            return _FORBIDDEN
+        window: list[date] = []
+        for name in ("from_date", "to_date"):
+            raw = req.param(name)
+            if raw is None:
+                window.append(self.today())
+                continue
+            try:
+                if len(raw) != 8 or not raw.isascii() or not raw.isdigit():
+                    raise ValueError(raw)
+                window.append(date(int(raw[:4]), int(raw[4:6]), int(raw[6:])))
+            except ValueError:
+                return _error(400, f"Invalid {name} {raw!r}: expected a date as YYYYMMDD.")
+        lo, hi = window
+        with self._lock:
+            snap = camp.container.snapshot()
+            days = self._days(camp, lo, hi, snap)
+            version = self._outcome_version
+
+        def results(start: int, stop: int) -> bytes:
+            def render() -> bytes:
+                with self._lock:
+                    return _encode(self._outcome_rows(camp, snap, days, start, stop))
+
+            key = ("outcomes", campaign_id, lo, hi, snap.version, version, start, stop)
+            return self._cached(key, render)
+
+        return self._paginate(req, sum(n for _, n in days), results)
+
+    # ------------------------------------------------------------------ pagination
+
+    def _paginate(self, req: _Request, count: int, results: Callable[[int, int], bytes]) -> _Answer:
+        """DRF PageNumberPagination: validate the page now, render the body lazily."""
+        pages = max(1, -(-count // self.page_size))
+        page = self._page_number(req, pages)
+        if isinstance(page, _Answer):
+            return page
+        start = (page - 1) * self.page_size
+        stop = min(count, start + self.page_size)
+        following = self._link(req, page + 1) if page < pages else b"null"
+        preceding = self._link(req, page - 1) if page > 1 else b"null"
+
+        def render() -> bytes:
+            body = b'{"count":%d,"next":%b,"previous":%b,"results":%b}' % (
+                count,
+                following,
+                preceding,
+                results(start, stop),
+            )
+            if stop < count:
+                self._prefetch(lambda: results(stop, min(count, stop + self.page_size)))
+            return body
+
+        return _Answer(200, render, paginated=True)
+
+    def _page_number(self, req: _Request, pages: int) -> int | _Answer:
+        cursor = req.param("cursor")
+        if cursor is not None:
+            try:
+                decoded = base64.b64decode(cursor.encode("ascii"), validate=True).decode("ascii")
+                page = int(parse_qs(decoded)["p"][0])
+            except (ValueError, KeyError, UnicodeError, binascii.Error):
+                return _error(404, "Invalid cursor")
+        else:
+            raw = req.param("page") or "1"
+            if raw == "last":
+                return pages
+            try:
+                page = int(raw)
+            except ValueError:
+                return _error(404, "Invalid page.")
+        if not 1 <= page <= pages:
+            return _error(404, "Invalid page.")
+        return page
+
+    def _link(self, req: _Request, page: int) -> bytes:
+        """An absolute next/previous link as DRF builds it (parameters sorted)."""
+        params = {k: v for k, v in req.params.items() if k not in ("page", "cursor")}
+        if page > 1:
+            if self.next_style == "cursor":
+                token = base64.b64encode(urlencode({"p": page}).encode()).decode()
+                params["cursor"] = [token]
+            else:
+                params["page"] = [str(page)]
+        query = urlencode(sorted(params.items()), doseq=True)
+        if self.next_style == "foreign":
+            origin = _PROXY_ORIGIN
+        elif self.next_style == "http":
+            origin = f"http://{req.host}"
+        else:
+            origin = self.origin
+        return _encode(f"{origin}{req.path}" + (f"?{query}" if query else ""))
+
+    def _cached(self, key: tuple[object, ...], render: Callable[[], bytes]) -> bytes:
+        """Render through the page cache; a page being rendered is waited for, not redone."""
+        while True:
+            with self._lock:
+                found = self._cache.get(key)
+                if found is not None:
+                    self._cache.move_to_end(key)
+                    return found
+                pending = self._rendering.get(key)
+                if pending is None:
+                    pending = self._rendering[key] = threading.Event()
+                    break
+            pending.wait()
+        try:
+            body = render()
+            with self._lock:
+                self._cache[key] = body
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._rendering[key]
+            pending.set()
+        return body
+
+    def _prefetch(self, render: Callable[[], object]) -> None:
+        # Render the next page while the client digests this one: sequential paging
+        # then finds every page but the first in the cache.
+        if self._prefetcher is not None:
+            with contextlib.suppress(queue.Full):
+                self._prefetcher.put_nowait(render)
+
+    def _prefetch_loop(self, jobs: queue.Queue[Callable[[], object] | None]) -> None:
+        while (job := jobs.get()) is not None:
+            with contextlib.suppress(Exception):
+                job()
+
+
+def _fault(kind: str, answer: _Answer, retry_after: str) -> _Answer:
+    if kind == "429":
+        message = "Request was throttled. Expected available in 1 second."
+        return _error(429, message, (("Retry-After", retry_after),))
+    if kind == "500":
+        return _error(500, "A server error occurred.")
+    if kind in ("502", "503", "504"):
+        return _Answer(int(kind), _PROXY_PAGES[int(kind)], _HTML)
+    if kind == "reset":
+        return _Answer(0)
+    body = answer.render()  # "truncated": a complete response whose JSON is cut short
+    return _Answer(200, body[: max(1, len(body) // 2)])
+
+
+def _reset(handler: _Handler) -> None:
+    """Drop the connection without an answer (RST, not an orderly close)."""
+    handler.close_connection = True
+    connection = handler.connection
+    with contextlib.suppress(OSError):
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _assignment_arg(text: str) -> Assignment:
+    ident, sep, count = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError(text)
+        return Assignment(int(ident), int(count), custom_fields=list(_PLAIN_FIELDS))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ID=COUNT, got {text!r}") from None
+
+
+def _write_atomically(path: str, text: str) -> None:
+    # A reader polling for the file never sees it half-written.
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".cube-simulator-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tap_cube.simulator", description="Serve a fake Cube API over HTTP."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per list page")
+    parser.add_argument("--page-size", type=int, default=500)
+    parser.add_argument("--next-style", choices=_NEXT_STYLES, default="foreign")
+    parser.add_argument("--failure-rate", type=float, default=0.0)
+    parser.add_argument("--max-consecutive-failures", type=int, default=2)
+    parser.add_argument("--retry-after", default="0")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--token", default="sim-token")
+    parser.add_argument("--username", default="sim@example.com")
+    parser.add_argument("--password", default="sim-password")
+    parser.add_argument(
+        "--assignment",
+        action="append",
+        type=_assignment_arg,
+        default=[],
+        metavar="ID=COUNT",
+        help="serve this assignment (repeatable); default: the demo data set",
+    )
+    parser.add_argument("--ready-file", help="write the base url here once listening")
+    args = parser.parse_args(argv)
+
+    simulator = CubeSimulator(
+        args.assignment or demo_assignments(),
+        token=args.token,
+        username=args.username,
+        password=args.password,
+        page_size=args.page_size,
+        latency=args.latency,
+        next_style=args.next_style,
+        failure_rate=args.failure_rate,
+        max_consecutive_failures=args.max_consecutive_failures,
+        retry_after=args.retry_after,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    simulator.start()
+    try:
+        print(f"Cube simulator listening on {simulator.url}", flush=True)
+        if args.ready_file:
+            _write_atomically(args.ready_file, simulator.url)
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        simulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
