@@ -177,8 +177,9 @@ class CubeStream(RESTStream[t.Any]):
 
     @property
     @override
-    def timeout(self) -> int:
-        return t.cast("int", self.config.get("request_timeout", 60))
+    def timeout(self) -> float:  # type: ignore[override]  # requests takes fractions
+        # JSON config numbers arrive as Decimal, which requests cannot use as a timeout.
+        return float(self.config.get("request_timeout", 60))
 
     @property
     @override

@@ -251,7 +251,7 @@ def _fail(message: str, *, unexpected: bool = False) -> t.NoReturn:
     logger = logging.getLogger("tap-cube")
     if logger.isEnabledFor(logging.DEBUG) or logging.getLogger().isEnabledFor(logging.DEBUG):
         logger.debug("Traceback of the error below", exc_info=True)
-    hint = " (run with --log-level=debug for a traceback)" if unexpected else ""
+    hint = " (set TAP_CUBE_LOGLEVEL=DEBUG for a traceback)" if unexpected else ""
     sys.stderr.flush()
     print(f"tap-cube: error: {scrubber.scrub(message)}{hint}", file=sys.stderr, flush=True)
     sys.exit(1)
