@@ -411,6 +411,7 @@ class CubeStream(RESTStream[t.Any]):
                 describe=self.describe_partition,
                 base_params=self._base_params,
                 warn=self.logger.warning,
+                gate=self._gate,
             )
             self._pipeline.plan(list(self.partitions or [{}]))
         return self._pipeline
@@ -488,7 +489,8 @@ class CubeStream(RESTStream[t.Any]):
                 where,
                 duplicates,
             )
-        if first_count is not None and self.paginated and delivered != first_count:
+        counts = {first_count, last_count} - {None}
+        if self.paginated and counts and counts != {delivered}:
             self.logger.warning(
                 "%s: delivered %d records but the server counted %d at the start "
                 "(%d at the end); rows were added or removed while the list was read",

@@ -139,8 +139,10 @@ class PagePipeline:
         describe: Callable[[Context], str],
         base_params: Callable[[Context], QueryPairs],
         warn: Callable[[str], None],
+        gate: RequestGate,
     ) -> None:
         self._fetch = fetch
+        self._gate = gate
         self._concurrency = concurrency
         self._window = 2 * concurrency
         self._describe = describe
@@ -187,8 +189,12 @@ class PagePipeline:
                 future.cancel()
         self._plans.clear()
         if self._executor is not None:
+            # Wake workers waiting to retry, wait for requests on the wire, then let the
+            # gate serve whatever runs next (discovery and streams run one at a time).
+            self._gate.cancel()
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+            self._gate.reset()
 
     def _take_plan(self, context: Context) -> _Plan:
         for index, plan in enumerate(self._plans):
