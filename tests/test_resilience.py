@@ -153,11 +153,12 @@ class _Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def foreign_host():
     """A second local server standing in for a host the tap must never call."""
-    handler = type("Recorder", (_Recorder,), {"seen": []})
+    seen: list[tuple[str, str | None]] = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
     server = ThreadingHTTPServer(("127.0.0.2", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.2:{server.server_port}", handler.seen
+    yield f"http://127.0.0.2:{server.server_port}", seen
     server.shutdown()
     server.server_close()
 
