@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import logging
 import threading
 import time
 import typing as t
@@ -32,7 +31,7 @@ from tap_cube.pagination import CubeNextLinkPaginator, query_pairs, remember_bod
 from tap_cube.seen import SeenIds
 
 if t.TYPE_CHECKING:
-    from collections.abc import Generator, Iterable
+    from collections.abc import Generator, Iterable, Iterator
 
     from singer_sdk.helpers.types import Context
     from singer_sdk.tap_base import Tap
@@ -392,9 +391,16 @@ class CubeStream(RESTStream[t.Any]):
     partition_setting: str = "the tap-cube settings"
 
     def describe_partition(self, context: Context | None) -> str:
+        """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
         if not context:
             return self.name
-        return " ".join(f"{self.partition_label} {value}" for value in context.values())
+        first, *rest = context.values()
+        extra = f" ({', '.join(str(value) for value in rest)})" if rest else ""
+        return f"{self.partition_label} {first}{extra}"
+
+    def planned_partitions(self) -> list[dict[str, t.Any]]:
+        """The partitions whose pages may be fetched ahead, in the order they are read."""
+        return list(self.partitions or [{}])
 
     def _partition_key(self, context: Context | None) -> tuple[t.Any, ...]:
         return tuple(context.values()) if context else ()
@@ -413,7 +419,7 @@ class CubeStream(RESTStream[t.Any]):
                 warn=self.logger.warning,
                 gate=self._gate,
             )
-            self._pipeline.plan(list(self.partitions or [{}]))
+            self._pipeline.plan(self.planned_partitions())
         return self._pipeline
 
     def close(self) -> None:
@@ -450,13 +456,27 @@ class CubeStream(RESTStream[t.Any]):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        try:
+            yield from self.read_partition(context)
+        except BaseException:
+            self.close()  # a failed or abandoned run leaves no worker behind
+            raise
+        if self._is_last_partition(context):
+            self.close()
+            if self.skipped:
+                self.logger.warning(
+                    "%s: skipped because not accessible: %s", self.name, ", ".join(self.skipped)
+                )
+
+    def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
+        """The records of one partition, each once, with a summary and completeness checks."""
         started = time.monotonic()
+        where = self.describe_partition(context)
         seen = SeenIds()
         id_field = self.record_id_field
         delivered = duplicates = pages = 0
         first_count: int | None = None
         last_count: int | None = None
-        completed = False
         try:
             for page in self.pipeline.pages(context or {}):
                 pages += 1
@@ -469,19 +489,12 @@ class CubeStream(RESTStream[t.Any]):
                         continue
                     delivered += 1
                     yield self.coerce(record)
-            completed = True
         except InaccessibleError as exc:
             if pages or not (self.optional or self.config.get("skip_inaccessible_assignments")):
                 raise
             self.logger.warning("%s; skipping it", exc)
-            self.skipped.append(self.describe_partition(context))
-            self._summarize_skipped(context)
-            completed = True
+            self.skipped.append(where)
             return
-        finally:
-            if not completed or self._is_last_partition(context):
-                self.close()
-        where = self.describe_partition(context)
         if duplicates:
             self.logger.warning(
                 "%s: %d records were served twice (rows shifted between pages); each was "
@@ -508,18 +521,7 @@ class CubeStream(RESTStream[t.Any]):
             self._retries.get(self._partition_key(context), 0),
             time.monotonic() - started,
         )
-        self._summarize_skipped(context)
 
     def _is_last_partition(self, context: Context | None) -> bool:
         partitions = self.partitions
         return not partitions or partitions[-1] == context
-
-    def _summarize_skipped(self, context: Context | None) -> None:
-        if self.skipped and self._is_last_partition(context):
-            self.logger.warning(
-                "%s: skipped because not accessible: %s", self.name, ", ".join(self.skipped)
-            )
-
-
-def log_level_is_debug() -> bool:
-    return logging.getLogger().isEnabledFor(logging.DEBUG)

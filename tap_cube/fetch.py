@@ -23,7 +23,7 @@ from tap_cube.errors import Cancelled, CubeError
 from tap_cube.pagination import CubeNextLinkPaginator, query_for_page, query_pairs
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     import requests
     from singer_sdk.helpers.types import Context
@@ -155,7 +155,7 @@ class PagePipeline:
             else None
         )
 
-    def plan(self, contexts: list[Context]) -> None:
+    def plan(self, contexts: Iterable[Context]) -> None:
         """Declare the partitions that will be read, in the order they will be read."""
         for context in contexts:
             params = self._base_params(context)

@@ -121,3 +121,23 @@ class FieldTypes:
                 prop["description"] = self.labels[field]
             result[field] = prop
         return result
+
+
+def custom_properties(schema: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The custom-field properties of a customers schema."""
+    return {
+        name: prop
+        for name, prop in schema["properties"].items()
+        if name.startswith(CUSTOM_FIELD_PREFIX)
+    }
+
+
+def merge_properties(left: dict[str, t.Any], right: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Both sets of properties; a field the two type differently becomes text."""
+    merged = dict(left)
+    for name, prop in right.items():
+        if name in merged and merged[name] != prop:
+            merged[name] = dict(FIELD_TYPES["text"])
+        else:
+            merged[name] = prop
+    return merged

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import typing as t
+from functools import partial
 from importlib import metadata
 from urllib.parse import urlsplit
 
@@ -16,10 +17,30 @@ from typing_extensions import override
 
 from tap_cube.errors import ConfigError, CubeError, install_scrubber, scrubber
 from tap_cube.fetch import RequestGate
-from tap_cube.streams import CustomerCustomFieldsStream, CustomersStream, discover_customer_schema
+from tap_cube.schema import custom_properties, merge_properties
+from tap_cube.streams import (
+    CALLFLOW_PROPERTIES,
+    CallflowBase,
+    CallflowCustomersStream,
+    CallOutcomesStream,
+    CampaignsStream,
+    CrmCallflowCustomersStream,
+    CrmCustomersStream,
+    CrmCustomFieldsStream,
+    CustomerCustomFieldsStream,
+    CustomersBase,
+    CustomersStream,
+    CustomFieldsBase,
+    discover_customer_schema,
+    extend_schema,
+)
 
 if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
     from singer_sdk.streams import Stream
+
+    from tap_cube.client import CubeStream
 
 
 def _version() -> str:
@@ -79,12 +100,65 @@ class TapCube(Tap):
         th.Property(
             "assignment_ids",
             th.ArrayType(th.IntegerType),
-            required=True,
             title="Assignment IDs",
             description=(
-                "The assignments whose customers to extract (at least one), e.g. [1, 2]; "
-                "from the environment as TAP_CUBE_ASSIGNMENT_IDS='[1, 2]'."
+                "The assignments whose customers to extract, e.g. [1, 2]; from the "
+                "environment as TAP_CUBE_ASSIGNMENT_IDS='[1, 2]'. Set this, crms, or both."
             ),
+        ),
+        th.Property(
+            "crms",
+            th.ArrayType(
+                th.ObjectType(
+                    th.Property("data_owner_id", th.IntegerType, required=True),
+                    th.Property(
+                        "crm_type", th.StringType, required=True, allowed_values=["B2C", "B2B"]
+                    ),
+                )
+            ),
+            title="CRMs (data-owner era)",
+            description=(
+                "Data owners and CRM types to extract on current Cube servers, e.g. "
+                '[{"data_owner_id": 3, "crm_type": "B2C"}]. Set this, assignment_ids, or both.'
+            ),
+        ),
+        th.Property(
+            "callflow_call_state",
+            th.StringType,
+            title="Call-flow call state",
+            description="Only call-flow rows in this call state (sent as `call_state`).",
+        ),
+        th.Property(
+            "start_date",
+            th.DateType,
+            title="Start date",
+            description=(
+                "First day of call outcomes to read on the first run (YYYY-MM-DD); the "
+                "call_outcomes stream is offered when it is set."
+            ),
+        ),
+        th.Property(
+            "campaign_ids",
+            th.ArrayType(th.IntegerType),
+            title="Campaign IDs",
+            description=(
+                "Campaigns whose call outcomes to read; default: every campaign of the "
+                "configured assignments and data owners."
+            ),
+        ),
+        th.Property(
+            "call_outcomes_window_days",
+            th.IntegerType,
+            default=30,
+            title="Call-outcome window",
+            description="Days of call outcomes asked for in one request series.",
+        ),
+        th.Property(
+            "call_outcomes_lookback_days",
+            th.IntegerType,
+            default=1,
+            title="Call-outcome lookback",
+            description="Days before the bookmark that every run reads again, for late edits.",
         ),
         th.Property(
             "request_timeout",
@@ -197,14 +271,29 @@ class TapCube(Tap):
             elif not username:
                 errors.append("no credentials: set auth_token, or username and password")
         ids = config.get("assignment_ids")
-        if isinstance(ids, list):
-            if not ids:
-                errors.append("assignment_ids is empty: list at least one assignment id")
-            elif any(not isinstance(i, int) or i <= 0 for i in ids):
+        crms = config.get("crms")
+        if not ids and not crms:
+            errors.append(
+                "nothing to extract: list assignment ids in assignment_ids, data owners in "
+                "crms, or both"
+            )
+        if isinstance(ids, list) and ids:
+            if any(not isinstance(i, int) or i <= 0 for i in ids):
                 errors.append("assignment_ids must be positive integers")
             elif len(set(ids)) != len(ids):
                 errors.append("assignment_ids lists an assignment more than once")
-        for key, minimum in (("max_concurrent_requests", 1), ("max_retries", 0)):
+        if isinstance(crms, list) and crms:
+            pairs = [
+                (c.get("data_owner_id"), c.get("crm_type")) for c in crms if isinstance(c, dict)
+            ]
+            if len(set(pairs)) != len(pairs):
+                errors.append("crms lists a data owner and CRM type more than once")
+        for key, minimum in (
+            ("max_concurrent_requests", 1),
+            ("max_retries", 0),
+            ("call_outcomes_window_days", 1),
+            ("call_outcomes_lookback_days", 0),
+        ):
             value = config.get(key)
             if isinstance(value, int) and value < minimum:
                 errors.append(f"{key} must be at least {minimum}")
@@ -221,20 +310,59 @@ class TapCube(Tap):
 
     @override
     def discover_streams(self) -> list[Stream]:
-        custom_fields = CustomerCustomFieldsStream(self, gate=self.gate)
-        customers = CustomersStream(self, CustomersStream.base_schema(), gate=self.gate)
-        schema = self._catalog_schema(customers.name)
-        if schema is None:
-            schema = discover_customer_schema(customers, custom_fields)
-        customers.close()
-        custom_fields.close()
-        return [CustomersStream(self, schema, gate=self.gate), custom_fields]
+        """The streams the configuration has partitions for, with discovered schemas."""
+        streams: list[CubeStream] = []
+        custom_fields: dict[str, t.Any] = {}
+        families: list[tuple[type[CustomersBase], type[CustomFieldsBase], type[CallflowBase]]] = []
+        if self.config.get("assignment_ids"):
+            families.append((CustomersStream, CustomerCustomFieldsStream, CallflowCustomersStream))
+        if self.config.get("crms"):
+            families.append((CrmCustomersStream, CrmCustomFieldsStream, CrmCallflowCustomersStream))
+        for customers_class, fields_class, callflow_class in families:
+            fields = fields_class(self, gate=self.gate)
+            base = customers_class.base_schema()
+            customers = customers_class(self, base, gate=self.gate)
+            schema = self._schema(
+                customers.name, base, partial(discover_customer_schema, customers, fields)
+            )
+            callflow = callflow_class(self, base, gate=self.gate)
+            callflow_schema = self._schema(
+                callflow.name, base, partial(extend_schema, schema, callflow, CALLFLOW_PROPERTIES)
+            )
+            for stream in (fields, customers, callflow):
+                stream.close()
+            streams += [
+                customers_class(self, schema, gate=self.gate),
+                fields,
+                callflow_class(self, callflow_schema, gate=self.gate),
+            ]
+            custom_fields = merge_properties(custom_fields, custom_properties(schema))
+        campaigns = CampaignsStream(self, gate=self.gate)
+        streams.append(campaigns)
+        if self.config.get("start_date"):
+            outcomes_schema = CallOutcomesStream.base_schema()
+            outcomes_schema["properties"].update(custom_fields)
+            outcomes_schema = self._schema(
+                CallOutcomesStream.name, outcomes_schema, partial(dict, outcomes_schema)
+            )
+            streams.append(
+                CallOutcomesStream(self, outcomes_schema, gate=self.gate, campaigns=campaigns)
+            )
+        return list(streams)
 
-    def _catalog_schema(self, stream_name: str) -> dict[str, t.Any] | None:
-        """The schema of a stream in the given catalog: no discovery requests needed."""
+    def _schema(
+        self, stream_name: str, base: dict[str, t.Any], discover: Callable[[], dict[str, t.Any]]
+    ) -> dict[str, t.Any]:
+        """A stream's schema: from the given catalog if there is one, else discovered.
+
+        With a catalog no request is made; a stream the catalog leaves out is not
+        selected, so its base schema will do.
+        """
         catalog = self.input_catalog
-        entry = catalog.get_stream(stream_name) if catalog else None
-        return entry.schema.to_dict() if entry is not None else None
+        if catalog is None:
+            return discover()
+        entry = catalog.get_stream(stream_name)
+        return entry.schema.to_dict() if entry is not None else base
 
 
 def main() -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import atexit
+from datetime import date, timedelta
 
 from singer_sdk.testing import get_tap_test_class
 
-from tap_cube.simulator import CubeSimulator, demo_assignments
+from tap_cube.simulator import Crm, CubeSimulator, CustomField, demo_assignments
 from tap_cube.tap import TapCube
 from tests.conftest import TOKEN
 
@@ -18,4 +19,23 @@ atexit.register(_SIMULATOR.stop)
 TestTapCube = get_tap_test_class(
     tap_class=TapCube,
     config={"api_url": _SIMULATOR.url, "auth_token": TOKEN, "assignment_ids": [101, 202, 303]},
+)
+
+_EVERY_STREAM = CubeSimulator(
+    demo_assignments(),
+    token=TOKEN,
+    crms=[Crm(3, "B2C", 120, [CustomField(64, "Adresse", "text")])],
+    outcomes_start=date.today() - timedelta(days=5),
+).start()
+atexit.register(_EVERY_STREAM.stop)
+
+TestTapCubeEveryStream = get_tap_test_class(
+    tap_class=TapCube,
+    config={
+        "api_url": _EVERY_STREAM.url,
+        "auth_token": TOKEN,
+        "assignment_ids": [101, 303],
+        "crms": [{"data_owner_id": 3, "crm_type": "B2C"}],
+        "start_date": (date.today() - timedelta(days=5)).isoformat(),
+    },
 )
