@@ -17,6 +17,9 @@ from requests.adapters import HTTPAdapter
 from singer_sdk import RESTStream
 from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers._util import utc_now
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
@@ -144,6 +147,7 @@ class CubeStream(RESTStream[t.Any]):
         self._retries_lock = threading.Lock()
         self._retry_wait = threading.local()
         self.skipped: list[str] = []
+        self._undeclared_seen: set[str] = set()
 
     # --- requests -----------------------------------------------------------------
 
@@ -428,6 +432,40 @@ class CubeStream(RESTStream[t.Any]):
             self._pipeline.close()
             self._pipeline = None
 
+    # coerce() makes every record match the schema, cheaper than the SDK's generic
+    # conformance, which walks the schema for every field of every record.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    @cached_property
+    def _every_property_selected(self) -> bool:
+        return all(self.mask[("properties", name)] for name in self._declared)
+
+    @override
+    def _generate_record_messages(
+        self, record: dict[str, t.Any]
+    ) -> Generator[RecordMessage, None, None]:
+        """The SDK's record messages, without its per-field selection walk when it is moot.
+
+        With every property selected (the usual case) the walk removes nothing, yet it
+        was the largest per-record cost left; with any deselected, the SDK does it all.
+        """
+        if not self._every_property_selected:
+            yield from super()._generate_record_messages(record)
+            return
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                yield RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=utc_now(),
+                )
+
+    @cached_property
+    def _declared(self) -> frozenset[str]:
+        return frozenset(self.schema.get("properties", {}))
+
     @cached_property
     def _coercions(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Fields whose "" becomes null, and fields whose numbers become text."""
@@ -444,6 +482,8 @@ class CubeStream(RESTStream[t.Any]):
         return tuple(blank_to_null), tuple(number_to_text)
 
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        if not self._declared.issuperset(record):
+            self._drop_undeclared(record)
         blank_to_null, number_to_text = self._coercions
         for name in blank_to_null:
             if record.get(name) == "":
@@ -453,6 +493,23 @@ class CubeStream(RESTStream[t.Any]):
             if value is not None and type(value) is not str:
                 record[name] = ("true" if value else "false") if type(value) is bool else str(value)
         return record
+
+    def _drop_undeclared(self, record: dict[str, t.Any]) -> None:
+        """Remove fields the schema does not declare, saying so once per field.
+
+        They appear when the server adds a field after discovery; the schema (and the
+        target's table) does not know them, so run discovery again to keep them.
+        """
+        for name in [name for name in record if name not in self._declared]:
+            del record[name]
+            if name not in self._undeclared_seen:
+                self._undeclared_seen.add(name)
+                self.logger.warning(
+                    "%s: field %r is not in the schema and is left out; run discovery "
+                    "again (or refresh the catalog) to extract it",
+                    self.name,
+                    name,
+                )
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:

@@ -17,6 +17,7 @@ from typing_extensions import override
 
 from tap_cube.errors import ConfigError, CubeError, install_scrubber, scrubber
 from tap_cube.fetch import RequestGate
+from tap_cube.output import BufferedRecordWriter
 from tap_cube.schema import custom_properties, merge_properties
 from tap_cube.streams import (
     CALLFLOW_PROPERTIES,
@@ -65,6 +66,7 @@ class TapCube(Tap):
     """Singer tap for the Headshed Cube REST API."""
 
     name = "tap-cube"
+    message_writer_class = BufferedRecordWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property(

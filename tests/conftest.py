@@ -108,3 +108,36 @@ def assert_no_secrets(*texts: str) -> None:
     for text in texts:
         for secret in (TOKEN, PASSWORD, basic):
             assert secret not in text
+
+
+DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _without_password(dsn: str) -> str:
+    """The DSN as it may be shown in a message."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception:
+        return "<unparsable DSN>"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo("", **params)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """A reachable PostgreSQL (TAP_CUBE_TEST_PG_DSN); skipped without one, failed under CI."""
+    import psycopg
+
+    dsn = os.environ.get("TAP_CUBE_TEST_PG_DSN") or DEFAULT_PG_DSN
+    try:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        reason = f"no PostgreSQL at {_without_password(dsn)}: {str(exc).strip()}"
+        if os.environ.get("CI"):
+            # CI must prove the end-to-end path; a skip there would hide a broken setup.
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return dsn

@@ -68,9 +68,9 @@ def test_prefetch_is_bounded_by_two_pages_per_worker(simulator):
 
 def test_faults_in_the_middle_of_a_prefetch(simulator, tmp_path):
     sim = simulator([plain_assignment(1, 5000)], latency=0.02)
-    sim.fail_next("customers/?page=3", 503, "<html>busy</html>", times=2)
-    sim.fail_next("customers/?page=4", 0)
-    sim.fail_next("customers/?page=6", 200, '{"count": 5000, "next": null, "resu')
+    sim.fail_next("/customers/?page=3", 503, "<html>busy</html>", times=2)
+    sim.fail_next("/customers/?page=4", 0)
+    sim.fail_next("/customers/?page=6", 200, '{"count": 5000, "next": null, "resu')
     run = run_tap(config_for(sim, [1], max_concurrent_requests=4), tmp_path)
     assert run.returncode == 0, run.stderr
     emitted = [r["crm__customer_id"] for r in run.records()]
@@ -79,7 +79,7 @@ def test_faults_in_the_middle_of_a_prefetch(simulator, tmp_path):
 
 def test_a_429_pauses_the_whole_pool(simulator, tmp_path):
     sim = simulator([plain_assignment(1, 500 * 30)])
-    sim.fail_next("customers/?page=4", 429, headers={"Retry-After": "1"})
+    sim.fail_next("/customers/?page=4", 429, headers={"Retry-After": "1"})
     run = run_tap(config_for(sim, [1], max_concurrent_requests=4, max_retry_wait=300), tmp_path)
     assert run.returncode == 0, run.stderr
     requests = customer_requests(sim, 1)
@@ -133,9 +133,9 @@ def test_rows_added_beyond_the_predicted_pages_are_followed(simulator):
 @pytest.mark.parametrize("status", [400, 403])
 def test_fatal_error_in_a_worker_ends_promptly_with_no_thread_left(simulator, status):
     sim = simulator([plain_assignment(1, 500 * 100)], latency=0.2)
-    sim.fail_next("customers/?page=3", status, json.dumps({"detail": "Nei."}))
+    sim.fail_next("/customers/?page=3", status, json.dumps({"detail": "Nei."}))
     # a worker sleeping in a long retry wait must be woken and stopped as well
-    sim.fail_next("customers/?page=4", 503, times=5)
+    sim.fail_next("/customers/?page=4", 503, times=5)
     stream = customers_stream(sim, [1], max_concurrent_requests=4, max_retry_wait=60)
     started = time.monotonic()
     with pytest.raises((ApiError, InaccessibleError)):

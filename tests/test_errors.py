@@ -98,7 +98,7 @@ def test_unknown_assignment(simulator, tmp_path):
 
 def test_other_client_error_names_status_and_detail(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 1200)])
-    sim.fail_next("customers/?page=2", 400, json.dumps({"detail": "Ugyldig forespørsel."}))
+    sim.fail_next("/customers/?page=2", 400, json.dumps({"detail": "Ugyldig forespørsel."}))
     run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
     assert_fails_with(run, "assignment 7", "400", "Ugyldig forespørsel.")
 
@@ -106,17 +106,17 @@ def test_other_client_error_names_status_and_detail(simulator, tmp_path):
 def test_retries_exhausted(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 1200)])
     sim.fail_next(
-        "customers/?page=2", 503, "<html><body>Service Unavailable</body></html>", times=10
+        "/customers/?page=2", 503, "<html><body>Service Unavailable</body></html>", times=10
     )
     run = run_tap(config_for(sim, [7], max_retries=3, max_concurrent_requests=1), tmp_path)
     assert_fails_with(run, "giving up", "after 4 tries", "503")
-    page2 = [r for r in sim.requests if r.query == "page=2"]
+    page2 = [r for r in sim.requests if r.query == "page=2" and r.path.endswith("/7/customers/")]
     assert len(page2) == 4
 
 
 def test_server_garbage_is_retried_then_reported(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 1200)])
-    sim.fail_next("customers/?page=2", 200, "<html>not json</html>", times=10)
+    sim.fail_next("/customers/?page=2", 200, "<html>not json</html>", times=10)
     run = run_tap(config_for(sim, [7], max_retries=2, max_concurrent_requests=1), tmp_path)
     assert_fails_with(run, "giving up", "invalid JSON")
 
@@ -129,7 +129,7 @@ def test_pagination_loop_is_stopped(simulator, tmp_path):
         "previous": None,
         "results": [{"crm__customer_id": "1"}],
     }
-    sim.fail_next("customers/?page=2", 200, json.dumps(looping), times=5)
+    sim.fail_next("/customers/?page=2", 200, json.dumps(looping), times=5)
     run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
     assert_fails_with(run, "repeats a page already read")
 

@@ -70,7 +70,7 @@ def test_basic_auth_fault_mix_keeps_password_secret(simulator, tmp_path):
 def test_retry_after_is_waited_exactly(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 1200)])
     sim.fail_next(
-        "customers/?page=2",
+        "/customers/?page=2",
         429,
         json.dumps({"detail": "Request was throttled."}),
         headers={"Retry-After": "1"},
@@ -78,7 +78,7 @@ def test_retry_after_is_waited_exactly(simulator, tmp_path):
     config = config_for(sim, [7], max_concurrent_requests=1, max_retry_wait=300)
     run = run_tap(config, tmp_path)
     assert run.returncode == 0, run.stderr
-    page2 = [r for r in sim.requests if r.query == "page=2"]
+    page2 = [r for r in sim.requests if r.query == "page=2" and r.path.endswith("/7/customers/")]
     assert [r.status for r in page2] == [429, 200]
     waited = page2[1].time - page2[0].time
     assert 0.95 <= waited < 1.8, waited
@@ -102,7 +102,7 @@ def test_retry_after_as_http_date():
 
 def test_retry_after_capped_by_max_retry_wait(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 700)])
-    sim.fail_next("customers/?page=2", 429, headers={"Retry-After": "3600"})
+    sim.fail_next("/customers/?page=2", 429, headers={"Retry-After": "3600"})
     config = config_for(sim, [7], max_concurrent_requests=1, max_retry_wait=0.2)
     started = time.monotonic()
     run = run_tap(config, tmp_path)
@@ -112,17 +112,17 @@ def test_retry_after_capped_by_max_retry_wait(simulator, tmp_path):
 
 def test_connection_reset_and_html_errors_are_retried(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 1600)])
-    sim.fail_next("customers/?page=2", 0)
+    sim.fail_next("/customers/?page=2", 0)
     sim.fail_next(
-        "customers/?page=3", 502, "<html><body><h1>502 Bad Gateway</h1></body></html>", times=2
+        "/customers/?page=3", 502, "<html><body><h1>502 Bad Gateway</h1></body></html>", times=2
     )
-    sim.fail_next("customers/?page=4", 504, "<html>Gateway Timeout</html>")
+    sim.fail_next("/customers/?page=4", 504, "<html>Gateway Timeout</html>")
     run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
     assert run.returncode == 0, run.stderr
     assert_exactly_once(run, sim, [7])
     assert "retries" in run.stderr
     summary = next(
-        line for line in run.stderr.splitlines() if "customers: assignment 7 done" in line
+        line for line in run.stderr.splitlines() if "| customers: assignment 7 done" in line
     )
     assert "1600 records, 4 pages, 4 retries" in summary
 
@@ -172,7 +172,7 @@ def test_next_link_to_another_host_is_not_followed_there(simulator, tmp_path, fo
         "previous": None,
         "results": sim.customers(7)[:500],
     }
-    sim.fail_next("customers/", 200, json.dumps(first), times=2)  # discovery and sync
+    sim.fail_next("/customers/", 200, json.dumps(first), times=2)  # discovery and sync
     run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
     assert run.returncode == 0, run.stderr
     assert seen == []
@@ -183,7 +183,7 @@ def test_redirect_to_another_host_is_refused(simulator, tmp_path, foreign_host):
     origin, seen = foreign_host
     sim = simulator([plain_assignment(7, 1000)])
     sim.fail_next(
-        "customers/?page=2",
+        "/customers/?page=2",
         302,
         headers={"Location": f"{origin}/api/v1/assignments/7/customers/?page=2"},
     )
@@ -197,7 +197,9 @@ def test_redirect_to_another_host_is_refused(simulator, tmp_path, foreign_host):
 def test_redirect_within_the_host_is_followed(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 1000)])
     sim.fail_next(
-        "customers/?page=2", 301, headers={"Location": f"{sim.url}/assignments/7/customers/?page=2"}
+        "/customers/?page=2",
+        301,
+        headers={"Location": f"{sim.url}/assignments/7/customers/?page=2"},
     )
     run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
     assert run.returncode == 0, run.stderr
@@ -231,7 +233,7 @@ def test_duplicates_from_shifted_pages_are_emitted_once(simulator, tmp_path):
         "previous": None,
         "results": customers[480:500] + customers[500:],
     }
-    sim.fail_next("customers/?page=2", 200, json.dumps(shifted))
+    sim.fail_next("/customers/?page=2", 200, json.dumps(shifted))
     run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
     assert run.returncode == 0, run.stderr
     assert_exactly_once(run, sim, [7])
@@ -247,7 +249,7 @@ def test_count_mismatch_is_reported(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 1000)], next_style="same")
     customers = sim.customers(7)
     short = {"count": 1000, "next": None, "previous": None, "results": customers[500:990]}
-    sim.fail_next("customers/?page=2", 200, json.dumps(short))
+    sim.fail_next("/customers/?page=2", 200, json.dumps(short))
     run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
     assert run.returncode == 0, run.stderr
     assert re.search(
@@ -265,4 +267,4 @@ def test_info_summary_per_assignment(simulator, tmp_path):
         r"\d+\.\d s",
         run.stderr,
     )
-    assert re.search(r"customers: assignment 8 done: 0 records, 1 pages", run.stderr)
+    assert re.search(r"\| customers: assignment 8 done: 0 records, 1 pages", run.stderr)
