@@ -141,6 +141,11 @@ class CubeStream(RESTStream[t.Any]):
         self, tap: Tap, schema: dict[str, t.Any] | None = None, *, gate: RequestGate
     ) -> None:
         super().__init__(tap=tap, schema=schema)
+        # TLS verification stays on; a corporate CA bundle replaces the default one.
+        self.requests_session.verify = self.config.get("ca_bundle") or True
+        pool = max(10, int(self.config.get("max_concurrent_requests", 4)))
+        for prefix in ("https://", "http://"):
+            self.requests_session.mount(prefix, HTTPAdapter(pool_maxsize=pool))
         self._gate = gate
         self._pipeline: PagePipeline | None = None
         self._retries: dict[tuple[t.Any, ...], int] = {}
@@ -183,19 +188,6 @@ class CubeStream(RESTStream[t.Any]):
     def timeout(self) -> float:  # type: ignore[override]  # requests takes fractions
         # JSON config numbers arrive as Decimal, which requests cannot use as a timeout.
         return float(self.config.get("request_timeout", 60))
-
-    @property
-    @override
-    def requests_session(self) -> requests.Session:
-        if not self._requests_session:
-            session = requests.Session()
-            # TLS verification stays on; a corporate CA bundle replaces the default one.
-            session.verify = self.config.get("ca_bundle") or True
-            pool = max(10, int(self.config.get("max_concurrent_requests", 4)))
-            session.mount("https://", HTTPAdapter(pool_maxsize=pool))
-            session.mount("http://", HTTPAdapter(pool_maxsize=pool))
-            self._requests_session = session
-        return self._requests_session
 
     @override
     def get_new_paginator(self) -> CubeNextLinkPaginator:

@@ -327,3 +327,19 @@ def test_token_never_in_output(simulator, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "DEBUG" in run.stderr
     assert TOKEN not in run.stdout + run.stderr
+
+
+def test_tls_verification_stays_on_and_ca_bundle_replaces_the_default(tmp_path):
+    default = offline_tap(
+        api_url="https://acme.headshed.com/api/v1", auth_token=TOKEN, assignment_ids=[1]
+    )
+    assert default.streams["customers"].requests_session.verify is True
+    bundle = tmp_path / "corporate-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    custom = offline_tap(
+        api_url="https://acme.headshed.com/api/v1",
+        auth_token=TOKEN,
+        assignment_ids=[1],
+        ca_bundle=str(bundle),
+    )
+    assert custom.streams["customers"].requests_session.verify == str(bundle)
