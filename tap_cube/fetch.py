@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing_extensions import override
 
 from tap_cube.errors import Cancelled, CubeError
-from tap_cube.pagination import CubeNextLinkPaginator, query_for_page, query_pairs
+from tap_cube.pagination import (
+    CubeNextLinkPaginator,
+    next_query,
+    page_body,
+    query_for_page,
+    query_pairs,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -116,6 +122,7 @@ class _Plan:
     first_count: int | None = None
     pages_read: int = 0
     last_predicted: int | None = None
+    peeked: bool = False
 
 
 FetchPage = t.Callable[["Context", "str | None"], Page]
@@ -225,6 +232,9 @@ class PagePipeline:
         # unfinished list could wait on pages that are prefetched for later partitions.
         if not current.queue and current.todo:
             self._submit(current)
+        for plan in self._plans:
+            if plan is not current:
+                self._peek(plan)
         outstanding = sum(len(plan.queue) for plan in self._plans)
         for plan in self._plans:
             while plan.todo and outstanding < self._window:
@@ -233,13 +243,27 @@ class PagePipeline:
             if outstanding >= self._window:
                 return
 
+    def _peek(self, plan: _Plan) -> None:
+        """Plan a later partition's pages as soon as its first page has arrived.
+
+        Without this, a partition's pages 2..n would only be requested once the main
+        thread reached it, leaving the pool idle at every partition boundary.
+        """
+        if plan.pages_read or plan.peeked or not plan.queue:
+            return
+        first = plan.queue[0]
+        if not first.done() or first.cancelled() or first.exception() is not None:
+            return
+        plan.peeked = True
+        self._predict(plan, first.result())
+
     def _advance(self, plan: _Plan, page: Page) -> None:
         """Learn from an emitted page what to fetch next, and check it against the plan."""
         plan.pages_read += 1
         plan.paginator.advance(page.response)
         if plan.pages_read == 1:
             plan.first_count = page.count
-            if self._predict(plan, page):
+            if plan.last_predicted is not None or (not plan.peeked and self._predict(plan, page)):
                 return
         elif page.count != plan.first_count:
             self._warn(
@@ -254,12 +278,10 @@ class PagePipeline:
 
     def _predict(self, plan: _Plan, first: Page) -> bool:
         """Queue every page number the first page implies, if its links have DRF's shape."""
-        if self._concurrency == 1 or plan.paginator.finished or not first.records:
+        if self._concurrency == 1 or not first.records or first.count is None:
             return False
-        if first.count is None or plan.paginator.token_query() is None:
-            return False
-        next_pairs = query_pairs(plan.paginator.token_query() or "")
-        if next_pairs != query_pairs(query_for_page(plan.base_params, 2)):
+        link = next_query(page_body(first.response).get("next"))
+        if link is None or query_pairs(link) != query_pairs(query_for_page(plan.base_params, 2)):
             return False
         last = math.ceil(first.count / len(first.records))
         if last < 2:
