@@ -101,6 +101,19 @@ def response_detail(response: requests.Response) -> str:
     return response.reason or "no explanation given"
 
 
+def describe_failure(error: object) -> str:
+    """A retriable failure in a few words: the status, or the kind of network error.
+
+    Never the exception's own text for network errors: requests puts URLs and more in it.
+    """
+    response = getattr(error, "response", None)
+    if isinstance(response, requests.Response):
+        return f"{response.status_code} {response.reason}"
+    if isinstance(error, MalformedPageError):
+        return str(error)
+    return type(error).__name__
+
+
 def decode_body(content: bytes, *, paginated: bool) -> dict[str, t.Any]:
     """Decode a list response into DRF's page shape, or fail as retriable."""
     try:
@@ -307,15 +320,7 @@ class CubeStream(RESTStream[t.Any]):
 
     def _log_retry(self, details: t.Any) -> None:
         context, query = details["args"][0], details["args"][1]
-        error = details.get("exception")
-        response = getattr(error, "response", None)
-        reason = (
-            f"{response.status_code} {response.reason}"
-            if isinstance(response, requests.Response)
-            else str(error)
-            if isinstance(error, MalformedPageError)
-            else type(error).__name__
-        )
+        reason = describe_failure(details.get("exception"))
         with self._retries_lock:
             key = self._partition_key(context)
             self._retries[key] = self._retries.get(key, 0) + 1
@@ -367,18 +372,10 @@ class CubeStream(RESTStream[t.Any]):
             )
             raise ApiError(msg) from None
         except RETRIABLE_ERRORS as exc:
-            response = getattr(exc, "response", None)
-            last = (
-                f"{response.status_code} {response.reason}"
-                if isinstance(response, requests.Response)
-                else str(exc)
-                if isinstance(exc, MalformedPageError)
-                else type(exc).__name__
-            )
             msg = (
                 f"{where}: giving up on {self._path_for(context, query)} after "
-                f"{self.max_tries} tries; the last error was {last}. The service may be "
-                "down or throttling; raise max_retries or try again later."
+                f"{self.max_tries} tries; the last error was {describe_failure(exc)}. "
+                "The service may be down or throttling; raise max_retries or try again later."
             )
             raise RetriesExhaustedError(msg) from None
 
