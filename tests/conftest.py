@@ -135,7 +135,7 @@ def pg_dsn() -> str:
     try:
         psycopg.connect(dsn, connect_timeout=5).close()
     except psycopg.Error as exc:
-        reason = f"no PostgreSQL at {_without_password(dsn)}: {str(exc).strip()}"
+        reason = f"no PostgreSQL at {_without_password(dsn)}: {' '.join(str(exc).split())}"
         if os.environ.get("CI"):
             # CI must prove the end-to-end path; a skip there would hide a broken setup.
             pytest.fail(reason, pytrace=False)

@@ -1,0 +1,387 @@
+"""End to end: the project's meltano.yml runs `meltano run tap-cube target-postgres`.
+
+Real Meltano, real plugins (installed from PyPI once per test session into temporary
+`.meltano` directories), the in-process simulator reached over loopback, and a real
+PostgreSQL database created for each test and dropped afterwards. Nothing is written
+to the repository.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import typing as t
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from tap_cube.simulator import Assignment, CustomField
+
+if t.TYPE_CHECKING:
+    from tap_cube.simulator import CubeSimulator
+
+REPO = Path(__file__).resolve().parent.parent
+MELTANO = Path(sys.executable).with_name("meltano")
+SIM_TOKEN = "sim-token"  # what the `simulator` environment of meltano.yml sends
+SCHEMA = "cube"  # default_target_schema in meltano.yml
+INSTALL_TIMEOUT = 900
+RUN_TIMEOUT = 600
+
+FIELDS = [
+    CustomField(64, "Adresse", "text"),
+    CustomField(70, "Antall i husstanden", "integer"),
+    CustomField(71, "Fødselsdato", "date"),
+    CustomField(72, "Reservert mot telefonsalg", "boolean"),
+]
+FIELD_TYPES = {f"crm__custom_info__{f.id}": f.type for f in FIELDS}
+
+# Settings a developer may have exported for their own runs; none may leak into a test.
+FOREIGN_PREFIXES = ("MELTANO_", "TAP_CUBE_", "TARGET_POSTGRES_", "TARGET_CSV_")
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class MeltanoHome:
+    """One `.meltano` directory with the plugins installed, as one job's worker has it."""
+
+    sys_dir: Path
+
+    def env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_PREFIXES)}
+        env.update(
+            MELTANO_PROJECT_ROOT=str(REPO),
+            MELTANO_SYS_DIR_ROOT=str(self.sys_dir),
+            MELTANO_ENVIRONMENT="simulator",
+            MELTANO_CLI_LOG_LEVEL="info",
+        )
+        env.update(extra)
+        return env
+
+    def start(self, *args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                [str(MELTANO), *args],
+                cwd=REPO,
+                env=self.env(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def run(self, *args: str, env: dict[str, str], log: Path, timeout: float = RUN_TIMEOUT) -> str:
+        process = self.start(*args, env=env, log=log)
+        try:
+            process.wait(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode == 0, f"meltano {' '.join(args)} failed:\n{tail(log)}"
+        return log.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="session")
+def meltano(
+    pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> t.Callable[[str], MeltanoHome]:
+    """`meltano(name)`: a `.meltano` directory with the plugins installed, once per name.
+
+    Requests pg_dsn first, so that a machine without PostgreSQL skips before the slow
+    install. The plugins' downloads come from uv's cache after the first session.
+    """
+    if not MELTANO.exists():
+        pytest.fail(f"{MELTANO} is missing; run `uv sync` (meltano is in the dev group)")
+    base = tmp_path_factory.mktemp("meltano")
+    homes: dict[str, MeltanoHome] = {}
+
+    def home(name: str) -> MeltanoHome:
+        if name not in homes:
+            found = MeltanoHome(base / name)
+            found.run("install", env={}, log=base / f"install-{name}.log", timeout=INSTALL_TIMEOUT)
+            homes[name] = found
+        return homes[name]
+
+    return home
+
+
+@dataclass
+class PgDatabase:
+    name: str
+    dsn: str
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def target_env(self) -> dict[str, str]:
+        """The loader's connection, as a deployment passes it: in the environment."""
+        return {
+            "TARGET_POSTGRES_HOST": self.host,
+            "TARGET_POSTGRES_PORT": str(self.port),
+            "TARGET_POSTGRES_USER": self.user,
+            # The loader demands a password even where the server trusts the client.
+            "TARGET_POSTGRES_PASSWORD": self.password,
+            "TARGET_POSTGRES_DATABASE": self.name,
+        }
+
+
+@pytest.fixture
+def pg_database(pg_dsn: str) -> t.Iterator[PgDatabase]:
+    """A database of the test's own, dropped afterwards."""
+    name = f"tap_cube_e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        info = admin.info
+        database = PgDatabase(
+            name=name,
+            dsn=make_conninfo(pg_dsn, dbname=name),
+            host=info.host,
+            port=info.port,
+            user=info.user,
+            password=info.password or "",
+        )
+    try:
+        yield database
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def sim_rows(sim: CubeSimulator, assignment_ids: list[int]) -> dict[tuple[int, str], dict]:
+    """The customers the simulator serves, by (assignment_id, crm__customer_id)."""
+    return {(a, str(c["crm__customer_id"])): c for a in assignment_ids for c in sim.customers(a)}
+
+
+def expected_rows(sim: CubeSimulator, assignment_ids: list[int]) -> dict[tuple[int, str], dict]:
+    """What the simulator serves, as PostgreSQL should hold it: typed, "" as NULL where typed."""
+    rows: dict[tuple[int, str], dict] = {}
+    for key, customer in sim_rows(sim, assignment_ids).items():
+        row: dict[str, t.Any] = {"assignment_id": key[0]}
+        for name, value in customer.items():
+            kind = FIELD_TYPES.get(name, "text")
+            if kind != "text" and value == "":
+                value = None
+            elif kind == "date":
+                value = dt.date.fromisoformat(str(value))
+            row[name] = value
+        rows[key] = row
+    return rows
+
+
+def loaded_rows(conn: psycopg.Connection, columns: list[str]) -> dict[tuple[int, str], dict]:
+    query = sql.SQL("SELECT {} FROM {}.customers").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.Identifier(SCHEMA)
+    )
+    rows = {}
+    for values in conn.execute(query):
+        row = dict(zip(columns, values, strict=True))
+        rows[(row["assignment_id"], row["crm__customer_id"])] = row
+    return rows
+
+
+def scalar(conn: psycopg.Connection, query: sql.Composed) -> t.Any:
+    found = conn.execute(query).fetchone()
+    assert found is not None
+    return found[0]
+
+
+def primary_key(conn: psycopg.Connection, table: str) -> list[str]:
+    found = conn.execute(
+        """
+        SELECT a.attname
+        FROM pg_index i
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+        WHERE i.indrelid = %s::regclass AND i.indisprimary
+        ORDER BY array_position(i.indkey, a.attnum)
+        """,
+        (f"{SCHEMA}.{table}",),
+    )
+    return [name for (name,) in found]
+
+
+def column_types(conn: psycopg.Connection, table: str) -> dict[str, str]:
+    found = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s",
+        (SCHEMA, table),
+    )
+    return dict(found.fetchall())
+
+
+def test_meltano_run_into_postgres_twice(simulator, meltano, pg_database, tmp_path):
+    # Both assignments number their customers from 100000, as real assignments do.
+    sim = simulator(
+        [
+            Assignment(11, 1200, custom_fields=FIELDS, customer_id_start=100000),
+            Assignment(12, 700, custom_fields=FIELDS, customer_id_start=100000),
+        ],
+        token=SIM_TOKEN,
+    )
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[11, 12]",
+        **pg_database.target_env(),
+    }
+    project_file = (REPO / "meltano.yml").read_bytes()
+    job = meltano("a")
+    log = job.run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "first.log")
+    assert "Inserting with SQL: COPY" in log  # use_copy from meltano.yml reached the loader
+
+    expected = expected_rows(sim, [11, 12])
+    columns = list(next(iter(expected.values())))
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert primary_key(conn, "customers") == ["assignment_id", "crm__customer_id"]
+        types = column_types(conn, "customers")
+        first = loaded_rows(conn, columns)
+    assert types["crm__custom_info__70"] == "bigint"
+    assert types["crm__custom_info__71"] == "date"
+    assert types["crm__custom_info__72"] == "boolean"
+    assert types["crm__custom_info__64"] == "text"
+
+    per_assignment = {a: sum(1 for k in first if k[0] == a) for a in (11, 12)}
+    assert per_assignment == {11: len(sim.customers(11)), 12: len(sim.customers(12))}
+    # The same customer id in two assignments is two customers, not one overwritten.
+    shared = {c for a, c in first if a == 11} & {c for a, c in first if a == 12}
+    assert len(shared) == 700
+    assert first[(11, "100000")] != first[(12, "100000")]
+    assert first == expected
+
+    blank_typed = [
+        (key, name)
+        for key, row in sim_rows(sim, [11, 12]).items()
+        for name in ("crm__custom_info__70", "crm__custom_info__71", "crm__custom_info__72")
+        if row[name] == ""
+    ]
+    assert {name for _, name in blank_typed} == {
+        "crm__custom_info__70",
+        "crm__custom_info__71",
+        "crm__custom_info__72",
+    }
+    assert all(first[key][name] is None for key, name in blank_typed)
+    assert any(row["crm__custom_info__64"] == "" for row in first.values())  # text keeps ""
+    names = "".join(row["crm__standard_info__name"] for row in first.values())
+    assert all(ch in names for ch in "æøåÆØÅ")
+
+    changes = {
+        (11, "100003"): {
+            "crm__standard_info__name": "Åsmund Ærø Øvergård",
+            "crm__custom_info__70": 4711,
+            "crm__custom_info__71": "2001-02-03",
+        },
+        (12, "100003"): {
+            "crm__custom_info__64": "Blåbærstien 7",
+            "crm__custom_info__71": "",
+            "crm__custom_info__72": True,
+        },
+        (12, "100699"): {"crm__standard_info__email": "kari.nordmann@example.no"},
+    }
+    for (assignment_id, customer_id), change in changes.items():
+        sim.update_customer(assignment_id, customer_id, change)
+    job.run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "second.log")
+
+    with psycopg.connect(pg_database.dsn) as conn:
+        second = loaded_rows(conn, columns)
+        deleted = scalar(
+            conn,
+            sql.SQL("SELECT count(*) FROM {}.customers WHERE _sdc_deleted_at IS NOT NULL").format(
+                sql.Identifier(SCHEMA)
+            ),
+        )
+    assert len(second) == len(first)
+    assert deleted == 0
+    assert second[(11, "100003")]["crm__standard_info__name"] == "Åsmund Ærø Øvergård"
+    assert second[(11, "100003")]["crm__custom_info__70"] == 4711
+    assert second[(11, "100003")]["crm__custom_info__71"] == dt.date(2001, 2, 3)
+    assert second[(12, "100003")]["crm__custom_info__64"] == "Blåbærstien 7"
+    assert second[(12, "100003")]["crm__custom_info__71"] is None
+    assert second[(12, "100003")]["crm__custom_info__72"] is True
+    assert second[(12, "100699")]["crm__standard_info__email"] == "kari.nordmann@example.no"
+    assert second == expected_rows(sim, [11, 12])
+    unchanged = set(first) - set(changes)
+    assert all(second[key] == first[key] for key in unchanged)
+    # Meltano rewrites meltano.yml when it lacks something it wants (a project_id).
+    assert (REPO / "meltano.yml").read_bytes() == project_file
+
+
+def test_parallel_jobs_on_disjoint_assignments_share_one_table(
+    simulator, meltano, pg_database, tmp_path
+):
+    sim = simulator(
+        [
+            Assignment(a, n, custom_fields=FIELDS)
+            for a, n in ((21, 900), (22, 300), (23, 800), (24, 0))
+        ],
+        token=SIM_TOKEN,
+    )
+    jobs = {"a": [21, 22], "b": [23, 24]}
+    shared = {
+        "TAP_CUBE_API_URL": sim.url,
+        # One state backend for all jobs; each job keeps its own `.meltano` directory.
+        "MELTANO_STATE_BACKEND_URI": (tmp_path / "state").as_uri(),
+        # Streams that are not split by assignment belong to one job only.
+        "TAP_CUBE__SELECT": json.dumps(["customers.*", "customer_custom_fields.*"]),
+        **pg_database.target_env(),
+    }
+    (tmp_path / "state").mkdir()
+    homes = {name: meltano(name) for name in jobs}
+
+    def run_args(name: str) -> tuple[str, ...]:
+        return ("run", "--state-id-suffix", name, "tap-cube", "target-postgres")
+
+    def job_env(name: str) -> dict[str, str]:
+        return {**shared, "TAP_CUBE_ASSIGNMENT_IDS": json.dumps(jobs[name])}
+
+    # The first run into a new schema goes alone: target-postgres creates schemas and
+    # tables by check-then-create, which two first runs can race on (see the README).
+    homes["a"].run(*run_args("a"), env=job_env("a"), log=tmp_path / "first-run.log")
+    processes = {
+        name: homes[name].start(*run_args(name), env=job_env(name), log=tmp_path / f"{name}.log")
+        for name in jobs
+    }
+    try:
+        for process in processes.values():
+            process.wait(timeout=RUN_TIMEOUT)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for name, process in processes.items():
+        assert process.returncode == 0, f"job {name} failed:\n{tail(tmp_path / f'{name}.log')}"
+
+    everything = [a for ids in jobs.values() for a in ids]
+    expected = expected_rows(sim, everything)
+    with psycopg.connect(pg_database.dsn) as conn:
+        loaded = loaded_rows(conn, list(next(iter(expected.values()))))
+        labelled = conn.execute(
+            sql.SQL("SELECT DISTINCT assignment_id FROM {}.customer_custom_fields").format(
+                sql.Identifier(SCHEMA)
+            )
+        ).fetchall()
+    assert loaded == expected
+    assert {a for (a,) in labelled} == set(everything)
+
+    states = homes["a"].run(
+        "state",
+        "list",
+        env={**shared, "MELTANO_CLI_LOG_LEVEL": "warning"},
+        log=tmp_path / "states.log",
+    )
+    assert {line.strip() for line in states.splitlines() if line.strip()} >= {
+        "simulator:tap-cube-to-target-postgres:a",
+        "simulator:tap-cube-to-target-postgres:b",
+    }
