@@ -166,6 +166,7 @@ class CubeStream(RESTStream[t.Any]):
         self._retry_wait = threading.local()
         self.skipped: list[str] = []
         self._undeclared_seen: set[str] = set()
+        self._page_extracted_at = utc_now()
 
     # --- requests -----------------------------------------------------------------
 
@@ -448,8 +449,17 @@ class CubeStream(RESTStream[t.Any]):
                     stream=stream_map.stream_alias,
                     record=mapped,
                     version=self._stream_version,
-                    time_extracted=utc_now(),
+                    time_extracted=self._page_extracted_at,
                 )
+
+    @override
+    def generate_child_contexts(
+        self, record: dict[str, t.Any], context: Context | None
+    ) -> Iterable[Context | None]:
+        # No Cube stream has children; the default still builds a context per record.
+        if not self.child_streams:
+            return ()
+        return super().generate_child_contexts(record, context)
 
     @cached_property
     def _declared(self) -> frozenset[str]:
@@ -525,6 +535,8 @@ class CubeStream(RESTStream[t.Any]):
         last_count: int | None = None
         try:
             for page in self.pipeline.pages(context or {}):
+                # The records of a page were extracted together, when it arrived.
+                self._page_extracted_at = utc_now()
                 pages += 1
                 if first_count is None:
                     first_count = page.count
