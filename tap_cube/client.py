@@ -39,8 +39,6 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.tap_base import Tap
 
-    from tap_cube.pagination import QueryPairs
-
 #: Failures worth another try: the server or a proxy was unwell, or the network was.
 RETRIABLE_ERRORS: tuple[type[Exception], ...] = (
     RetriableAPIError,
@@ -205,7 +203,12 @@ class CubeStream(RESTStream[t.Any]):
 
     @override
     def get_new_paginator(self) -> CubeNextLinkPaginator:
-        return CubeNextLinkPaginator(self.name, ())
+        return self.paginator_for(self.context)
+
+    def paginator_for(self, context: Context | None) -> CubeNextLinkPaginator:
+        """The paginator of one partition's list."""
+        params = query_pairs(urlencode(self.first_page_params(context), doseq=True))
+        return CubeNextLinkPaginator(self.describe_partition(context), params)
 
     @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
@@ -273,7 +276,6 @@ class CubeStream(RESTStream[t.Any]):
         remember_body(response, body)
         count = body.get("count")
         return Page(
-            query=query or "",
             count=count if isinstance(count, int) else None,
             records=body["results"],
             response=response,
@@ -399,9 +401,6 @@ class CubeStream(RESTStream[t.Any]):
     def _partition_key(self, context: Context | None) -> tuple[t.Any, ...]:
         return tuple(context.values()) if context else ()
 
-    def _base_params(self, context: Context | None) -> QueryPairs:
-        return query_pairs(urlencode(self.first_page_params(context), doseq=True))
-
     @property
     def pipeline(self) -> PagePipeline:
         if self._pipeline is None:
@@ -409,7 +408,7 @@ class CubeStream(RESTStream[t.Any]):
                 self.fetch_page,
                 concurrency=int(self.config.get("max_concurrent_requests", 4)),
                 describe=self.describe_partition,
-                base_params=self._base_params,
+                paginator=self.paginator_for,
                 warn=self.logger.warning,
                 gate=self._gate,
             )

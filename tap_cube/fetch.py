@@ -21,7 +21,6 @@ from typing_extensions import override
 
 from tap_cube.errors import Cancelled, CubeError
 from tap_cube.pagination import (
-    CubeNextLinkPaginator,
     next_query,
     page_body,
     query_for_page,
@@ -34,7 +33,7 @@ if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
 
-    from tap_cube.pagination import QueryPairs
+    from tap_cube.pagination import CubeNextLinkPaginator, QueryPairs
 
 
 class PageGoneError(CubeError):
@@ -45,7 +44,6 @@ class PageGoneError(CubeError):
 class Page:
     """One decoded page of a DRF list."""
 
-    query: str
     count: int | None
     records: list[dict[str, t.Any]]
     response: requests.Response
@@ -144,16 +142,16 @@ class PagePipeline:
         *,
         concurrency: int,
         describe: Callable[[Context], str],
-        base_params: Callable[[Context], QueryPairs],
+        paginator: Callable[[Context], CubeNextLinkPaginator],
         warn: Callable[[str], None],
         gate: RequestGate,
     ) -> None:
         self._fetch = fetch
+        self._paginator = paginator
         self._gate = gate
         self._concurrency = concurrency
         self._window = 2 * concurrency
         self._describe = describe
-        self._base_params = base_params
         self._warn = warn
         self._plans: list[_Plan] = []
         self._executor: ThreadPoolExecutor | None = (
@@ -165,9 +163,10 @@ class PagePipeline:
     def plan(self, contexts: Iterable[Context]) -> None:
         """Declare the partitions that will be read, in the order they will be read."""
         for context in contexts:
-            params = self._base_params(context)
-            paginator = CubeNextLinkPaginator(self._describe(context), params)
-            self._plans.append(_Plan(context=context, base_params=params, paginator=paginator))
+            paginator = self._paginator(context)
+            self._plans.append(
+                _Plan(context=context, base_params=paginator.first_params, paginator=paginator)
+            )
 
     def pages(self, context: Context) -> Iterator[Page]:
         """Yield the pages of one partition in order."""

@@ -64,6 +64,8 @@ class CubeNextLinkPaginator(BaseHATEOASPaginator):
     def __init__(self, description: str, first_params: QueryPairs) -> None:
         super().__init__()
         self._description = description
+        #: The query of the list's first page, from which DRF derives the others.
+        self.first_params = first_params
         self._seen: set[QueryPairs] = {first_params}
 
     @override
