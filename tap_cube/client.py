@@ -302,17 +302,22 @@ class CubeStream(RESTStream[t.Any]):
     def _retry_waits(self) -> Generator[float, BaseException | None, None]:
         """How long to wait before each retry; the gate does the waiting.
 
-        A 429's Retry-After is honoured exactly and pauses the whole pool; other failures
-        back off exponentially with full jitter. Both are capped by max_retry_wait.
+        A 429 pauses the whole pool, for exactly its Retry-After when it gives one; other
+        failures back off exponentially with full jitter. Both are capped by max_retry_wait.
         """
         cap = float(self.config.get("max_retry_wait", 300))
         delays = backoff.expo(base=2, factor=1, max_value=cap)
         next(delays)  # expo's priming value
         error = yield 0.0
         while True:
-            retry_after = getattr(error, "retry_after", None)
-            if retry_after is not None:
-                wait = min(float(retry_after), cap)
+            if isinstance(error, ThrottledError):
+                # Throttling concerns every request of the pool, not just this one.
+                wait = min(
+                    cap,
+                    error.retry_after
+                    if error.retry_after is not None
+                    else backoff.full_jitter(next(delays)),
+                )
                 self._gate.pause_all(wait)
             else:
                 wait = min(backoff.full_jitter(next(delays)), cap)
