@@ -123,9 +123,12 @@ def decode_body(content: bytes, *, paginated: bool) -> dict[str, t.Any]:
         if not isinstance(body, list):
             msg = "a 200 response that is not a JSON list"
             raise MalformedPageError(msg)
-        return {"count": len(body), "next": None, "results": body}
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        body = {"count": len(body), "next": None, "results": body}
+    elif not isinstance(body, dict) or not isinstance(body.get("results"), list):
         msg = "a 200 response without a `results` list"
+        raise MalformedPageError(msg)
+    if not all(type(row) is dict for row in body["results"]):
+        msg = "a 200 response whose rows are not all JSON objects"
         raise MalformedPageError(msg)
     return t.cast("dict[str, t.Any]", body)
 
@@ -547,6 +550,12 @@ class CubeStream(RESTStream[t.Any]):
                 last_count = page.count
                 for record in page.records:
                     if id_field is not None and not seen.add(record.get(id_field)):
+                        if record.get(id_field) is None:
+                            msg = (
+                                f"{where}: the server sent a record without {id_field}; "
+                                "it cannot be keyed, so the run stops. Report it to Headshed."
+                            )
+                            raise ApiError(msg)
                         duplicates += 1
                         continue
                     delivered += 1

@@ -20,7 +20,7 @@ class SeenIds:
         self._others: set[object] = set()
 
     def add(self, record_id: object) -> bool:
-        """Remember `record_id`; False when it was already there."""
+        """Remember `record_id`; False when it was already there (or is None, no id)."""
         if (
             type(record_id) is str
             and record_id.isascii()
@@ -31,7 +31,7 @@ class SeenIds:
         elif type(record_id) is int and record_id > 0:
             number = record_id
         else:
-            if record_id in self._others:
+            if record_id is None or record_id in self._others:
                 return False
             self._others.add(record_id)
             return True

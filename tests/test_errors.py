@@ -147,3 +147,21 @@ def test_unexpected_error_is_one_line_with_hint(simulator, tmp_path):
     debug = run_tap(config, tmp_path, "--catalog", str(catalog), env={"TAP_CUBE_LOGLEVEL": "DEBUG"})
     assert "Traceback" in debug.stderr
     assert debug.last_stderr_line.startswith("tap-cube: error: ")
+
+
+def test_rows_that_are_not_objects_are_retried_then_reported(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 1200)])
+    garbage = {"count": 1200, "next": None, "previous": None, "results": ["x", 1]}
+    sim.fail_next("/customers/?page=2", 200, json.dumps(garbage), times=10)
+    run = run_tap(config_for(sim, [7], max_retries=1, max_concurrent_requests=1), tmp_path)
+    assert_fails_with(run, "giving up", "not all JSON objects")
+
+
+def test_record_without_customer_id_stops_the_run(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 1200)])
+    rows = sim.customers(7)[500:1000]
+    rows[3] = {k: v for k, v in rows[3].items() if k != "crm__customer_id"}
+    page = {"count": 1200, "next": None, "previous": None, "results": rows}
+    sim.fail_next("/customers/?page=2", 200, json.dumps(page))
+    run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
+    assert_fails_with(run, "assignment 7", "a record without crm__customer_id")
