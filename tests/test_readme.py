@@ -36,3 +36,30 @@ def test_readme_settings_table_matches_about():
         "README settings table is out of date; regenerate it with "
         "UPDATE_README=1 uv run pytest tests/test_readme.py"
     )
+
+
+def test_meltano_yml_declares_every_setting_and_marks_secrets():
+    """Meltano drops environment variables of undeclared settings without a word."""
+    import json
+
+    import yaml
+
+    project = yaml.safe_load((README.parent / "meltano.yml").read_text(encoding="utf-8"))
+    tap = next(p for p in project["plugins"]["extractors"] if p["name"] == "tap-cube")
+    declared = {setting["name"]: setting for setting in tap["settings"]}
+    about = json.loads(
+        subprocess.run(
+            [str(Path(sys.executable).with_name("tap-cube")), "--about", "--format=json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    sdk_builtin = ("stream_map", "faker_config", "flattening_", "batch_config")
+    settings = about["settings"]["properties"]
+    assert {name for name in declared if not name.startswith(sdk_builtin)} == {
+        name for name in settings if not name.startswith(sdk_builtin)
+    }
+    for name, setting in settings.items():
+        if name in declared:
+            assert bool(declared[name].get("sensitive")) == bool(setting.get("secret")), name
