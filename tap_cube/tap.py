@@ -373,6 +373,9 @@ def main() -> None:
         TapCube.cli.main(prog_name="tap-cube")
     except CubeError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        print("tap-cube: interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)
     except Exception as exc:
         _fail(f"unexpected {type(exc).__name__}: {exc}", unexpected=True)
 
