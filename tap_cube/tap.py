@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import typing as t
+from decimal import Decimal
 from functools import partial
 from importlib import metadata
 from urllib.parse import urlsplit
@@ -299,12 +300,12 @@ class TapCube(Tap):
             value = config.get(key)
             if isinstance(value, int) and value < minimum:
                 errors.append(f"{key} must be at least {minimum}")
-        for key in ("request_timeout", "max_retry_wait"):
-            value = config.get(key)
-            if isinstance(value, int | float) and value <= 0 and key == "request_timeout":
-                errors.append(f"{key} must be greater than 0")
-            elif isinstance(value, int | float) and value < 0:
-                errors.append(f"{key} must not be negative")
+        # JSON config numbers arrive as Decimal; other types are the schema's to report.
+        timeout, wait = config.get("request_timeout"), config.get("max_retry_wait")
+        if isinstance(timeout, int | float | Decimal) and timeout <= 0:
+            errors.append("request_timeout must be greater than 0")
+        if isinstance(wait, int | float | Decimal) and wait < 0:
+            errors.append("max_retry_wait must not be negative")
         bundle = config.get("ca_bundle")
         if bundle and not os.path.isfile(bundle):
             errors.append(f"ca_bundle {bundle!r} is not a readable file")

@@ -43,6 +43,8 @@ def assert_fails_with(run, *fragments: str) -> None:
         ({"assignment_ids": ["seven"]}, ["assignment_ids"]),
         ({"assignment_ids": None}, ["nothing to extract"]),
         ({"max_concurrent_requests": 0}, ["max_concurrent_requests must be at least 1"]),
+        ({"request_timeout": 0.0}, ["request_timeout must be greater than 0"]),
+        ({"max_retry_wait": -1.5}, ["max_retry_wait must not be negative"]),
         ({"ca_bundle": "/nonexistent/ca.pem"}, ["ca_bundle", "not a readable file"]),
     ],
 )
