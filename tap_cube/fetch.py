@@ -33,7 +33,7 @@ if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
 
-    from tap_cube.pagination import CubeNextLinkPaginator, QueryPairs
+    from tap_cube.pagination import CubeNextLinkPaginator
 
 
 class PageGoneError(CubeError):
@@ -113,11 +113,11 @@ class _Plan:
     """What is known and requested of one partition's pages."""
 
     context: Context
-    base_params: QueryPairs
     paginator: CubeNextLinkPaginator
     queue: deque[Future[Page]] = field(default_factory=deque)
     todo: deque[str | None] = field(default_factory=lambda: deque([None]))
     first_count: int | None = None
+    last_count: int | None = None
     pages_read: int = 0
     last_predicted: int | None = None
     peeked: bool = False
@@ -164,9 +164,7 @@ class PagePipeline:
         """Declare the partitions that will be read, in the order they will be read."""
         for context in contexts:
             paginator = self._paginator(context)
-            self._plans.append(
-                _Plan(context=context, base_params=paginator.first_params, paginator=paginator)
-            )
+            self._plans.append(_Plan(context=context, paginator=paginator))
 
     def pages(self, context: Context) -> Iterator[Page]:
         """Yield the pages of one partition in order."""
@@ -261,16 +259,16 @@ class PagePipeline:
         plan.pages_read += 1
         plan.paginator.advance(page.response)
         if plan.pages_read == 1:
-            plan.first_count = page.count
+            plan.first_count = plan.last_count = page.count
             if plan.last_predicted is not None or (not plan.peeked and self._predict(plan, page)):
                 return
-        elif page.count != plan.first_count:
+        elif page.count != plan.last_count:
             self._warn(
                 f"{self._describe(plan.context)}: the list changed while it was read "
                 f"(count {plan.first_count} on the first page, {page.count} on page "
                 f"{plan.pages_read}); rows may have shifted between pages"
             )
-            plan.first_count = page.count
+            plan.last_count = page.count
         predicted = plan.last_predicted is not None and plan.pages_read < plan.last_predicted
         if not plan.paginator.finished and not predicted:
             plan.todo.append(plan.paginator.token_query())
@@ -280,11 +278,12 @@ class PagePipeline:
         if self._concurrency == 1 or not first.records or first.count is None:
             return False
         link = next_query(page_body(first.response).get("next"))
-        if link is None or query_pairs(link) != query_pairs(query_for_page(plan.base_params, 2)):
+        params = plan.paginator.first_params
+        if link is None or query_pairs(link) != query_pairs(query_for_page(params, 2)):
             return False
         last = math.ceil(first.count / len(first.records))
         if last < 2:
             return False
         plan.last_predicted = last
-        plan.todo.extend(query_for_page(plan.base_params, n) for n in range(2, last + 1))
+        plan.todo.extend(query_for_page(params, n) for n in range(2, last + 1))
         return True
