@@ -392,6 +392,11 @@ class CubeStream(RESTStream[t.Any]):
 
     # --- partitions and records ---------------------------------------------------
 
+    @property
+    def skips_inaccessible(self) -> bool:
+        """Whether a partition answering 403 or 404 is skipped with a warning."""
+        return self.optional or bool(self.config.get("skip_inaccessible_assignments"))
+
     partition_setting: str = "the tap-cube settings"
 
     def describe_partition(self, context: Context | None) -> str:
@@ -561,7 +566,7 @@ class CubeStream(RESTStream[t.Any]):
                     delivered += 1
                     yield self.coerce(record)
         except InaccessibleError as exc:
-            if pages or not (self.optional or self.config.get("skip_inaccessible_assignments")):
+            if pages or not self.skips_inaccessible:
                 raise
             self.logger.warning("%s; skipping it", exc)
             self.skipped.append(where)

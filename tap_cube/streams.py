@@ -338,10 +338,19 @@ class CallOutcomesStream(CustomersBase):
 # --- discovery ------------------------------------------------------------------------
 
 
+def first_page_sample(stream: CubeStream, context: Context) -> list[dict[str, t.Any]]:
+    """The records of a partition's first page, or none when it may be skipped."""
+    try:
+        return stream.fetch_page(context, None).records
+    except InaccessibleError as exc:
+        if not stream.skips_inaccessible:
+            raise
+        stream.logger.warning("%s; leaving its fields out of the schema", exc)
+        return []
+
+
 def discover_customer_schema(
-    customers: CustomersBase,
-    custom_fields: CustomFieldsBase,
-    extra_properties: dict[str, t.Any] | None = None,
+    customers: CustomersBase, custom_fields: CustomFieldsBase
 ) -> dict[str, t.Any]:
     """A customers schema from each container's metadata and first page.
 
@@ -350,11 +359,9 @@ def discover_customer_schema(
     them, when the metadata is forbidden or missing), so no field is dropped.
     """
     schema = customers.base_schema()
-    schema["properties"].update(extra_properties or {})
     known = set(schema["properties"])
     types = FieldTypes()
     for context in customers.partitions or []:
-        where = customers.describe_partition(context)
         listed: set[str] = set()
         try:
             listed = types.add_metadata(custom_fields.fetch_page(context, None).records)
@@ -362,17 +369,10 @@ def discover_customer_schema(
             customers.logger.warning(
                 "%s: custom-field metadata unavailable (%s); typing its fields from its "
                 "first page of customers",
-                where,
+                customers.describe_partition(context),
                 exc,
             )
-        try:
-            sample = customers.fetch_page(context, None).records
-        except InaccessibleError as exc:
-            if not customers.config.get("skip_inaccessible_assignments"):
-                raise
-            customers.logger.warning("%s; leaving its fields out of the schema", exc)
-            continue
-        types.add_sample(sample, known | listed)
+        types.add_sample(first_page_sample(customers, context), known | listed)
     schema["properties"].update(types.properties())
     return schema
 
@@ -384,13 +384,6 @@ def extend_schema(
     schema = {**base, "properties": {**base["properties"], **extra_properties}}
     types = FieldTypes()
     for context in stream.partitions or []:
-        try:
-            sample = stream.fetch_page(context, None).records
-        except InaccessibleError as exc:
-            if not (stream.optional or stream.config.get("skip_inaccessible_assignments")):
-                raise
-            stream.logger.warning("%s; leaving its fields out of the schema", exc)
-            continue
-        types.add_sample(sample, set(schema["properties"]))
+        types.add_sample(first_page_sample(stream, context), set(schema["properties"]))
     schema["properties"].update(types.properties())
     return schema
