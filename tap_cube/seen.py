@@ -1,46 +1,116 @@
-"""Remembering which ids a partition has delivered, in little memory."""
+"""Remembering which ids a partition has delivered: exact, in memory that stays flat."""
 
 from __future__ import annotations
 
-_CHUNK_BITS = 15  # 32,768 ids per chunk: a 4 KiB bitmap
+import sqlite3
+import typing as t
+
+import msgspec
+from pyroaring import BitMap
+
+_MAX_NUMERIC = (1 << 63) - 1  # SQLite's INTEGER range
+_MAX_SMALL = (1 << 32) - 1
+_PENDING_LIMIT = 10_000
+
+
+def numeric_id(record_id: object) -> int | None:
+    """The id as a non-negative integer when it is one written canonically.
+
+    "00123" is not "123" to Cube, so only ids without a sign or leading zero qualify.
+    """
+    if type(record_id) is str:
+        if record_id.isascii() and record_id.isdigit() and record_id[0] != "0":
+            number = int(record_id)
+            return number if number <= _MAX_NUMERIC else None
+        return None
+    if type(record_id) is int and 0 < record_id <= _MAX_NUMERIC:
+        return record_id
+    return None
 
 
 class SeenIds:
-    """A set of record ids, compact for the numeric ids Cube uses.
+    """A set of record ids whose memory does not depend on what the ids look like.
 
-    A Python set of a million id strings costs about 80 MB, which would make memory grow
-    with the size of an assignment. Canonical decimal ids (no sign, no leading zero) are
-    kept as bits in 4 KiB chunks instead; any other id falls back to a plain set.
+    Cube ids are the customer's own imported ids: usually numbers, often sparse, sometimes
+    text. Numbers below 2**32 go into a compressed bitmap, exactly. Any other id is reduced
+    to a 32-bit hash in a second bitmap, which stays small however the ids are spread, and
+    is kept exactly in an on-disk table (SQLite's private temporary database) that is only
+    read when a hash was seen before: a hash collision never drops a record.
     """
 
-    __slots__ = ("_chunks", "_others")
+    __slots__ = ("_exact", "_hashes", "_pending", "_small")
 
     def __init__(self) -> None:
-        self._chunks: dict[int, bytearray] = {}
-        self._others: set[object] = set()
+        self._small = BitMap()
+        self._hashes = BitMap()
+        self._exact: sqlite3.Connection | None = None
+        self._pending: list[tuple[int | str | bytes]] = []
+
+    def __len__(self) -> int:
+        return len(self._small) + (self._exact_count() if self._hashes else 0)
 
     def add(self, record_id: object) -> bool:
         """Remember `record_id`; False when it was already there (or is None, no id)."""
-        if (
-            type(record_id) is str
-            and record_id.isascii()
-            and record_id.isdigit()
-            and record_id[0] != "0"
-        ):
-            number = int(record_id)
-        elif type(record_id) is int and record_id > 0:
-            number = record_id
-        else:
-            if record_id is None or record_id in self._others:
+        number = numeric_id(record_id)
+        if number is not None and number <= _MAX_SMALL:
+            if number in self._small:
                 return False
-            self._others.add(record_id)
+            self._small.add(number)
             return True
-        chunk = self._chunks.get(number >> _CHUNK_BITS)
-        if chunk is None:
-            chunk = self._chunks[number >> _CHUNK_BITS] = bytearray(1 << (_CHUNK_BITS - 3))
-        offset = number & ((1 << _CHUNK_BITS) - 1)
-        mask = 1 << (offset & 7)
-        if chunk[offset >> 3] & mask:
+        if record_id is None:
             return False
-        chunk[offset >> 3] |= mask
+        key: int | str | bytes
+        if number is not None:
+            key = number
+        elif type(record_id) is str:
+            key = record_id
+        else:
+            key = msgspec.json.encode(record_id)
+        # Python's own hash suits an in-process set, and str caches it.
+        digest = hash(key) & _MAX_SMALL
+        if digest not in self._hashes:
+            self._hashes.add(digest)
+            self._remember(key)
+            return True
+        # A known hash: this id or another with the same hash; the table knows which.
+        exact = self._table()
+        self._flush(exact)
+        if exact.execute("SELECT 1 FROM ids WHERE id = ?", (key,)).fetchone():
+            return False
+        self._remember(key)
         return True
+
+    def _remember(self, key: int | str | bytes) -> None:
+        self._pending.append((key,))
+        if len(self._pending) >= _PENDING_LIMIT:
+            self._flush(self._table())
+
+    def _table(self) -> sqlite3.Connection:
+        if self._exact is None:
+            # "" is SQLite's private temporary database: on disk, removed when closed.
+            self._exact = sqlite3.connect("", check_same_thread=False)
+            self._exact.execute("CREATE TABLE ids (id PRIMARY KEY) WITHOUT ROWID")
+        return self._exact
+
+    def _flush(self, exact: sqlite3.Connection) -> None:
+        if self._pending:
+            exact.executemany("INSERT INTO ids VALUES (?)", self._pending)
+            self._pending.clear()
+
+    def _exact_count(self) -> int:
+        exact = self._table()
+        self._flush(exact)
+        return int(exact.execute("SELECT count(*) FROM ids").fetchone()[0])
+
+    def close(self) -> None:
+        """Release the on-disk table, if one was made."""
+        self._pending.clear()
+        if self._exact is not None:
+            self._exact.close()
+            self._exact = None
+
+    def __enter__(self) -> t.Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -90,8 +90,9 @@ class Assignment:
     metadata: str = "ok"
     # Custom field ids present in the records but not in the metadata.
     unlisted_fields: list[int] = field(default_factory=list)
-    # crm__customer_id of record i is str(customer_id_start + i).
+    # crm__customer_id of record i is str(customer_id_start + i), or see ID_STYLES.
     customer_id_start: int = 100000
+    customer_id_style: str = "dense"
     access: str = "ok"  # "ok" | "forbidden" (403 on every endpoint of the assignment)
 
 
@@ -371,6 +372,23 @@ _FLOW_FRAGMENTS, _FLOW_STATES = _flow_pool()
 _decode_record = msgspec.json.Decoder(dict[str, object]).decode
 
 
+#: How the customer id of record index i is written. Cube ids are the customer's own
+#: imported ids: consecutive numbers, numbers far apart, or not numbers at all.
+ID_STYLES: dict[str, tuple[Callable[[int, int], str], Callable[[int, str], int]]] = {
+    "dense": (lambda start, i: str(start + i), lambda start, text: int(text) - start),
+    "sparse": (
+        lambda start, i: str(start + i * 40_000),
+        lambda start, text: (
+            (int(text) - start) // 40_000 if (int(text) - start) % 40_000 == 0 else -1
+        ),
+    ),
+    "text": (
+        lambda start, i: f"NO-{start + i:x}-K",
+        lambda start, text: int(text.removeprefix("NO-").removesuffix("-K"), 16) - start,
+    ),
+}
+
+
 class _Container:
     """A list of customers: an assignment, or one CRM of a data owner.
 
@@ -392,6 +410,7 @@ class _Container:
         custom_fields: list[CustomField],
         unlisted_fields: list[int],
         customer_id_start: int,
+        customer_id_style: str = "dense",
         metadata: str,
         access: str,
         salt: int,
@@ -403,6 +422,7 @@ class _Container:
         self.metadata = metadata
         self.access = access
         self.customer_id_start = customer_id_start
+        self.id_text, self._id_index = ID_STYLES[customer_id_style]
         self.overrides: dict[int, dict[str, object]] = {}
         self.version = 0
         self._salt = salt
@@ -417,7 +437,7 @@ class _Container:
 
     def index_of(self, customer_id: str) -> int:
         try:
-            idx = int(customer_id) - self.customer_id_start
+            idx = self._id_index(self.customer_id_start, customer_id)
         except ValueError:
             idx = self.first - 1
         if not self.first <= idx < self.first + self.count:
@@ -450,6 +470,7 @@ class _Container:
     def renderer(self) -> Callable[[int], str]:
         """A function from index to the record's JSON text (the hot path: keep it lean)."""
         t0, t1, salt, start = _T0, _T1, self._salt, self.customer_id_start
+        id_text = self.id_text
         names, rests, custom = _STD_NAMES, _STD_REST, self.custom_pool()
 
         def render(idx: int) -> str:
@@ -461,7 +482,8 @@ class _Container:
                 f'"{(90000000 if r & 8 else 40000000) + (r >> 4) % 10000000}"' if r & 7 else '""'
             )
             return (
-                f'{{"crm__customer_id":"{start + idx}","crm__standard_info__name":{names[slot]},'
+                f'{{"crm__customer_id":"{id_text(start, idx)}",'
+                f'"crm__standard_info__name":{names[slot]},'
                 f'"crm__standard_info__phone_1":{phone},{rests[slot]}{custom[(h >> 12) & 0xFFF]}}}'
             )
 
@@ -749,6 +771,7 @@ class CubeSimulator:
                 custom_fields=a.custom_fields,
                 unlisted_fields=a.unlisted_fields,
                 customer_id_start=a.customer_id_start,
+                customer_id_style=a.customer_id_style,
                 metadata=a.metadata,
                 access=a.access,
                 salt=_mix(seed * 0x100000001B3 + a.id * _GOLDEN + 1),
@@ -1563,8 +1586,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ID=COUNT",
         help="serve this assignment (repeatable); default: the demo data set",
     )
+    parser.add_argument(
+        "--id-style",
+        choices=sorted(ID_STYLES),
+        default="dense",
+        help="how the --assignment customers' ids look",
+    )
     parser.add_argument("--ready-file", help="write the base url here once listening")
     args = parser.parse_args(argv)
+    for assignment in args.assignment:
+        assignment.customer_id_style = args.id_style
 
     simulator = CubeSimulator(
         args.assignment or demo_assignments(),
