@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import threading
 import time
 import typing as t
+from dataclasses import dataclass
 from functools import cached_property
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -27,10 +29,11 @@ from tap_cube.errors import (
     ApiError,
     AuthenticationError,
     InaccessibleError,
+    IncompleteError,
     RetriesExhaustedError,
 )
 from tap_cube.fetch import Page, PageGoneError, PagePipeline, RequestGate
-from tap_cube.pagination import CubeNextLinkPaginator, query_pairs, remember_body
+from tap_cube.pagination import CubeNextLinkPaginator, page_body, query_pairs, remember_body
 from tap_cube.seen import SeenIds
 
 if t.TYPE_CHECKING:
@@ -49,6 +52,15 @@ RETRIABLE_ERRORS: tuple[type[Exception], ...] = (
     requests.exceptions.ContentDecodingError,
 )
 _MAX_REDIRECTS = 5
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What the reads of one partition amounted to."""
+
+    delivered: int = 0
+    duplicates: int = 0
+    pages: int = 0
 
 
 class ThrottledError(RetriableAPIError):
@@ -398,6 +410,8 @@ class CubeStream(RESTStream[t.Any]):
         return self.optional or bool(self.config.get("skip_inaccessible_assignments"))
 
     partition_setting: str = "the tap-cube settings"
+    #: Reads of a partition after the first, when its list changed while it was read.
+    MAX_REREADS = 3
 
     def describe_partition(self, context: Context | None) -> str:
         """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
@@ -420,9 +434,7 @@ class CubeStream(RESTStream[t.Any]):
             self._pipeline = PagePipeline(
                 self.fetch_page,
                 concurrency=int(self.config.get("max_concurrent_requests", 4)),
-                describe=self.describe_partition,
                 paginator=self.paginator_for,
-                warn=self.logger.warning,
                 gate=self._gate,
             )
             self._pipeline.plan(self.planned_partitions())
@@ -536,67 +548,132 @@ class CubeStream(RESTStream[t.Any]):
                     "%s: skipped because not accessible: %s", self.name, ", ".join(self.skipped)
                 )
 
+    def record_id(self, record: dict[str, t.Any]) -> object:
+        """What identifies a record within its partition; None when it lacks it."""
+        return record.get(self.record_id_field) if self.record_id_field else None
+
     def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
-        """The records of one partition, each once, with a summary and completeness checks."""
+        """The records of one partition, each exactly once, or an error that says why not.
+
+        DRF numbers pages over a list that may change while it is read: a removed row
+        shifts later rows onto pages already read, and they are never served. A read
+        is complete only when every page gave the same count and that many distinct
+        records came back; otherwise the list is read again from its first page,
+        skipping records already emitted, up to MAX_REREADS times.
+        """
         started = time.monotonic()
         where = self.describe_partition(context)
-        seen = SeenIds()
-        id_field = self.record_id_field
-        delivered = duplicates = pages = 0
-        first_count: int | None = None
-        last_count: int | None = None
-        try:
-            for page in self.pipeline.pages(context or {}):
-                # The records of a page were extracted together, when it arrived.
-                self._page_extracted_at = utc_now()
-                pages += 1
-                if first_count is None:
-                    first_count = page.count
-                last_count = page.count
-                for record in page.records:
-                    if id_field is not None and not seen.add(record.get(id_field)):
-                        if record.get(id_field) is None:
-                            msg = (
-                                f"{where}: the server sent a record without {id_field}; "
-                                "it cannot be keyed, so the run stops. Report it to Headshed."
-                            )
-                            raise ApiError(msg)
-                        duplicates += 1
-                        continue
-                    delivered += 1
-                    yield self.coerce(record)
-        except InaccessibleError as exc:
-            if pages or not self.skips_inaccessible:
-                raise
-            self.logger.warning("%s; skipping it", exc)
-            self.skipped.append(where)
-            return
-        if duplicates:
+        tally = _Tally()
+        with SeenIds() as emitted:
+            for attempt in range(self.MAX_REREADS + 1):
+                if attempt:
+                    self.pipeline.read_again(context or {})
+                try:
+                    problem = yield from self._read_once(context, emitted, tally, attempt)
+                except InaccessibleError as exc:
+                    if tally.pages or not self.skips_inaccessible:
+                        raise
+                    self.logger.warning("%s; skipping it", exc)
+                    self.skipped.append(where)
+                    return
+                if problem is None:
+                    break
+                if attempt < self.MAX_REREADS:
+                    self.logger.warning(
+                        "%s: the list changed while it was read (this read %s); reading it "
+                        "again from page 1, skipping the %d records already emitted",
+                        where,
+                        problem,
+                        tally.delivered,
+                    )
+            else:
+                msg = (
+                    f"{where}: the list kept changing while it was read; read "
+                    f"{self.MAX_REREADS + 1} times, the last read {problem}. Records may be "
+                    "missing, so the run stops rather than load an incomplete list: run it "
+                    "again later, and report it to Headshed if it persists."
+                )
+                raise IncompleteError(msg)
+        if tally.duplicates:
             self.logger.warning(
                 "%s: %d records were served twice (rows shifted between pages); each was "
                 "emitted once",
                 where,
-                duplicates,
-            )
-        counts = {first_count, last_count} - {None}
-        if self.paginated and counts and counts != {delivered}:
-            self.logger.warning(
-                "%s: delivered %d records but the server counted %d at the start "
-                "(%d at the end); rows were added or removed while the list was read",
-                where,
-                delivered,
-                first_count,
-                last_count,
+                tally.duplicates,
             )
         self.logger.info(
             "%s: %s done: %d records, %d pages, %d retries, %.1f s",
             self.name,
             where,
-            delivered,
-            pages,
+            tally.delivered,
+            tally.pages,
             self._retries.get(self._partition_key(context), 0),
             time.monotonic() - started,
         )
+
+    def _read_once(
+        self, context: Context | None, emitted: SeenIds, tally: _Tally, attempt: int
+    ) -> Generator[dict[str, t.Any], None, str | None]:
+        """One read of a partition from its first page; returns why it was incomplete."""
+        where = self.describe_partition(context)
+        record_id = self.record_id
+        count: int | None = None
+        changed_to: int | None = None
+        distinct = pages = 0
+        page_limit = page_size = 0
+        # The first read checks ids against what was emitted; later ones also need to
+        # know what this read served, since most of it was emitted before.
+        with SeenIds() as served:
+            this_read = emitted if attempt == 0 else served
+            try:
+                for page in self.pipeline.pages(context or {}):
+                    # The records of a page were extracted together, when it arrived.
+                    self._page_extracted_at = utc_now()
+                    pages += 1
+                    tally.pages += 1
+                    if pages == 1:
+                        count = page.count
+                        page_size = len(page.records)
+                        if count is not None and page_size:
+                            # Slack for rows added while reading; a loop exceeds it.
+                            page_limit = 2 * math.ceil(count / page_size) + 2
+                    elif page.count != count and changed_to is None:
+                        changed_to = page.count
+                    if page_limit and pages > page_limit:
+                        msg = (
+                            f"{where}: the server sent more pages than its count of {count} "
+                            f"allows ({pages} pages of up to {page_size} rows); stopping "
+                            "instead of paging forever. Report it to Headshed."
+                        )
+                        raise ApiError(msg)
+                    if not page.records and page_body(page.response).get("next"):
+                        return f"got an empty page {pages} that links to a next one"
+                    for record in page.records:
+                        key = record_id(record)
+                        if key is None:
+                            msg = (
+                                f"{where}: the server sent a record without "
+                                f"{self.record_id_field or 'its key'}; it cannot be keyed, so "
+                                "the run stops. Report it to Headshed."
+                            )
+                            raise ApiError(msg)
+                        if not this_read.add(key):
+                            tally.duplicates += 1
+                            continue
+                        distinct += 1
+                        if attempt and not emitted.add(key):
+                            continue
+                        tally.delivered += 1
+                        yield self.coerce(record)
+            except PageGoneError:
+                return f"ended at page {pages + 1}, which no longer exists (404 Invalid page.)"
+        if not self.paginated or count is None:
+            return None
+        if changed_to is not None:
+            return f"saw the count change from {count} to {changed_to}"
+        if distinct != count:
+            return f"served {distinct} of the {count} records its count announced"
+        return None
 
     def _is_last_partition(self, context: Context | None) -> bool:
         partitions = self.partitions

@@ -35,6 +35,10 @@ class ApiError(CubeError):
     """The server answered in a way the tap cannot continue from."""
 
 
+class IncompleteError(CubeError):
+    """A list could not be read completely: records would be missing."""
+
+
 class RetriesExhaustedError(CubeError):
     """A request kept failing with retriable errors."""
 

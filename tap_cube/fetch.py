@@ -116,8 +116,6 @@ class _Plan:
     paginator: CubeNextLinkPaginator
     queue: deque[Future[Page]] = field(default_factory=deque)
     todo: deque[str | None] = field(default_factory=lambda: deque([None]))
-    first_count: int | None = None
-    last_count: int | None = None
     pages_read: int = 0
     last_predicted: int | None = None
     peeked: bool = False
@@ -141,9 +139,7 @@ class PagePipeline:
         fetch: FetchPage,
         *,
         concurrency: int,
-        describe: Callable[[Context], str],
         paginator: Callable[[Context], CubeNextLinkPaginator],
-        warn: Callable[[str], None],
         gate: RequestGate,
     ) -> None:
         self._fetch = fetch
@@ -151,8 +147,6 @@ class PagePipeline:
         self._gate = gate
         self._concurrency = concurrency
         self._window = 2 * concurrency
-        self._describe = describe
-        self._warn = warn
         self._plans: list[_Plan] = []
         self._executor: ThreadPoolExecutor | None = (
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tap-cube-fetch")
@@ -167,24 +161,24 @@ class PagePipeline:
             self._plans.append(_Plan(context=context, paginator=paginator))
 
     def pages(self, context: Context) -> Iterator[Page]:
-        """Yield the pages of one partition in order."""
+        """Yield the pages of one partition in order, from its first page."""
         plan = self._take_plan(context)
         try:
             while True:
                 self._fill(plan)
                 if not plan.queue:
                     return
-                try:
-                    page = plan.queue.popleft().result()
-                except PageGoneError as exc:
-                    self._warn(str(exc))
-                    return
+                page = plan.queue.popleft().result()
                 self._advance(plan, page)
                 yield page
         finally:
             plan.queue.clear()
             if plan in self._plans:
                 self._plans.remove(plan)
+
+    def read_again(self, context: Context) -> None:
+        """Plan a fresh pass over a partition, from its first page, ahead of all others."""
+        self._plans.insert(0, _Plan(context=context, paginator=self._paginator(context)))
 
     def close(self) -> None:
         """Stop all outstanding work; returns when no worker thread is left."""
@@ -258,17 +252,10 @@ class PagePipeline:
         """Learn from an emitted page what to fetch next, and check it against the plan."""
         plan.pages_read += 1
         plan.paginator.advance(page.response)
-        if plan.pages_read == 1:
-            plan.first_count = plan.last_count = page.count
-            if plan.last_predicted is not None or (not plan.peeked and self._predict(plan, page)):
-                return
-        elif page.count != plan.last_count:
-            self._warn(
-                f"{self._describe(plan.context)}: the list changed while it was read "
-                f"(count {plan.first_count} on the first page, {page.count} on page "
-                f"{plan.pages_read}); rows may have shifted between pages"
-            )
-            plan.last_count = page.count
+        if plan.pages_read == 1 and (
+            plan.last_predicted is not None or (not plan.peeked and self._predict(plan, page))
+        ):
+            return
         predicted = plan.last_predicted is not None and plan.pages_read < plan.last_predicted
         if not plan.paginator.finished and not predicted:
             plan.todo.append(plan.paginator.token_query())

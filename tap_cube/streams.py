@@ -256,6 +256,12 @@ class CallOutcomesStream(CustomersBase):
         schema["required"] = [*schema["required"], CALL_OUTCOME_TIMESTAMP]
         return schema
 
+    @override
+    def record_id(self, record: dict[str, t.Any]) -> object:
+        # Within a campaign, the customer and the second the outcome was submitted.
+        customer, submitted = record.get("crm__customer_id"), record.get(CALL_OUTCOME_TIMESTAMP)
+        return None if customer is None or submitted is None else (customer, submitted)
+
     @cached_property
     def _campaign_ids(self) -> list[int]:
         """`campaign_ids`, or every campaign of the configured assignments and data owners."""
