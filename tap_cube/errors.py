@@ -43,6 +43,22 @@ class RetriesExhaustedError(CubeError):
     """A request kept failing with retriable errors."""
 
 
+class OutputClosedError(CubeError):
+    """Standard output was closed: the target or the next command stopped reading."""
+
+
+class Stopped(BaseException):
+    """A signal asked the run to stop.
+
+    A BaseException, so that no `except Exception` on the way mistakes it for a failure
+    to handle, and every `finally` on the way still runs.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class Cancelled(Exception):
     """Outstanding work was cancelled because the run is ending."""
 

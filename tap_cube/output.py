@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib.encoding.base import SingerMessageType
 from typing_extensions import override
+
+from tap_cube.errors import OutputClosedError, Stopped
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
@@ -25,19 +28,60 @@ class BufferedRecordWriter(MsgSpecWriter):
     never sees a state before the records it covers. Whatever is left is written at exit.
     """
 
+    #: RECORD messages written by any writer of this process, for the last line of a run.
+    records_written = 0
+
     def __init__(self) -> None:
         super().__init__()
         self._pending = bytearray()
+        self._closed = False
+        self._writing = False
+        self._stop_signal: int | None = None
         atexit.register(self.flush)
+
+    def stop(self, signum: int) -> None:
+        """Stop the run for a signal, but never in the middle of a message.
+
+        A signal handler that raises while stdout is being written aborts the write
+        part-way, and the target would read half a record.
+        """
+        if self._writing:
+            self._stop_signal = signum  # raised once the write is complete
+            return
+        raise Stopped(signum)
 
     @override
     def write_message(self, message: Message) -> None:
         self._pending += self.format_message(message)
-        if message.type != SingerMessageType.RECORD or len(self._pending) >= _BUFFER_BYTES:
-            self.flush()
+        if message.type == SingerMessageType.RECORD:
+            BufferedRecordWriter.records_written += 1
+            if len(self._pending) < _BUFFER_BYTES:
+                return
+        self.flush()
 
     def flush(self) -> None:
-        if self._pending:
-            sys.stdout.buffer.write(self._pending)
+        if self._closed:
+            return
+        self._writing = True
+        try:
+            if self._pending:
+                sys.stdout.buffer.write(self._pending)
+                self._pending.clear()
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self._closed = True
             self._pending.clear()
-        sys.stdout.flush()
+            # Python's own flush at exit would fail on the same pipe with a traceback.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            msg = (
+                "the output was closed before the run ended (the target or the next "
+                "command stopped reading); this run is incomplete"
+            )
+            raise OutputClosedError(msg) from None
+        finally:
+            self._writing = False
+        if self._stop_signal is not None:
+            signum, self._stop_signal = self._stop_signal, None
+            raise Stopped(signum)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import sys
+import threading
 import typing as t
 from decimal import Decimal
 from functools import partial
@@ -16,7 +18,7 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_cube.errors import ConfigError, CubeError, install_scrubber, scrubber
+from tap_cube.errors import ConfigError, CubeError, Stopped, install_scrubber, scrubber
 from tap_cube.fetch import RequestGate
 from tap_cube.output import BufferedRecordWriter
 from tap_cube.schema import custom_properties, merge_properties
@@ -39,6 +41,7 @@ from tap_cube.streams import (
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
+    from types import FrameType
 
     from singer_sdk.streams import Stream
 
@@ -230,6 +233,24 @@ class TapCube(Tap):
         super().__init__(*args, **kwargs)
         install_scrubber()
 
+    #: The signals that stop a run: a scheduler's stop, Ctrl-C, a closed terminal.
+    STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    @override
+    def _setup_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.STOP_SIGNALS:
+                signal.signal(signum, self._handle_termination)
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """End the run as failed: the SDK would write a state and exit 0 on a partial run."""
+        for other in self.STOP_SIGNALS:
+            # A second signal must not interrupt the clean-up of the first.
+            signal.signal(other, signal.SIG_IGN)
+        self.gate.cancel()  # wake workers waiting to retry
+        t.cast("BufferedRecordWriter", self.message_writer).stop(signum)
+
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         errors = super()._validate_config(raise_errors=False)
@@ -374,8 +395,17 @@ def main() -> None:
         TapCube.cli.main(prog_name="tap-cube")
     except CubeError as exc:
         _fail(str(exc))
+    except Stopped as exc:
+        name = signal.Signals(exc.signum).name
+        print(
+            f"tap-cube: stopped by {name} after {BufferedRecordWriter.records_written} "
+            "records; this run is incomplete",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
-        print("tap-cube: interrupted", file=sys.stderr, flush=True)
+        print("tap-cube: interrupted; this run is incomplete", file=sys.stderr, flush=True)
         sys.exit(130)
     except Exception as exc:
         _fail(f"unexpected {type(exc).__name__}: {exc}", unexpected=True)
