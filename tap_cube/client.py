@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import re
 import threading
 import time
 import typing as t
@@ -28,6 +29,7 @@ from typing_extensions import override
 from tap_cube.errors import (
     ApiError,
     AuthenticationError,
+    ConfigError,
     InaccessibleError,
     IncompleteError,
     RetriesExhaustedError,
@@ -81,6 +83,8 @@ class ClientStatusError(FatalAPIError):
     def __init__(self, response: requests.Response) -> None:
         self.status = response.status_code
         self.detail = response_detail(response)
+        #: Whether the API itself answered (DRF's JSON `detail`), not the web server.
+        self.from_api = self.detail != (response.reason or "no explanation given")
         super().__init__(f"{self.status} {response.reason}: {self.detail}")
 
 
@@ -305,6 +309,8 @@ class CubeStream(RESTStream[t.Any]):
                 RETRIABLE_ERRORS,
                 max_tries=self.max_tries,
                 jitter=None,
+                # A certificate that cannot be verified will not verify on a retry either.
+                giveup=lambda exc: isinstance(exc, requests.exceptions.SSLError),
                 on_backoff=self._log_retry,
                 logger=None,
             )(self._request_page),
@@ -386,6 +392,15 @@ class CubeStream(RESTStream[t.Any]):
                     f"Headshed for access or remove it from {self.partition_setting}."
                 )
                 raise InaccessibleError(msg, exc.status) from None
+            if exc.status == HTTPStatus.NOT_FOUND and not exc.from_api and not self.optional:
+                # No API view answered: the URL itself is wrong, not the id in it. (Older
+                # servers lack some optional endpoints, which answer the same way.)
+                msg = (
+                    f"{where}: the server has no API at {self._path_for(context, query)} "
+                    f"(404 {exc.detail}). Check api_url: it is the API's base URL, such as "
+                    "https://<account>.headshed.com/api/v1"
+                )
+                raise ConfigError(msg) from None
             if exc.status == HTTPStatus.NOT_FOUND:
                 msg = f"{where} not found (404 {exc.detail}). Check {self.partition_setting}."
                 raise InaccessibleError(msg, exc.status) from None
@@ -394,6 +409,8 @@ class CubeStream(RESTStream[t.Any]):
                 f"{self._path_for(context, query)}: {exc.detail}"
             )
             raise ApiError(msg) from None
+        except requests.exceptions.SSLError as exc:
+            raise ConfigError(self._tls_failure(exc)) from None
         except RETRIABLE_ERRORS as exc:
             msg = (
                 f"{where}: giving up on {self._path_for(context, query)} after "
@@ -401,6 +418,25 @@ class CubeStream(RESTStream[t.Any]):
                 "The service may be down or throttling; raise max_retries or try again later."
             )
             raise RetriesExhaustedError(msg) from None
+
+    def _tls_failure(self, error: requests.exceptions.SSLError) -> str:
+        """Why a TLS connection failed, and what the user can do about it."""
+        reason = re.search(r"certificate verify failed: ([^(]+?)(?: \(|'|\)|$)", str(error))
+        parts = urlsplit(self.url_base)
+        where = f"{parts.hostname}:{parts.port or 443}"
+        bundle = self.config.get("ca_bundle")
+        trusted = f"the certificates in ca_bundle {bundle!r}" if bundle else "the default CAs"
+        if reason:
+            return (
+                f"the TLS certificate of {where} could not be verified against {trusted} "
+                f"({reason.group(1).strip()}). If a corporate proxy or a private authority "
+                "signs it, set ca_bundle to a PEM file of that authority; verification is "
+                "never turned off."
+            )
+        return (
+            f"the TLS connection to {where} failed ({type(error).__name__}); check api_url "
+            "and, behind a TLS-inspecting proxy, set ca_bundle to a PEM file of its authority."
+        )
 
     # --- partitions and records ---------------------------------------------------
 
@@ -543,6 +579,14 @@ class CubeStream(RESTStream[t.Any]):
             raise
         if self._is_last_partition(context):
             self.close()
+            everything_skipped = len(self.skipped) == len(self.partitions or [{}])
+            if everything_skipped and not self.optional:
+                msg = (
+                    f"{self.name}: nothing was accessible: {', '.join(self.skipped)} answered "
+                    f"403 or 404. Check {self.partition_setting} against what this user may "
+                    "read, and that api_url is your account's."
+                )
+                raise InaccessibleError(msg, 0)
             if self.skipped:
                 self.logger.warning(
                     "%s: skipped because not accessible: %s", self.name, ", ".join(self.skipped)

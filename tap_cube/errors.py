@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import logging
 import typing as t
-
-from typing_extensions import override
-
-if t.TYPE_CHECKING:
-    from collections.abc import Iterable
 
 
 class CubeError(Exception):
@@ -63,27 +60,35 @@ class Cancelled(Exception):
     """Outstanding work was cancelled because the run is ending."""
 
 
-class SecretScrubber(logging.Filter):
-    """Replaces every known secret in text and in log records with a placeholder.
+class SecretScrubber:
+    """Replaces every known secret, in any form it may take, with a placeholder.
 
     requests' own exceptions can carry URLs and headers, and a server may echo what it
-    received, so secrets are removed from every log line and error message rather than
-    trusting each call site.
+    received, so secrets are removed from every log record and error message rather
+    than trusting each call site. Forms: the secret itself, its escaped (`repr`) form,
+    and the base64 of `username:password` that HTTP Basic sends.
     """
 
     PLACEHOLDER = "***"
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
+    def __init__(self) -> None:
         self._secrets: list[str] = []
-        self.add(*secrets)
 
     def add(self, *secrets: str) -> None:
         for secret in secrets:
-            if secret and secret not in self._secrets:
-                self._secrets.append(secret)
+            for form in (secret, repr(secret)[1:-1], repr(secret.encode("utf-8"))[2:-1]):
+                if form and form not in self._secrets:
+                    self._secrets.append(form)
         # Longest first, so a secret that contains another is replaced whole.
         self._secrets.sort(key=len, reverse=True)
+
+    def add_basic(self, username: str, password: str) -> None:
+        """The password, and the header value HTTP Basic makes of the pair."""
+        self.add(password)
+        for encoding in ("latin-1", "utf-8"):
+            with contextlib.suppress(UnicodeEncodeError):
+                pair = f"{username}:{password}".encode(encoding)
+                self.add(base64.b64encode(pair).decode("ascii"))
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -91,18 +96,18 @@ class SecretScrubber(logging.Filter):
                 text = text.replace(secret, self.PLACEHOLDER)
         return text
 
-    @override
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            message = record.getMessage()
-            scrubbed = self.scrub(message)
-            if record.exc_info and record.exc_info[1] is not None:
-                # Tracebacks are only shown at DEBUG; keep them free of secrets too.
-                record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
-            if scrubbed != message:
-                record.msg, record.args = scrubbed, None
-        return True
+    def scrub_record(self, record: logging.LogRecord) -> None:
+        """Scrub a log record in place: its message and any traceback it carries."""
+        if not self._secrets:
+            return
+        message = record.getMessage()
+        scrubbed = self.scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Tracebacks are only shown at DEBUG; keep them free of secrets too.
+            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
 
 
 #: One scrubber per process: secrets of every tap instance are registered here.
@@ -110,14 +115,19 @@ scrubber = SecretScrubber()
 
 
 def install_scrubber() -> None:
-    """Attach the scrubber to every handler that can write a log line."""
-    loggers: list[logging.Logger] = [logging.getLogger()]
-    loggers += [
-        logger
-        for logger in logging.Logger.manager.loggerDict.values()
-        if isinstance(logger, logging.Logger)
-    ]
-    for logger in loggers:
-        for handler in logger.handlers:
-            if scrubber not in handler.filters:
-                handler.addFilter(scrubber)
+    """Scrub every log record as it is made, whichever logger or handler writes it.
+
+    A handler filter would miss handlers added later, logging's last-resort handler and
+    third-party loggers with handlers of their own.
+    """
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "scrubs_secrets", False):
+        return
+
+    def make_scrubbed_record(*args: t.Any, **kwargs: t.Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        scrubber.scrub_record(record)
+        return record
+
+    make_scrubbed_record.scrubs_secrets = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make_scrubbed_record)

@@ -52,6 +52,7 @@ from urllib.parse import parse_qs, urlencode
 import msgspec
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Iterable, Mapping
     from types import FrameType, TracebackType
 
@@ -712,6 +713,7 @@ class CubeSimulator:
         today: date | None = None,
         cache_pages: int = 32,
         prefetch: bool = True,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """Configure the fake; nothing listens until start().
 
@@ -723,6 +725,7 @@ class CubeSimulator:
         in a row. Call outcomes exist from `outcomes_start` to `today` (default: the real
         date), `outcomes_per_day` per campaign and day. Up to `cache_pages` rendered pages
         are kept; with `prefetch` the page after each one served is rendered ahead.
+        With a server-side `tls` context it serves https.
         """
         if next_style not in _NEXT_STYLES:
             raise ValueError(f"next_style must be one of {_NEXT_STYLES}, not {next_style!r}")
@@ -758,6 +761,7 @@ class CubeSimulator:
         self._rendering: dict[tuple[object, ...], threading.Event] = {}
         self._prefetch_enabled = prefetch
         self._prefetcher: queue.Queue[Callable[[], object] | None] | None = None
+        self._tls = tls
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -803,6 +807,8 @@ class CubeSimulator:
         if self._server is not None:
             return self
         server = _Server((self.host, self.port), self)
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -851,7 +857,8 @@ class CubeSimulator:
         if self._server is None:
             raise RuntimeError("the simulator is not running; call start() first")
         host = self.host if self.host not in ("", "0.0.0.0") else "127.0.0.1"  # noqa: S104
-        return f"http://{host}:{self._server.server_port}"
+        scheme = "http" if self._tls is None else "https"
+        return f"{scheme}://{host}:{self._server.server_port}"
 
     @property
     def url(self) -> str:

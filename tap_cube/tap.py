@@ -6,9 +6,11 @@ import ipaddress
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 import typing as t
+import unicodedata
 from decimal import Decimal
 from functools import partial
 from importlib import metadata
@@ -230,8 +232,8 @@ class TapCube(Tap):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.gate = RequestGate()
+        install_scrubber()  # before the SDK's constructor, which validates and discovers
         super().__init__(*args, **kwargs)
-        install_scrubber()
 
     #: The signals that stop a run: a scheduler's stop, Ctrl-C, a closed terminal.
     STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -263,7 +265,15 @@ class TapCube(Tap):
     @staticmethod
     def _check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
         """The rules a JSON schema cannot say; each message says what to change."""
-        scrubber.add(*(str(config[key]) for key in ("auth_token", "password") if config.get(key)))
+        token, username, password = (
+            config.get("auth_token"),
+            config.get("username"),
+            config.get("password"),
+        )
+        if isinstance(token, str) and token:
+            scrubber.add(token)
+        if isinstance(password, str) and password:
+            scrubber.add_basic(str(username or ""), password)
         errors: list[str] = []
         api_url = config.get("api_url")
         if isinstance(api_url, str):
@@ -283,8 +293,7 @@ class TapCube(Tap):
                 )
             if parts.query or parts.fragment:
                 errors.append("api_url must not carry a query or fragment")
-        token = config.get("auth_token")
-        username, password = config.get("username"), config.get("password")
+        errors += _credential_errors(config)
         if token and (username or password):
             errors.append("set either auth_token or username and password, not both")
         elif not token:
@@ -330,6 +339,11 @@ class TapCube(Tap):
         bundle = config.get("ca_bundle")
         if bundle and not os.path.isfile(bundle):
             errors.append(f"ca_bundle {bundle!r} is not a readable file")
+        elif bundle:
+            try:
+                ssl.create_default_context(cafile=bundle)
+            except (ssl.SSLError, ValueError):
+                errors.append(f"ca_bundle {bundle!r} holds no PEM certificate")
         return errors
 
     @override
@@ -387,6 +401,38 @@ class TapCube(Tap):
             return discover()
         entry = catalog.get_stream(stream_name)
         return entry.schema.to_dict() if entry is not None else base
+
+
+def _credential_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+    """Credentials an HTTP header cannot carry as given; never shows their value."""
+    errors: list[str] = []
+    for key in ("auth_token", "username", "password"):
+        value = config.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        if any(unicodedata.category(char) == "Cc" for char in value) or (
+            key == "auth_token" and any(char.isspace() for char in value)
+        ):
+            errors.append(
+                f"{key} contains whitespace or a control character (a stray newline from "
+                "a secrets file?); set it without them"
+            )
+        elif value != value.strip():
+            errors.append(f"{key} starts or ends with a space; set it without")
+        elif not _is_latin1(value):
+            errors.append(
+                f"{key} contains characters an HTTP header cannot carry (only latin-1); "
+                "check that it was copied whole"
+            )
+    return errors
+
+
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def main() -> None:

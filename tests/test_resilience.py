@@ -269,3 +269,29 @@ def test_info_summary_per_assignment(simulator, tmp_path):
         run.stderr,
     )
     assert re.search(r"\| customers: assignment 8 done: 0 records, 1 pages", run.stderr)
+
+
+@pytest.mark.parametrize("access", ["forbidden", "missing"])
+def test_nothing_accessible_is_not_success(simulator, tmp_path, access):
+    assignments = [plain_assignment(7, 10)]
+    if access == "forbidden":
+        assignments += [Assignment(id=8, count=5, access="forbidden")]
+    sim = simulator(assignments)
+    ids = [8] if access == "forbidden" else [8, 9]
+    run = run_tap(config_for(sim, ids, skip_inaccessible_assignments=True), tmp_path)
+    assert run.returncode == 1
+    last = run.last_stderr_line
+    assert re.match(r"tap-cube: error: \w+: nothing was accessible: assignment 8", last), last
+    assert "assignment_ids" in last
+    assert run.records() == []
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_api_url_without_api_v1_blames_api_url(simulator, tmp_path, skip):
+    sim = simulator([plain_assignment(7, 10)])
+    base = sim.url.removesuffix("/api/v1")
+    config = config_for(sim, [7], api_url=base, skip_inaccessible_assignments=skip)
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 1
+    assert "Check api_url" in run.last_stderr_line, run.stderr
+    assert "assignment_ids" not in run.last_stderr_line

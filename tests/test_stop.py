@@ -29,6 +29,9 @@ class Output:
     """Collects a running tap's stdout and stderr in threads, so no line is lost."""
 
     def __init__(self, process: subprocess.Popen) -> None:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        self.stdout, stderr = process.stdout, process.stderr
         self.process = process
         self.lines: list[str] = []
         self.stderr: list[str] = []
@@ -37,13 +40,13 @@ class Output:
         self._reached = threading.Event()
         self._threads = [
             threading.Thread(target=self._read_stdout),
-            threading.Thread(target=lambda: self.stderr.append(process.stderr.read())),
+            threading.Thread(target=lambda: self.stderr.append(stderr.read())),
         ]
         for thread in self._threads:
             thread.start()
 
     def _read_stdout(self) -> None:
-        for line in self.process.stdout:
+        for line in self.stdout:
             self.lines.append(line)
             if json.loads(line)["type"] == "RECORD":
                 self._records += 1
@@ -134,7 +137,8 @@ def test_closed_output_ends_promptly_with_one_line(simulator, tmp_path):
     process.stdout.close()  # like `tap-cube ... | head -1`
     assert process.stderr is not None
     stderr = []
-    reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()))
+    errors = process.stderr
+    reader = threading.Thread(target=lambda: stderr.append(errors.read()))
     reader.start()
     process.wait(timeout=30)
     reader.join()

@@ -1,0 +1,87 @@
+"""Secrets stay secret in every form: raw, escaped, base64, and in every logger."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import pytest
+
+from tap_cube.errors import SecretScrubber, install_scrubber, scrubber
+from tests.conftest import (
+    PASSWORD,
+    TOKEN,
+    USERNAME,
+    assert_no_secrets,
+    config_for,
+    plain_assignment,
+    run_tap,
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("auth_token", TOKEN + "\n"),
+        ("auth_token", " " + TOKEN),
+        ("auth_token", TOKEN[:5] + "\t" + TOKEN[5:]),
+        ("password", PASSWORD + "\r\n"),
+        ("password", PASSWORD + " "),
+        ("auth_token", TOKEN + "\u2603"),  # not latin-1: no HTTP header can carry it
+    ],
+)
+def test_credentials_a_header_cannot_carry_are_refused(simulator, tmp_path, key, value):
+    sim = simulator([plain_assignment(7, 5)])
+    overrides = {key: value}
+    if key == "password":
+        overrides |= {"auth_token": None, "username": USERNAME}
+    run = run_tap(config_for(sim, [7], **overrides), tmp_path)
+    assert run.returncode == 1
+    assert run.last_stderr_line.startswith("tap-cube: error: invalid configuration: " + key)
+    assert_no_secrets(run.stdout, run.stderr)
+    assert value.strip() not in run.stderr
+    assert sim.requests == []
+
+
+def test_server_echoing_basic_credentials_leaks_nothing(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 5)])
+    header = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    echo = json.dumps({"detail": f"Bad request: Authorization was {header!r} ({PASSWORD!r})"})
+    sim.fail_next("/customers/", 400, echo, times=5)
+    sim.fail_next("/crm_custom_fields/", 400, echo, times=5)
+    config = config_for(sim, [7], auth_token=None, username=USERNAME, password=PASSWORD)
+    for level in ("INFO", "DEBUG"):
+        run = run_tap(config, tmp_path, env={"TAP_CUBE_LOGLEVEL": level})
+        assert run.returncode == 1
+        assert "Bad request: Authorization was" in run.stderr
+        assert_no_secrets(run.stdout, run.stderr)
+
+
+def test_escaped_forms_are_scrubbed():
+    secrets = SecretScrubber()
+    secret = 'pw"\\ø\n'
+    secrets.add(secret)
+    for text in (secret, repr(secret), repr(secret.encode()), str(secret.encode())):
+        assert "pw" not in secrets.scrub(f"value: {text}"), text
+
+
+def test_loggers_and_handlers_made_later_are_scrubbed(capsys):
+    install_scrubber()
+    scrubber.add("later-secret-9931")
+    logger = logging.getLogger("urllib3.test-later")
+    handler = logging.StreamHandler()
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        logger.debug("header %s", "Token later-secret-9931")
+        try:
+            raise ValueError("later-secret-9931")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "Token ***" in err
+    assert "later-secret-9931" not in err
