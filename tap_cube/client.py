@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import backoff
 import msgspec
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from singer_sdk import RESTStream
 from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
@@ -54,6 +55,7 @@ RETRIABLE_ERRORS: tuple[type[Exception], ...] = (
     requests.exceptions.ContentDecodingError,
 )
 _MAX_REDIRECTS = 5
+_READ_CHUNK = 1 << 16
 
 
 @dataclass(slots=True)
@@ -123,17 +125,49 @@ def describe_failure(error: object) -> str:
     response = getattr(error, "response", None)
     if isinstance(response, requests.Response):
         return f"{response.status_code} {response.reason}"
-    if isinstance(error, MalformedPageError):
+    if isinstance(error, MalformedPageError | SlowBodyError):
         return str(error)
     return type(error).__name__
+
+
+class SlowBodyError(requests.exceptions.Timeout):
+    """The answer kept arriving, too slowly to finish within request_timeout."""
+
+
+def read_body(response: requests.Response, deadline: float) -> None:
+    """Read the whole body by `deadline`, not just each piece within the read timeout.
+
+    A body that trickles in a few bytes at a time never trips the per-read timeout and
+    could hold a request, and the run, indefinitely.
+    """
+    chunks: list[bytes] = []
+    try:
+        # read1 returns what has arrived; iter_content would wait for whole chunks.
+        while chunk := response.raw.read1(_READ_CHUNK, decode_content=True):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                response.close()
+                msg = "the answer took longer than request_timeout to arrive"
+                raise SlowBodyError(msg)
+    # The same translation requests makes when it reads a body itself.
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(str(exc)) from exc
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(str(exc)) from exc
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(str(exc)) from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(str(exc)) from exc
+    # What requests itself stores when it reads a body, so .content and .json() work.
+    response._content = b"".join(chunks)
 
 
 def decode_body(content: bytes, *, paginated: bool) -> dict[str, t.Any]:
     """Decode a list response into DRF's page shape, or fail as retriable."""
     try:
         body = msgspec.json.decode(content)
-    except msgspec.DecodeError as exc:
-        msg = f"invalid JSON in a 200 response ({len(content)} bytes)"
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        msg = f"invalid JSON or UTF-8 in a 200 response ({len(content)} bytes)"
         raise MalformedPageError(msg) from exc
     if not paginated:
         if not isinstance(body, list):
@@ -259,17 +293,22 @@ class CubeStream(RESTStream[t.Any]):
         """
         origin = urlsplit(self.url_base)[:2]
         for _ in range(_MAX_REDIRECTS + 1):
+            deadline = time.monotonic() + self.timeout
             response: requests.Response = self.requests_session.send(
-                prepared, timeout=self.timeout, allow_redirects=False
+                prepared, timeout=self.timeout, allow_redirects=False, stream=True
             )
             if not response.is_redirect:
+                read_body(response, deadline)
                 return response
+            response.close()
             target = urljoin(prepared.url or "", response.headers.get("Location", ""))
             if urlsplit(target)[:2] != origin:
+                parts = urlsplit(target)
+                default_port = 443 if parts.scheme == "https" else 80
                 msg = (
                     f"the server redirected {urlsplit(prepared.url or '').path} to "
-                    f"{urlsplit(target).scheme}://{urlsplit(target).hostname}; tap-cube only "
-                    "sends credentials to the configured host. Check api_url."
+                    f"{parts.scheme}://{parts.hostname}:{parts.port or default_port}; tap-cube "
+                    "only sends credentials to the configured host. Check api_url."
                 )
                 raise ApiError(msg)
             prepared = prepared.copy()

@@ -586,6 +586,7 @@ class _Answer:
     content_type: str = _JSON
     headers: tuple[tuple[str, str], ...] = ()
     paginated: bool = False
+    trickle: float = 0.0  # seconds between the bytes of the body
 
     def render(self) -> bytes:
         return self.body if isinstance(self.body, bytes) else self.body()
@@ -682,6 +683,7 @@ class _Script:
     body: bytes
     headers: tuple[tuple[str, str], ...]
     remaining: int
+    trickle: float = 0.0
 
 
 # --------------------------------------------------------------------------- the simulator
@@ -1111,24 +1113,27 @@ class CubeSimulator:
         self,
         path_substring: str,
         status: int,
-        body: str = "",
+        body: str | bytes = "",
         headers: dict[str, str] | None = None,
         times: int = 1,
+        trickle: float = 0.0,
     ) -> None:
         """Answer the next `times` requests whose path (with query) contains `path_substring`.
 
-        Status 0 resets the connection without answering. These come before any other
-        check, including authentication, and do not count against
-        max_consecutive_failures.
+        Status 0 resets the connection without answering. A `body` given as bytes is sent
+        as is (it need not be UTF-8); with `trickle`, the body is sent one byte at a time,
+        `trickle` seconds apart. These come before any other check, including
+        authentication, and do not count against max_consecutive_failures.
         """
         with self._lock:
             self._scripts.append(
                 _Script(
                     path_substring,
                     status,
-                    body.encode(),
+                    body if isinstance(body, bytes) else body.encode(),
                     tuple((headers or {}).items()),
                     times,
+                    trickle,
                 )
             )
 
@@ -1141,7 +1146,11 @@ class CubeSimulator:
                         self._scripts.remove(script)
                     html = script.body.lstrip().startswith(b"<")
                     return _Answer(
-                        script.status, script.body, _HTML if html else _JSON, script.headers
+                        script.status,
+                        script.body,
+                        _HTML if html else _JSON,
+                        script.headers,
+                        trickle=script.trickle,
                     )
         return None
 
@@ -1183,7 +1192,14 @@ class CubeSimulator:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
-            handler.wfile.write(head if req.method == "HEAD" else head + body)
+            if answer.trickle and req.method != "HEAD":
+                handler.wfile.write(head)
+                for index in range(len(body)):
+                    handler.wfile.write(body[index : index + 1])
+                    handler.wfile.flush()
+                    time.sleep(answer.trickle)
+            else:
+                handler.wfile.write(head if req.method == "HEAD" else head + body)
         except OSError:
             handler.close_connection = True
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -11,6 +13,7 @@ import sys
 import threading
 import typing as t
 import unicodedata
+from datetime import date
 from decimal import Decimal
 from functools import partial
 from importlib import metadata
@@ -66,6 +69,10 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+#: The most pages fetched at once: more only invites throttling (and 429s pause all).
+MAX_CONCURRENCY = 32
 
 
 class TapCube(Tap):
@@ -173,7 +180,9 @@ class TapCube(Tap):
             th.NumberType,
             default=60,
             title="Request timeout",
-            description="Seconds to wait for the server to answer one request.",
+            description=(
+                "Seconds one request may take, from sending it to the last byte of its answer."
+            ),
         ),
         th.Property(
             "user_agent",
@@ -224,8 +233,8 @@ class TapCube(Tap):
             default=4,
             title="Maximum concurrent requests",
             description=(
-                "Pages fetched in parallel, within and across assignments; 1 reads strictly "
-                "one page after another."
+                "Pages fetched in parallel, within and across assignments (1 to 32); 1 reads "
+                "strictly one page after another."
             ),
         ),
     ).to_dict()
@@ -255,12 +264,38 @@ class TapCube(Tap):
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        self._warn_unknown_settings()
         errors = super()._validate_config(raise_errors=False)
         errors += self._check_settings(self.config)
         if errors and raise_errors:
             msg = "invalid configuration: " + "; ".join(errors)
             raise ConfigError(msg)
         return errors
+
+    def _warn_unknown_settings(self) -> None:
+        """A misspelt setting would otherwise be ignored without a word."""
+        known = list(self.config_jsonschema["properties"])
+        for key in self.config:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                self.logger.warning("unknown setting %r is ignored%s", key, hint)
+
+    def _warn_unoffered_streams(self, offered: list[str]) -> None:
+        """Streams a catalog selects that this configuration has no partitions for."""
+        catalog = self.input_catalog
+        if catalog is None:
+            return
+        for entry in catalog.streams:
+            root = entry.metadata.root
+            selected = root.selected if root.selected is not None else root.selected_by_default
+            if selected and entry.tap_stream_id not in offered:
+                self.logger.warning(
+                    "stream %r is selected but this configuration does not offer it (%s); "
+                    "it is not extracted",
+                    entry.tap_stream_id,
+                    _WHY_NOT_OFFERED.get(entry.tap_stream_id, "no setting enables it"),
+                )
 
     @staticmethod
     def _check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
@@ -330,12 +365,21 @@ class TapCube(Tap):
             value = config.get(key)
             if isinstance(value, int) and value < minimum:
                 errors.append(f"{key} must be at least {minimum}")
+        concurrency = config.get("max_concurrent_requests")
+        if isinstance(concurrency, int) and concurrency > MAX_CONCURRENCY:
+            errors.append(
+                f"max_concurrent_requests must be at most {MAX_CONCURRENCY}; more only "
+                "invites throttling"
+            )
         # JSON config numbers arrive as Decimal; other types are the schema's to report.
         timeout, wait = config.get("request_timeout"), config.get("max_retry_wait")
         if isinstance(timeout, int | float | Decimal) and timeout <= 0:
             errors.append("request_timeout must be greater than 0")
         if isinstance(wait, int | float | Decimal) and wait < 0:
             errors.append("max_retry_wait must not be negative")
+        start_date = config.get("start_date")
+        if start_date is not None and not _is_date(start_date):
+            errors.append(f"start_date {start_date!r} is not a date; use YYYY-MM-DD")
         bundle = config.get("ca_bundle")
         if bundle and not os.path.isfile(bundle):
             errors.append(f"ca_bundle {bundle!r} is not a readable file")
@@ -386,6 +430,7 @@ class TapCube(Tap):
             streams.append(
                 CallOutcomesStream(self, outcomes_schema, gate=self.gate, campaigns=campaigns)
             )
+        self._warn_unoffered_streams([stream.name for stream in streams])
         return list(streams)
 
     def _schema(
@@ -401,6 +446,18 @@ class TapCube(Tap):
             return discover()
         entry = catalog.get_stream(stream_name)
         return entry.schema.to_dict() if entry is not None else base
+
+
+#: What a stream needs from the configuration to be offered.
+_WHY_NOT_OFFERED = {
+    "customers": "it needs assignment_ids",
+    "customer_custom_fields": "it needs assignment_ids",
+    "callflow_customers": "it needs assignment_ids",
+    "crm_customers": "it needs crms",
+    "crm_custom_fields": "it needs crms",
+    "crm_callflow_customers": "it needs crms",
+    "call_outcomes": "it needs start_date",
+}
 
 
 def _credential_errors(config: t.Mapping[str, t.Any]) -> list[str]:
@@ -427,6 +484,14 @@ def _credential_errors(config: t.Mapping[str, t.Any]) -> list[str]:
     return errors
 
 
+def _is_date(value: object) -> bool:
+    try:
+        date.fromisoformat(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def _is_latin1(text: str) -> bool:
     try:
         text.encode("latin-1")
@@ -435,9 +500,81 @@ def _is_latin1(text: str) -> bool:
     return True
 
 
+#: What each input file must hold, for the message when it does not.
+_INPUT_SHAPES = {
+    "--config": "a JSON object of settings",
+    "--state": "a JSON object (the state a target emitted)",
+    "--catalog": 'a JSON object with a "streams" list',
+}
+
+
+def check_inputs(argv: list[str], environ: t.Mapping[str, str]) -> None:
+    """Check the files and environment the SDK will read, to name what is wrong in them.
+
+    The SDK would fail on them with a bare JSONDecodeError or TypeError.
+    """
+    for option, path in _input_files(argv):
+        if option == "--config" and path == "ENV":
+            _check_environment(environ)
+            continue
+        try:
+            with open(path, encoding="utf-8") as file:
+                value = json.load(file)
+        except OSError:
+            continue  # the command line reports a missing file itself
+        except UnicodeDecodeError:
+            msg = f"{option} {path} is not UTF-8 text; it must hold {_INPUT_SHAPES[option]}"
+            raise ConfigError(msg) from None
+        except json.JSONDecodeError as exc:
+            msg = (
+                f"{option} {path} is not valid JSON ({exc.msg} at line {exc.lineno} column "
+                f"{exc.colno}); it must hold {_INPUT_SHAPES[option]}"
+            )
+            raise ConfigError(msg) from None
+        shaped = isinstance(value, dict) and (
+            option != "--catalog" or isinstance(value.get("streams"), list)
+        )
+        if not shaped:
+            msg = f"{option} {path} must hold {_INPUT_SHAPES[option]}"
+            raise ConfigError(msg)
+
+
+def _input_files(argv: list[str]) -> t.Iterator[tuple[str, str]]:
+    for index, arg in enumerate(argv):
+        option, equals, value = arg.partition("=")
+        if option in _INPUT_SHAPES:
+            if equals:
+                yield option, value
+            elif index + 1 < len(argv):
+                yield option, argv[index + 1]
+
+
+_ARRAY_EXAMPLES = {"crms": """'[{"data_owner_id": 3, "crm_type": "B2C"}]'"""}
+
+
+def _check_environment(environ: t.Mapping[str, str]) -> None:
+    """Array settings from the environment must be JSON arrays, as the SDK parses them."""
+    for name, prop in TapCube.config_jsonschema["properties"].items():
+        variable = f"TAP_CUBE_{name.upper()}"
+        if "array" not in prop.get("type", []) or variable not in environ:
+            continue
+        try:
+            value = json.loads(environ[variable])
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, list):
+            example = _ARRAY_EXAMPLES.get(name, "'[1, 2]'")
+            msg = (
+                f"{variable}={environ[variable]!r} is not a JSON array; write it as "
+                f"{variable}={example}"
+            )
+            raise ConfigError(msg)
+
+
 def main() -> None:
     """The `tap-cube` command: the SDK's CLI, with errors as one line instead of a traceback."""
     try:
+        check_inputs(sys.argv[1:], os.environ)
         TapCube.cli.main(prog_name="tap-cube")
     except CubeError as exc:
         _fail(str(exc))

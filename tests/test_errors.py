@@ -141,7 +141,7 @@ def test_unexpected_error_is_one_line_with_hint(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 10)])
     config = config_for(sim, [7])
     catalog = tmp_path / "catalog.json"
-    catalog.write_text("{not json")
+    catalog.write_text(json.dumps({"streams": [{"stream": "customers", "schema": 5}]}))
     run = run_tap(config, tmp_path, "--catalog", str(catalog))
     assert run.returncode != 0
     assert run.last_stderr_line.startswith("tap-cube: error: ")
@@ -167,3 +167,91 @@ def test_record_without_customer_id_stops_the_run(simulator, tmp_path):
     sim.fail_next("/customers/?page=2", 200, json.dumps(page))
     run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
     assert_fails_with(run, "assignment 7", "a record without crm__customer_id")
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "fragments"),
+    [
+        ("--config", "{bad", ["--config", "is not valid JSON", "line 1 column 2"]),
+        ("--config", "[1, 2]", ["--config", "must hold a JSON object of settings"]),
+        ("--state", "{bad", ["--state", "is not valid JSON"]),
+        ("--state", '"done"', ["--state", "must hold a JSON object"]),
+        ("--catalog", "[]", ["--catalog", 'must hold a JSON object with a "streams" list']),
+        ("--catalog", "\xff", ["--catalog", "is not UTF-8 text"]),
+    ],
+)
+def test_input_files_that_are_not_what_they_should_be(tmp_path, option, content, fragments):
+    config = {
+        "api_url": "https://acme.headshed.com/api/v1",
+        "auth_token": TOKEN,
+        "assignment_ids": [1],
+    }
+    bad = tmp_path / "input.json"
+    bad.write_text(content, encoding="latin-1")
+    if option == "--config":
+        run = run_tap(config, tmp_path, "--config", str(bad))
+    else:
+        run = run_tap(config, tmp_path, f"{option}={bad}")
+    assert_fails_with(run, str(bad), *fragments)
+    assert "unexpected" not in run.last_stderr_line
+
+
+def test_invalid_start_date_names_the_setting(tmp_path):
+    config: dict[str, object] = {"api_url": "https://acme.headshed.com/api/v1"}
+    config |= {"auth_token": TOKEN, "assignment_ids": [1], "start_date": "2024-13-45"}
+    run = run_tap(config, tmp_path)
+    assert_fails_with(run, "start_date '2024-13-45' is not a date; use YYYY-MM-DD")
+
+
+def test_array_setting_from_the_environment_shows_the_accepted_form(tmp_path):
+    config = {"api_url": "https://acme.headshed.com/api/v1", "auth_token": TOKEN}
+    run = run_tap(config, tmp_path, "--config", "ENV", env={"TAP_CUBE_ASSIGNMENT_IDS": "1,2"})
+    assert_fails_with(
+        run, "TAP_CUBE_ASSIGNMENT_IDS='1,2' is not a JSON array", "TAP_CUBE_ASSIGNMENT_IDS='[1, 2]'"
+    )
+
+
+def test_too_many_concurrent_requests_is_refused(tmp_path):
+    config: dict[str, object] = {"api_url": "https://acme.headshed.com/api/v1"}
+    config |= {"auth_token": TOKEN, "assignment_ids": [1], "max_concurrent_requests": 1000}
+    run = run_tap(config, tmp_path)
+    assert_fails_with(run, "max_concurrent_requests must be at most 32")
+
+
+def test_misspelt_setting_is_named_with_the_closest_one(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 5)])
+    run = run_tap(config_for(sim, [7], max_retrys=3), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "unknown setting 'max_retrys' is ignored; did you mean 'max_retries'?" in run.stderr
+
+
+def test_selected_stream_that_is_not_offered_is_named(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 5)])
+    catalog = {
+        "streams": [
+            {
+                "tap_stream_id": "crm_customers",
+                "stream": "crm_customers",
+                "schema": {"type": "object", "properties": {}},
+                "metadata": [{"breadcrumb": [], "metadata": {"selected": True}}],
+            }
+        ]
+    }
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_text(json.dumps(catalog))
+    run = run_tap(config_for(sim, [7]), tmp_path, "--catalog", str(catalog_file))
+    assert run.returncode == 0, run.stderr
+    assert "stream 'crm_customers' is selected but this configuration does not offer it" in (
+        run.stderr
+    )
+    assert "it needs crms" in run.stderr
+
+
+def test_redirect_message_names_the_port(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 5)])
+    sim.fail_next("/customers/", 302, headers={"Location": "https://elsewhere.example:8443/x"})
+    sim.fail_next(
+        "/crm_custom_fields/", 302, headers={"Location": "https://elsewhere.example:8443/x"}
+    )
+    run = run_tap(config_for(sim, [7]), tmp_path)
+    assert_fails_with(run, "https://elsewhere.example:8443")

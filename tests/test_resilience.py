@@ -295,3 +295,28 @@ def test_api_url_without_api_v1_blames_api_url(simulator, tmp_path, skip):
     assert run.returncode == 1
     assert "Check api_url" in run.last_stderr_line, run.stderr
     assert "assignment_ids" not in run.last_stderr_line
+
+
+def test_a_trickling_body_is_bounded_by_request_timeout(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 10)], next_style="same")
+    body = json.dumps({"count": 10, "next": None, "results": sim.customers(7)})
+    # Each byte arrives well within the read timeout; the whole would take minutes.
+    sim.fail_next("/customers/", 200, body, times=3, trickle=0.05)
+    started = time.monotonic()
+    run = run_tap(config_for(sim, [7], request_timeout=1, max_retries=1), tmp_path)
+    assert time.monotonic() - started < 30
+    assert run.returncode == 1
+    assert "the answer took longer than request_timeout to arrive" in run.last_stderr_line
+
+
+def test_a_body_that_is_not_utf8_is_retried(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 700)])
+    sim.fail_next("/customers/?page=2", 200, b'{"count": 700, "results": [{"a": "\xff"}]}')
+    run = run_tap(config_for(sim, [7]), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert_exactly_once(run, sim, [7])
+    assert "invalid JSON or UTF-8" in run.stderr
+    sim.fail_next("/customers/?page=2", 200, b"\xff\xfe", times=3)
+    run = run_tap(config_for(sim, [7], max_retries=1), tmp_path)
+    assert run.returncode == 1
+    assert run.last_stderr_line.startswith("tap-cube: error: assignment 7: giving up")
