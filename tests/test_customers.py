@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import trustme
 
 from tap_cube.simulator import Assignment, CustomField, demo_assignments
 from tap_cube.tap import TapCube
@@ -335,7 +336,7 @@ def test_tls_verification_stays_on_and_ca_bundle_replaces_the_default(tmp_path):
     )
     assert default.streams["customers"].requests_session.verify is True
     bundle = tmp_path / "corporate-ca.pem"
-    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    trustme.CA().cert_pem.write_to_path(str(bundle))
     custom = offline_tap(
         api_url="https://acme.headshed.com/api/v1",
         auth_token=TOKEN,
