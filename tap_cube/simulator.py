@@ -1063,6 +1063,11 @@ class CubeSimulator:
         rec["call_outcome__extra__Ønsket oppstart"] = (
             str(day + timedelta(days=14 + (h >> 56) % 30)) if kind == "Salg" else ""
         )
+        rec["call_outcome__additional_input_text"] = (
+            f"Followup time: Between {day:%d.%m.%Y} 08:00 and {day:%d.%m.%Y} 21:00 \n"
+            if kind == "Ring tilbake"
+            else ""
+        )
         rec["campaign__name"] = camp.row["campaign__name"]
         if "campaign__crm_type" in camp.row:
             rec["campaign__crm_type"] = camp.row["campaign__crm_type"]
