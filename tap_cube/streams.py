@@ -84,19 +84,19 @@ class Directory:
         logger = self._campaigns.logger
         pairs: set[tuple[int, str]] = set()
         for row in rows:
-            owner, crm_type = row.get("data_owner__id"), row.get("campaign__crm_type")
-            if owner in (None, ""):
+            owner, crm_type = _owner_id(row), str(row.get("campaign__crm_type")).upper()
+            if row.get("data_owner__id") in (None, ""):
                 continue  # an assignment-era campaign
-            if str(crm_type).upper() not in CRM_TYPES or not str(owner).isdigit():
+            if owner is None or crm_type not in CRM_TYPES:
                 logger.warning(
-                    "discover_crms: campaign %s names data owner %r with CRM type %r, which "
-                    "is not B2C or B2B; it is left out (list it in crms to read it)",
+                    "discover_crms: campaign %s names data owner %r with CRM type %r; it is "
+                    "left out (list it in crms to read it)",
                     row.get("campaign__id"),
-                    owner,
-                    crm_type,
+                    row.get("data_owner__id"),
+                    row.get("campaign__crm_type"),
                 )
                 continue
-            pairs.add((int(owner), str(crm_type).upper()))
+            pairs.add((owner, crm_type))
         if not pairs:
             msg = (
                 f"discover_crms: none of the {len(rows)} campaigns this user can see names a "
@@ -123,13 +123,19 @@ class Directory:
         owners = {owner for owner, _ in crms}
         ids: list[int] = []
         for row in self.campaign_rows:
-            owner, crm_type = row.get("data_owner__id"), row.get("campaign__crm_type")
+            owner, crm_type = _owner_id(row), row.get("campaign__crm_type")
             ours = (
                 (owner, str(crm_type).upper()) in crms if crm_type else owner in owners
             ) or row.get("assignment__id") in assignments
             if ours:
                 ids.append(int(row["campaign__id"]))
         return ids
+
+
+def _owner_id(campaign: dict[str, t.Any]) -> int | None:
+    """A campaign row's data owner id, whether sent as a number or as digits."""
+    owner = campaign.get("data_owner__id")
+    return int(str(owner)) if str(owner).isdigit() else None
 
 
 class DirectoryOwner(t.Protocol):

@@ -310,3 +310,17 @@ def test_next_link_to_another_list_stops_the_run(simulator, tmp_path):
     assert "data owner 3 (B2C)" in run.last_stderr_line
     assert "drops or changes from_date, to_date of this list" in run.last_stderr_line
     assert not any("20200212" in r.query for r in sim.requests)
+
+
+def test_campaign_without_crm_type_is_left_out_with_a_warning(simulator, tmp_path):
+    sim = simulator([], crms=[crm(3), crm(4)])
+    rows = [
+        {"campaign__id": 1, "data_owner__id": "3", "campaign__crm_type": "b2c"},
+        {"campaign__id": 2, "data_owner__id": 4, "campaign__crm_type": ""},
+        {"campaign__id": 3, "assignment__id": 101},
+    ]
+    sim.fail_next("/api/v1/campaigns", 200, json.dumps(rows), times=10)
+    run = run_tap(discovering(sim), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "campaign 2 names data owner 4 with CRM type ''; it is left out" in run.stderr
+    assert {r["data_owner_id"] for r in run.records("crm_customers")} == {3}
