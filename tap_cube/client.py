@@ -40,7 +40,7 @@ from tap_cube.pagination import CubeNextLinkPaginator, page_body, query_pairs, r
 from tap_cube.seen import SeenIds
 
 if t.TYPE_CHECKING:
-    from collections.abc import Generator, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
 
     from singer_sdk.helpers.types import Context
     from singer_sdk.tap_base import Tap
@@ -631,9 +631,14 @@ class CubeStream(RESTStream[t.Any]):
                     "%s: skipped because not accessible: %s", self.name, ", ".join(self.skipped)
                 )
 
-    def record_id(self, record: dict[str, t.Any]) -> object:
-        """What identifies a record within its partition; None when it lacks it."""
-        return record.get(self.record_id_field) if self.record_id_field else None
+    def record_identity(self) -> Callable[[dict[str, t.Any]], object]:
+        """What identifies a record within its partition (None: the record lacks it).
+
+        A fresh function for each read of a partition, for identities that depend on the
+        records before.
+        """
+        field = self.record_id_field
+        return lambda record: record.get(field) if field else None
 
     def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
         """The records of one partition, each exactly once, or an error that says why not.
@@ -699,7 +704,7 @@ class CubeStream(RESTStream[t.Any]):
     ) -> Generator[dict[str, t.Any], None, str | None]:
         """One read of a partition from its first page; returns why it was incomplete."""
         where = self.describe_partition(context)
-        record_id = self.record_id
+        record_id = self.record_identity()
         count: int | None = None
         changed_to: int | None = None
         distinct = pages = 0

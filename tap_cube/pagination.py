@@ -59,7 +59,7 @@ def query_for_page(base_params: QueryPairs, page: int) -> str:
 
 
 class CubeNextLinkPaginator(BaseHATEOASPaginator):
-    """Follows `next` links until they are null, refusing to revisit a page."""
+    """Follows `next` links until they are null, refusing to revisit a page or leave the list."""
 
     def __init__(self, description: str, first_params: QueryPairs) -> None:
         super().__init__()
@@ -80,6 +80,16 @@ class CubeNextLinkPaginator(BaseHATEOASPaginator):
             super().advance(response)
             return
         pairs = query_pairs(next_value.query)
+        changed = sorted({name for name, _ in set(self.first_params) - set(pairs)})
+        if changed:
+            # A link to another list (another window, say): following it would mix that
+            # list's rows into this one and leave the rest of this one unread.
+            msg = (
+                f"{self._description}: the server's next link (?{next_value.query}) drops or "
+                f"changes {', '.join(changed)} of this list; stopping instead of reading "
+                "another list. Retry later or report it to Headshed."
+            )
+            raise ApiError(msg)
         if pairs in self._seen:
             msg = (
                 f"{self._description}: the server's next link (?{next_value.query}) repeats "

@@ -3,9 +3,11 @@
 The fake speaks plain HTTP on localhost and mimics what matters to a client of the real
 service: token and basic authentication with DRF's error bodies, page-number pagination
 with absolute ``next`` links (optionally pointing at another scheme and host, as the real
-service does behind its proxy), custom-field metadata, campaigns, call outcomes per day,
-call-flow status, injected faults (throttling, proxy errors, resets, truncated bodies) and
-mutations while a list is being paged.
+service does behind its proxy), custom-field metadata, campaigns, call outcomes and
+product registrations per day (per campaign, per data owner and globally), call-flow
+status, the quirks of the integration notes' examples (opt-in), injected faults
+(throttling, proxy errors, resets, truncated bodies) and mutations while a list is being
+paged.
 
 Records are never stored: each one is derived from (container, index, seed) by hashing
 the index into pools of pre-encoded JSON fragments, so an assignment of a million
@@ -106,6 +108,9 @@ class Crm:
     count: int
     custom_fields: list[CustomField] = field(default_factory=list)
     customer_id_start: int = 500000
+    # "ok" | "forbidden": its campaigns are listed in /campaigns, but every endpoint of
+    # the CRM (and its campaigns' outcomes and product registrations) answers 403.
+    access: str = "ok"
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,18 @@ _KIND = {"text": _TEXT, "integer": _INTEGER, "date": _DATE, "boolean": _BOOLEAN}
 
 _PROXY_ORIGIN = "http://cube-internal.proxy.local:8080"
 _NEXT_STYLES = ("foreign", "http", "same", "cursor")
+#: Oddities of the integration notes' examples, served on request:
+#: "crm_next_repeats": a data owner's customers list answers with `next` equal to the
+#: request URL (no page parameter); "product_next_elsewhere": product-registration pages
+#: link to the matching `/call_outcomes/` path (with this list's query).
+_QUIRKS = ("crm_next_repeats", "product_next_elsewhere")
+_SERIES = ("call_outcomes", "product_registrations")
+_PRODUCT_CATALOG = (
+    ("BB100", "Bredbånd 100", 499),
+    ("BB500", "Bredbånd 500", 699),
+    ("TVF", "TV Familie", 399),
+    ("MOB10", "Mobil 10 GB", 299),
+)
 _FAULT_KINDS = ("429", "500", "502", "503", "504", "reset", "truncated")
 
 _JSON = "application/json"
@@ -284,6 +301,14 @@ def _oslo_offset(day: date) -> str:
 
 
 # --------------------------------------------------------------------------- containers
+
+
+def _anonymize(record: dict[str, object], fields: Mapping[str, object] | None = None) -> None:
+    """Blank a customer's fields as Cube does for an anonymized customer (of `fields`)."""
+    for name in fields if fields is not None else list(record):
+        if name.startswith("crm__"):
+            record[name] = ""
+    record["crm__standard_info__name"] = "Anonymized"
 
 
 class _Snap(NamedTuple):
@@ -716,6 +741,7 @@ class CubeSimulator:
         cache_pages: int = 32,
         prefetch: bool = True,
         tls: ssl.SSLContext | None = None,
+        quirks: Iterable[str] = (),
     ) -> None:
         """Configure the fake; nothing listens until start().
 
@@ -728,6 +754,7 @@ class CubeSimulator:
         date), `outcomes_per_day` per campaign and day. Up to `cache_pages` rendered pages
         are kept; with `prefetch` the page after each one served is rendered ahead.
         With a server-side `tls` context it serves https.
+        `quirks` turns on oddities of the documented examples (see _QUIRKS).
         """
         if next_style not in _NEXT_STYLES:
             raise ValueError(f"next_style must be one of {_NEXT_STYLES}, not {next_style!r}")
@@ -736,6 +763,9 @@ class CubeSimulator:
             raise ValueError(f"unknown failure kinds: {sorted(unknown)}")
         if page_size < 1:
             raise ValueError("page_size must be positive")
+        self.quirks = frozenset(quirks)
+        if self.quirks - set(_QUIRKS):
+            raise ValueError(f"unknown quirks: {sorted(self.quirks - set(_QUIRKS))}")
         self.token = token
         self.username = username
         self.password = password
@@ -791,7 +821,7 @@ class CubeSimulator:
                 unlisted_fields=[],
                 customer_id_start=crm.customer_id_start,
                 metadata="ok",
-                access="ok",
+                access=crm.access,
                 salt=_mix(
                     seed * 0x100000001B3 + crm.data_owner_id * _GOLDEN + 2 + (crm_type == "B2B")
                 ),
@@ -800,6 +830,8 @@ class CubeSimulator:
         # Call outcomes added or edited by tests, keyed by campaign and day.
         self._outcome_extra: dict[tuple[int, date], list[dict[str, object]]] = {}
         self._outcome_edits: dict[tuple[int, date, int], dict[str, object]] = {}
+        # The products of outcomes added by tests, when given; else derived from the row.
+        self._outcome_products: dict[tuple[int, date, int], list[dict[str, object]]] = {}
         self._outcome_version = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -983,8 +1015,11 @@ class CubeSimulator:
                     "campaign__end_date": "",
                     "campaign__archived_date": "",
                     "campaign__is_active": k == 1,
+                    "campaign__crm_type": crm_type,
                     "data_owner__id": owner,
+                    "data_owner__name": f"Dataeier {owner} AS",
                     "service__id": owner * 10 + k,
+                    "service__name": f"Telefonsalg {owner}-{k}",
                 }
                 self._add_campaign(cid, c, row)
 
@@ -999,8 +1034,16 @@ class CubeSimulator:
         )
 
     def campaigns(self) -> list[dict[str, object]]:
-        """The campaign rows as served by /campaigns (forbidden assignments left out)."""
-        return [dict(x.row) for x in self._campaigns.values() if x.container.access == "ok"]
+        """The campaign rows as served by /campaigns.
+
+        Forbidden assignments are left out; forbidden data owners' CRMs are listed (that is
+        how a user finds them), though their endpoints answer 403.
+        """
+        return [dict(x.row) for x in self._campaigns.values() if self._listed(x)]
+
+    @staticmethod
+    def _listed(camp: _Campaign) -> bool:
+        return camp.container.access == "ok" or camp.container.key[0] == "data_owner"
 
     def today(self) -> date:
         """The simulator's idea of today (the `today` argument, else the real date)."""
@@ -1017,12 +1060,19 @@ class CubeSimulator:
             day += timedelta(days=1)
         return days
 
+    @staticmethod
+    def _outcome_hash(camp: _Campaign, day: date, k: int) -> int:
+        return _mix(camp.salt + day.toordinal() * _GOLDEN + k * 0x51ED27)
+
     def _outcome(self, camp: _Campaign, snap: _Snap, day: date, k: int) -> dict[str, object]:
         # Rows 0 .. per_day-1 of a day are generated, later ones were added by tests.
         per_day = self.outcomes_per_day if snap.size else 0
-        h = _mix(camp.salt + day.toordinal() * _GOLDEN + k * 0x51ED27)
+        h = self._outcome_hash(camp, day, k)
         idx = snap.first + (h % snap.size if snap.size else 0)
         rec = camp.container.customer(idx, snap.overrides)
+        if k < per_day and (h >> 59) & 7 == 0:
+            # One in eight customers has since been anonymized (their rows stay: real sales).
+            _anonymize(rec)
         if k < per_day:  # spread over working hours, in order of k
             slot = 600 // per_day
             minute = 480 + k * slot + (h >> 20) % slot
@@ -1034,6 +1084,8 @@ class CubeSimulator:
         rec["call_outcome__type"] = kind
         rec["call_outcome__subtype"] = subtypes[(h >> 44) % len(subtypes)]
         rec["call_outcome__comment"] = _COMMENTS[(h >> 48) & 7]
+        rec["call_outcome__report_as__submitted_by"] = _EDITORS[(h >> 36) & 7]
+        rec["call_outcome__report_as__submitted_in_department"] = "Default"
         rec["call_outcome__report_as__submitted_when"] = stamp
         rec["call_outcome__report_as__submitted_when_timestamp"] = (
             f"{day}T{stamp[11:]}:{(h >> 32) % 60:02d}{_oslo_offset(day)}"
@@ -1043,7 +1095,15 @@ class CubeSimulator:
         rec["call_outcome__extra__Ønsket oppstart"] = (
             str(day + timedelta(days=14 + (h >> 56) % 30)) if kind == "Salg" else ""
         )
+        rec["call_outcome__additional_input_text"] = (
+            f"Followup time: Between {day:%d.%m.%Y} 08:00 and {day:%d.%m.%Y} 21:00 \n"
+            if kind == "Ring tilbake"
+            else ""
+        )
         rec["campaign__name"] = camp.row["campaign__name"]
+        if "campaign__crm_type" in camp.row:
+            rec["campaign__crm_type"] = camp.row["campaign__crm_type"]
+            rec["data_owner__name"] = camp.row["data_owner__name"]
         rec["segment__name"] = camp.segments[(h >> 62) & 1]
         if k >= per_day:
             rec.update(self._outcome_extra[(camp.id, day)][k - per_day])
@@ -1052,49 +1112,140 @@ class CubeSimulator:
             rec.update(edit)
         return rec
 
-    def _outcome_rows(
-        self, camp: _Campaign, snap: _Snap, days: list[tuple[date, int]], start: int, stop: int
-    ) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = []
-        pos = 0
-        for day, n in days:
-            if pos + n > start and pos < stop:
-                for k in range(max(0, start - pos), min(n, stop - pos)):
-                    rows.append(self._outcome(camp, snap, day, k))
-            pos += n
-            if pos >= stop:
-                break
+    def _products(self, camp: _Campaign, snap: _Snap, day: date, k: int) -> list[dict[str, object]]:
+        """The product registrations of outcome k of `day`: one or two per sale."""
+        outcome = self._outcome(camp, snap, day, k)
+        given = self._outcome_products.get((camp.id, day, k))
+        if given is not None:
+            return [{**outcome, **product} for product in given]
+        if outcome["call_outcome__type"] != "Salg":
+            return []
+        p = _mix(self._outcome_hash(camp, day, k) ^ 0x9F0D)
+        rows = []
+        # Two of the same product happen (two mobile subscriptions in one call).
+        for i in range(1 + (p & 1)):
+            code, title, price = _PRODUCT_CATALOG[(p >> (2 + 2 * i)) & 3]
+            rows.append(
+                {
+                    **outcome,
+                    "product__code": code,
+                    "product__title": title,
+                    "product__price": price,
+                    "product__extra__Bindingstid": _BINDING[(p >> (8 + 2 * i)) & 3],
+                    "product__extra__Antall": "" if (p >> 12) & 1 else 1 + (p >> 13) % 3,
+                }
+            )
         return rows
 
-    def call_outcomes(
-        self, campaign_id: int, from_day: date | None = None, to_day: date | None = None
+    def _series_rows(
+        self,
+        segments: list[tuple[_Campaign, _Snap, list[tuple[date, int]]]],
+        start: int,
+        stop: int,
     ) -> list[dict[str, object]]:
-        """The outcome rows a request for [from_day, to_day] gets (default: today only)."""
-        camp = self._campaigns[campaign_id]
-        lo = from_day or self.today()
-        hi = to_day or self.today()
-        with self._lock:
+        """Rows start..stop of the outcomes of several campaigns, campaign after campaign."""
+        rows: list[dict[str, object]] = []
+        pos = 0
+        for camp, snap, days in segments:
+            for day, n in days:
+                if pos + n > start and pos < stop:
+                    for k in range(max(0, start - pos), min(n, stop - pos)):
+                        rows.append(self._outcome(camp, snap, day, k))
+                pos += n
+                if pos >= stop:
+                    return rows
+        return rows
+
+    def _product_rows(
+        self, segments: list[tuple[_Campaign, _Snap, list[tuple[date, int]]]]
+    ) -> list[dict[str, object]]:
+        return [
+            row
+            for camp, snap, days in segments
+            for day, n in days
+            for k in range(n)
+            for row in self._products(camp, snap, day, k)
+        ]
+
+    def _segments(
+        self, camps: Iterable[_Campaign], lo: date, hi: date
+    ) -> list[tuple[_Campaign, _Snap, list[tuple[date, int]]]]:
+        """Call under the lock: each campaign with its container's snapshot and its days."""
+        found = []
+        for camp in camps:
             snap = camp.container.snapshot()
-            days = self._days(camp, lo, hi, snap)
-            return self._outcome_rows(camp, snap, days, 0, sum(n for _, n in days))
+            found.append((camp, snap, self._days(camp, lo, hi, snap)))
+        return found
+
+    def _series_campaigns(self, of: int | tuple[int, str] | None) -> list[_Campaign]:
+        """A campaign, the campaigns of a data owner's CRM, or (None) every accessible one."""
+        if isinstance(of, int):
+            return [self._campaigns[of]]
+        if of is None:
+            return [c for c in self._campaigns.values() if c.container.access == "ok"]
+        container = self._container(of)
+        return [c for c in self._campaigns.values() if c.container is container]
+
+    def call_outcomes(
+        self,
+        campaign_id: int | tuple[int, str] | None,
+        from_day: date | None = None,
+        to_day: date | None = None,
+    ) -> list[dict[str, object]]:
+        """The outcome rows a request for [from_day, to_day] gets (default: today only).
+
+        Of a campaign, of (data_owner_id, crm_type), or with None of /call_outcomes/.
+        """
+        camps = self._series_campaigns(campaign_id)
+        with self._lock:
+            segments = self._segments(camps, from_day or self.today(), to_day or self.today())
+            return self._series_rows(segments, 0, sum(n for s in segments for _, n in s[2]))
+
+    def product_registrations(
+        self,
+        campaign_id: int | tuple[int, str],
+        from_day: date | None = None,
+        to_day: date | None = None,
+    ) -> list[dict[str, object]]:
+        """The product registrations of a campaign or of (data_owner_id, crm_type)."""
+        camps = self._series_campaigns(campaign_id)
+        with self._lock:
+            segments = self._segments(camps, from_day or self.today(), to_day or self.today())
+            return self._product_rows(segments)
 
     def add_call_outcome(
-        self, campaign_id: int, day: date, changes: dict[str, object] | None = None
+        self,
+        campaign_id: int,
+        day: date,
+        changes: dict[str, object] | None = None,
+        *,
+        anonymized: bool = False,
+        products: list[dict[str, object]] | None = None,
     ) -> dict[str, object]:
         """Add an outcome to `day` (e.g. a late registration for a window already synced).
 
         The row is generated like the others (a customer of the campaign's container,
         submitted in the evening of `day`, after that day's generated rows), then
-        `changes` are merged in. Returns the row as it will be served.
+        `changes` are merged in; `anonymized` blanks the customer as Cube does. Its
+        product registrations are `products` (each merged over the outcome row), or as
+        generated for a sale. Returns the row as it will be served.
         """
         camp = self._campaigns[campaign_id]
+        changes = dict(changes or {})
+        if anonymized:
+            blank: dict[str, object] = {}
+            _anonymize(blank, camp.container.customer(camp.container.first, {}))
+            changes = {**blank, **changes}
         with self._lock:
             extra = self._outcome_extra.setdefault((campaign_id, day), [])
-            extra.append(dict(changes or {}))
+            extra.append(changes)
             self._outcome_version += 1
             snap = camp.container.snapshot()
             per_day = self.outcomes_per_day if snap.size else 0
-            return self._outcome(camp, snap, day, per_day + len(extra) - 1)
+            k = per_day + len(extra) - 1
+            if products is not None:
+                self._outcome_products[(campaign_id, day, k)] = [dict(p) for p in products]
+            return self._outcome(camp, snap, day, k)
 
     def update_call_outcome(
         self, campaign_id: int, day: date, position: int, changes: dict[str, object]
@@ -1276,9 +1427,21 @@ class CubeSimulator:
             if n == 1:
                 return self._campaigns_view
             cid = num(1)
-            if n == 3 and cid is not None and parts[2] == "call_outcomes":
-                return lambda req: self._outcomes_view(cid, req)
+            if n == 3 and cid is not None and parts[2] in _SERIES:
+                products = parts[2] == "product_registrations"
+
+                def campaign_series(req: _Request) -> _Answer:
+                    camp = self._campaigns.get(cid)
+                    if camp is None:
+                        return _NOT_FOUND
+                    if camp.container.access == "forbidden":
+                        return _FORBIDDEN
+                    return self._series_view([camp], req, products=products)
+
+                return campaign_series
             return None
+        if parts == ["call_outcomes"]:
+            return lambda req: self._series_view(self._series_campaigns(None), req, products=False)
         if parts[0] == "assignments" and n >= 3:
             aid = num(1)
             if aid is None:
@@ -1295,19 +1458,30 @@ class CubeSimulator:
             owner = num(1)
             if owner is None:
                 return None
-            # Call-flow rows live under {id}/crm/{crm_type}/, the rest under {id}/{crm_type}/.
-            if parts[2] == "crm":
-                crm_type, rest = parts[3], parts[4:]
-                if rest != ["callflow_customers"]:
-                    return None
-            else:
-                crm_type, rest = parts[2], parts[3:]
-                if rest == ["callflow_customers"]:
-                    return None
+            # Call-flow rows, call outcomes and product registrations live under
+            # {id}/crm/{crm_type}/, customers and custom fields under {id}/{crm_type}/.
+            crm_scoped = parts[2] == "crm"
+            crm_type, rest = (parts[3], parts[4:]) if crm_scoped else (parts[2], parts[3:])
 
             def crm() -> _Container | _Answer:
-                return self._crms.get((owner, crm_type.upper())) or _NOT_FOUND
+                c = self._crms.get((owner, crm_type.upper()))
+                if c is None:
+                    return _NOT_FOUND
+                return _FORBIDDEN if c.access == "forbidden" else c
 
+            if crm_scoped and len(rest) == 1 and rest[0] in _SERIES:
+                products = rest[0] == "product_registrations"
+
+                def crm_series(req: _Request) -> _Answer:
+                    found = crm()
+                    if isinstance(found, _Answer):
+                        return found
+                    camps = [c for c in self._campaigns.values() if c.container is found]
+                    return self._series_view(camps, req, products=products)
+
+                return crm_series
+            if crm_scoped != (rest == ["callflow_customers"]):
+                return None
             return self._container_route(crm, rest)
         return None
 
@@ -1399,12 +1573,8 @@ class CubeSimulator:
     def _campaigns_view(self, req: _Request) -> _Answer:
         return _Answer(200, _encode(self.campaigns()))
 
-    def _outcomes_view(self, campaign_id: int, req: _Request) -> _Answer:
-        camp = self._campaigns.get(campaign_id)
-        if camp is None:
-            return _NOT_FOUND
-        if camp.container.access == "forbidden":
-            return _FORBIDDEN
+    def _series_view(self, camps: list[_Campaign], req: _Request, *, products: bool) -> _Answer:
+        """Call outcomes or product registrations of `camps` for from_date..to_date."""
         window: list[date] = []
         for name in ("from_date", "to_date"):
             raw = req.param(name)
@@ -1419,19 +1589,24 @@ class CubeSimulator:
                 return _error(400, f"Invalid {name} {raw!r}: expected a date as YYYYMMDD.")
         lo, hi = window
         with self._lock:
-            snap = camp.container.snapshot()
-            days = self._days(camp, lo, hi, snap)
+            segments = self._segments(camps, lo, hi)
             version = self._outcome_version
+            # Sales are few: render them all now, and page through the list.
+            sales = self._product_rows(segments) if products else []
+        count = len(sales) if products else sum(n for s in segments for _, n in s[2])
 
         def results(start: int, stop: int) -> bytes:
             def render() -> bytes:
+                if products:
+                    return _encode(sales[start:stop])
                 with self._lock:
-                    return _encode(self._outcome_rows(camp, snap, days, start, stop))
+                    return _encode(self._series_rows(segments, start, stop))
 
-            key = ("outcomes", campaign_id, lo, hi, snap.version, version, start, stop)
+            versions = tuple((s[0].id, s[1].version) for s in segments)
+            key = ("series", products, versions, lo, hi, version, start, stop)
             return self._cached(key, render)
 
-        return self._paginate(req, sum(n for _, n in days), results)
+        return self._paginate(req, count, results)
 
     # ------------------------------------------------------------------ pagination
 
@@ -1444,6 +1619,11 @@ class CubeSimulator:
         start = (page - 1) * self.page_size
         stop = min(count, start + self.page_size)
         following = self._link(req, page + 1) if page < pages else b"null"
+        if page < pages and "crm_next_repeats" in self.quirks and _is_crm_customers(req.path):
+            # As the notes' example: `next` is the URL just requested, page and all.
+            following = _encode(
+                f"{self._origin_for(req)}{req.path}" + (f"?{req.query}" * bool(req.query))
+            )
         preceding = self._link(req, page - 1) if page > 1 else b"null"
 
         def render() -> bytes:
@@ -1489,13 +1669,18 @@ class CubeSimulator:
             else:
                 params["page"] = [str(page)]
         query = urlencode(sorted(params.items()), doseq=True)
+        path = req.path
+        if "product_next_elsewhere" in self.quirks and path.endswith("/product_registrations/"):
+            # As the notes' example: the link names the call-outcomes list instead.
+            path = path.removesuffix("/product_registrations/") + "/call_outcomes/"
+        return _encode(f"{self._origin_for(req)}{path}" + (f"?{query}" if query else ""))
+
+    def _origin_for(self, req: _Request) -> str:
         if self.next_style == "foreign":
-            origin = _PROXY_ORIGIN
-        elif self.next_style == "http":
-            origin = f"http://{req.host}"
-        else:
-            origin = self.origin
-        return _encode(f"{origin}{req.path}" + (f"?{query}" if query else ""))
+            return _PROXY_ORIGIN
+        if self.next_style == "http":
+            return f"http://{req.host}"
+        return self.origin
 
     def _cached(self, key: tuple[object, ...], render: Callable[[], bytes]) -> bytes:
         """Render through the page cache; a page being rendered is waited for, not redone."""
@@ -1535,6 +1720,12 @@ class CubeSimulator:
                 job()
 
 
+def _is_crm_customers(path: str) -> bool:
+    """Whether `path` is /api/v1/data_owners/{id}/{crm_type}/customers/."""
+    parts = path.strip("/").split("/")
+    return len(parts) == 6 and parts[2] == "data_owners" and parts[5] == "customers"
+
+
 def _fault(kind: str, answer: _Answer, retry_after: str) -> _Answer:
     if kind == "429":
         message = "Request was throttled. Expected available in 1 second."
@@ -1569,6 +1760,17 @@ def _assignment_arg(text: str) -> Assignment:
         return Assignment(int(ident), int(count), custom_fields=list(_PLAIN_FIELDS))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected ID=COUNT, got {text!r}") from None
+
+
+def _crm_arg(text: str) -> Crm:
+    ident, sep, count = text.partition("=")
+    owner, slash, crm_type = ident.partition("/")
+    try:
+        if not sep or not slash or crm_type.upper() not in ("B2C", "B2B"):
+            raise ValueError(text)
+        return Crm(int(owner), crm_type.upper(), int(count), custom_fields=list(_PLAIN_FIELDS))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ID/B2C=COUNT, got {text!r}") from None
 
 
 def _write_atomically(path: str, text: str) -> None:
@@ -1607,7 +1809,7 @@ def main(argv: list[str] | None = None) -> int:
         type=_assignment_arg,
         default=[],
         metavar="ID=COUNT",
-        help="serve this assignment (repeatable); default: the demo data set",
+        help="serve this assignment (repeatable); default (without --crm): the demo data set",
     )
     parser.add_argument(
         "--id-style",
@@ -1615,13 +1817,24 @@ def main(argv: list[str] | None = None) -> int:
         default="dense",
         help="how the --assignment customers' ids look",
     )
+    parser.add_argument(
+        "--crm",
+        action="append",
+        type=_crm_arg,
+        default=[],
+        metavar="ID/TYPE=COUNT",
+        help="serve this data owner's CRM, e.g. 3/B2C=500 (repeatable)",
+    )
+    parser.add_argument("--quirk", action="append", choices=_QUIRKS, default=[])
     parser.add_argument("--ready-file", help="write the base url here once listening")
     args = parser.parse_args(argv)
     for assignment in args.assignment:
         assignment.customer_id_style = args.id_style
 
     simulator = CubeSimulator(
-        args.assignment or demo_assignments(),
+        args.assignment or ([] if args.crm else demo_assignments()),
+        crms=args.crm,
+        quirks=args.quirk,
         token=args.token,
         username=args.username,
         password=args.password,

@@ -15,7 +15,7 @@ import typing as t
 import unicodedata
 from datetime import date
 from decimal import Decimal
-from functools import partial
+from functools import cached_property, partial
 from importlib import metadata
 from urllib.parse import urlsplit
 
@@ -34,13 +34,19 @@ from tap_cube.streams import (
     CallOutcomesStream,
     CampaignsStream,
     CrmCallflowCustomersStream,
+    CrmCallOutcomesStream,
     CrmCustomersStream,
     CrmCustomFieldsStream,
+    CrmProductRegistrationsStream,
     CustomerCustomFieldsStream,
     CustomersBase,
     CustomersStream,
     CustomFieldsBase,
+    DayWindowStream,
+    Directory,
+    ProductRegistrationsStream,
     discover_customer_schema,
+    discovers_crms,
     extend_schema,
 )
 
@@ -134,7 +140,18 @@ class TapCube(Tap):
             title="CRMs (data-owner era)",
             description=(
                 "Data owners and CRM types to extract on current Cube servers, e.g. "
-                '[{"data_owner_id": 3, "crm_type": "B2C"}]. Set this, assignment_ids, or both.'
+                '[{"data_owner_id": 3, "crm_type": "B2C"}]. Set this, assignment_ids, or '
+                "both; or neither, to extract every data owner (see discover_crms)."
+            ),
+        ),
+        th.Property(
+            "discover_crms",
+            th.BooleanType,
+            title="Discover CRMs",
+            description=(
+                "Extract every data owner and CRM type this user can see, as /campaigns "
+                "names them, instead of listing them in crms; inaccessible ones are skipped "
+                "with a warning. Default: on when neither assignment_ids nor crms is set."
             ),
         ),
         th.Property(
@@ -148,8 +165,8 @@ class TapCube(Tap):
             th.DateType,
             title="Start date",
             description=(
-                "First day of call outcomes to read on the first run (YYYY-MM-DD); the "
-                "call_outcomes stream is offered when it is set."
+                "First day of call outcomes and product registrations to read on the first "
+                "run (YYYY-MM-DD); those streams are offered when it is set."
             ),
         ),
         th.Property(
@@ -157,8 +174,8 @@ class TapCube(Tap):
             th.ArrayType(th.IntegerType),
             title="Campaign IDs",
             description=(
-                "Campaigns whose call outcomes to read; default: every campaign of the "
-                "configured assignments and data owners."
+                "Campaigns whose call outcomes and product registrations to read; default: "
+                "every campaign of the configured assignments and data owners."
             ),
         ),
         th.Property(
@@ -166,7 +183,9 @@ class TapCube(Tap):
             th.IntegerType,
             default=30,
             title="Call-outcome window",
-            description="Days of call outcomes asked for in one request series.",
+            description=(
+                "Days of call outcomes or product registrations asked for in one request series."
+            ),
         ),
         th.Property(
             "call_outcomes_lookback_days",
@@ -340,11 +359,13 @@ class TapCube(Tap):
                 errors.append("no credentials: set auth_token, or username and password")
         ids = config.get("assignment_ids")
         crms = config.get("crms")
-        if not ids and not crms:
+        if not ids and not crms and not discovers_crms(config):
             errors.append(
                 "nothing to extract: list assignment ids in assignment_ids, data owners in "
-                "crms, or both"
+                "crms, or set discover_crms to true"
             )
+        if crms and config.get("discover_crms") is True:
+            errors.append("set crms or discover_crms, not both")
         if isinstance(ids, list) and ids:
             if any(not isinstance(i, int) or i <= 0 for i in ids):
                 errors.append("assignment_ids must be positive integers")
@@ -390,15 +411,21 @@ class TapCube(Tap):
                 errors.append(f"ca_bundle {bundle!r} holds no PEM certificate")
         return errors
 
+    @cached_property
+    def directory(self) -> Directory:
+        """The campaigns and data owners the streams read, looked up once per run."""
+        return Directory(self.config, CampaignsStream(self, gate=self.gate))
+
     @override
     def discover_streams(self) -> list[Stream]:
         """The streams the configuration has partitions for, with discovered schemas."""
         streams: list[CubeStream] = []
         custom_fields: dict[str, t.Any] = {}
+        crm_custom_fields: dict[str, t.Any] = {}
         families: list[tuple[type[CustomersBase], type[CustomFieldsBase], type[CallflowBase]]] = []
         if self.config.get("assignment_ids"):
             families.append((CustomersStream, CustomerCustomFieldsStream, CallflowCustomersStream))
-        if self.config.get("crms"):
+        if self.directory.reads_crms:
             families.append((CrmCustomersStream, CrmCustomFieldsStream, CrmCallflowCustomersStream))
         for customers_class, fields_class, callflow_class in families:
             fields = fields_class(self, gate=self.gate)
@@ -419,19 +446,31 @@ class TapCube(Tap):
                 callflow_class(self, callflow_schema, gate=self.gate),
             ]
             custom_fields = merge_properties(custom_fields, custom_properties(schema))
-        campaigns = CampaignsStream(self, gate=self.gate)
-        streams.append(campaigns)
+            if customers_class is CrmCustomersStream:
+                crm_custom_fields = custom_properties(schema)
+        streams.append(CampaignsStream(self, gate=self.gate))
         if self.config.get("start_date"):
-            outcomes_schema = CallOutcomesStream.base_schema()
-            outcomes_schema["properties"].update(custom_fields)
-            outcomes_schema = self._schema(
-                CallOutcomesStream.name, outcomes_schema, partial(dict, outcomes_schema)
-            )
-            streams.append(
-                CallOutcomesStream(self, outcomes_schema, gate=self.gate, campaigns=campaigns)
-            )
+            streams.append(self._day_window_stream(CallOutcomesStream, custom_fields))
+            if self.directory.reads_crms:
+                streams += [
+                    self._day_window_stream(stream_class, crm_custom_fields)
+                    for stream_class in (
+                        ProductRegistrationsStream,
+                        CrmCallOutcomesStream,
+                        CrmProductRegistrationsStream,
+                    )
+                ]
         self._warn_unoffered_streams([stream.name for stream in streams])
         return list(streams)
+
+    def _day_window_stream(
+        self, stream_class: type[DayWindowStream], custom_fields: dict[str, t.Any]
+    ) -> DayWindowStream:
+        """A call-outcome or product-registration stream: its rows carry customer fields."""
+        base = stream_class.base_schema()
+        base["properties"].update(custom_fields)
+        name = stream_class(self, base, gate=self.gate).name
+        return stream_class(self, self._schema(name, base, partial(dict, base)), gate=self.gate)
 
     def _schema(
         self, stream_name: str, base: dict[str, t.Any], discover: Callable[[], dict[str, t.Any]]
@@ -453,10 +492,13 @@ _WHY_NOT_OFFERED = {
     "customers": "it needs assignment_ids",
     "customer_custom_fields": "it needs assignment_ids",
     "callflow_customers": "it needs assignment_ids",
-    "crm_customers": "it needs crms",
-    "crm_custom_fields": "it needs crms",
-    "crm_callflow_customers": "it needs crms",
+    "crm_customers": "it needs crms or discover_crms",
+    "crm_custom_fields": "it needs crms or discover_crms",
+    "crm_callflow_customers": "it needs crms or discover_crms",
     "call_outcomes": "it needs start_date",
+    "product_registrations": "it needs start_date, and crms or discover_crms",
+    "crm_call_outcomes": "it needs start_date, and crms or discover_crms",
+    "crm_product_registrations": "it needs start_date, and crms or discover_crms",
 }
 
 

@@ -23,7 +23,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tap_cube.simulator import Assignment, CustomField
+from tap_cube.simulator import Assignment, Crm, CustomField
 
 if t.TYPE_CHECKING:
     from tap_cube.simulator import CubeSimulator
@@ -385,3 +385,110 @@ def test_parallel_jobs_on_disjoint_assignments_share_one_table(
         "simulator:tap-cube-to-target-postgres:a",
         "simulator:tap-cube-to-target-postgres:b",
     }
+
+
+def count_by(conn: psycopg.Connection, table: str, *columns: str) -> dict[tuple[t.Any, ...], int]:
+    query = sql.SQL("SELECT {cols}, count(*) FROM {schema}.{table} GROUP BY {cols}").format(
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        schema=sql.Identifier(SCHEMA),
+        table=sql.Identifier(table),
+    )
+    return {tuple(row[:-1]): row[-1] for row in conn.execute(query)}
+
+
+def test_meltano_run_with_data_owners_discovered(simulator, meltano, pg_database, tmp_path):
+    start = dt.date.today() - dt.timedelta(days=6)
+    sim = simulator(
+        [],
+        crms=[
+            Crm(3, "B2C", 300, custom_fields=FIELDS),
+            Crm(3, "B2B", 50, custom_fields=FIELDS),
+            Crm(5, "B2C", 20, custom_fields=FIELDS, access="forbidden"),
+        ],
+        token=SIM_TOKEN,
+        outcomes_start=start,
+    )
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        # The `simulator` environment names assignments; with none, data owners are found.
+        "TAP_CUBE_ASSIGNMENT_IDS": "[]",
+        "TAP_CUBE_START_DATE": start.isoformat(),
+        **pg_database.target_env(),
+    }
+    run = ("run", "--state-id-suffix", "discovered", "tap-cube", "target-postgres")
+    job = meltano("a")
+    log = job.run(*run, env=env, log=tmp_path / "first.log")
+    assert "discover_crms: /campaigns names 3 data-owner CRMs" in log
+    assert "crm_customers: skipped because not accessible: data owner 5 (B2C)" in log
+
+    campaigns = [c["campaign__id"] for c in sim.campaigns() if c["data_owner__id"] == 3]
+    pairs = [(3, "B2C"), (3, "B2B")]
+
+    def expected(today: dt.date) -> dict[str, list[dict[str, t.Any]]]:
+        return {
+            "product_registrations": [
+                r for c in campaigns for r in sim.product_registrations(c, start, today)
+            ],
+            "crm_product_registrations": [
+                r for p in pairs for r in sim.product_registrations(p, start, today)
+            ],
+            "crm_call_outcomes": [r for p in pairs for r in sim.call_outcomes(p, start, today)],
+        }
+
+    served = expected(dt.date.today())
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert primary_key(conn, "crm_customers") == [
+            "data_owner_id",
+            "crm_type",
+            "crm__customer_id",
+        ]
+        assert count_by(conn, "crm_customers", "data_owner_id", "crm_type") == {
+            (3, "B2C"): 300,
+            (3, "B2B"): 50,
+        }
+        assert primary_key(conn, "crm_product_registrations") == [
+            "data_owner_id",
+            "crm_type",
+            "crm__customer_id",
+            "call_outcome__report_as__submitted_when_timestamp",
+            "submission_seq",
+        ]
+        for table, rows in served.items():
+            assert sum(count_by(conn, table, "crm__customer_id").values()) == len(rows), table
+        anonymized = count_by(conn, "crm_product_registrations", "crm__standard_info__name")
+        served_anonymized = [
+            r for r in served["crm_product_registrations"] if r["crm__customer_id"] == ""
+        ]
+        assert anonymized.get(("Anonymized",)) == len(served_anonymized) > 0
+        assert column_types(conn, "crm_product_registrations")["crm__custom_info__70"] == "bigint"
+
+    # Two anonymized customers buy the same product in the same second, yesterday.
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    stamp = f"{yesterday}T21:15:07+01:00"
+    for _ in range(2):
+        sim.add_call_outcome(
+            campaigns[0],
+            yesterday,
+            {
+                "call_outcome__type": "Salg",
+                "call_outcome__report_as__submitted_when_timestamp": stamp,
+            },
+            anonymized=True,
+            products=[{"product__code": "BB100", "product__title": "Bredbånd 100"}],
+        )
+    log = job.run(*run, env=env, log=tmp_path / "second.log")
+    served = expected(dt.date.today())
+    with psycopg.connect(pg_database.dsn) as conn:
+        for table, rows in served.items():
+            # upserted on the key: the lookback window again, plus the two new sales
+            assert sum(count_by(conn, table, "crm__customer_id").values()) == len(rows), table
+        # The loader may keep the time in UTC; generated sales are all in working hours.
+        twins = conn.execute(
+            sql.SQL(
+                "SELECT crm__customer_id, submission_seq FROM {}.product_registrations "
+                "WHERE to_char(call_outcome__report_as__submitted_when_timestamp, "
+                "'HH24:MI:SS') IN ('21:15:07', '20:15:07') ORDER BY submission_seq"
+            ).format(sql.Identifier(SCHEMA))
+        ).fetchall()
+        types = column_types(conn, "product_registrations")
+    assert twins == [("", 1), ("", 2)], types["call_outcome__report_as__submitted_when_timestamp"]

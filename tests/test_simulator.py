@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import threading
 import time
 from datetime import date
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
@@ -372,6 +373,96 @@ def test_data_owner_endpoints(sim, session):
     assert "callflow__callstate__name" in flow["results"][0]
     assert session.get(f"{sim.url}/data_owners/7/B2B/customers/").status_code == 404
     assert session.get(f"{sim.url}/data_owners/8/B2C/customers/").status_code == 404
+
+
+def test_data_owner_outcomes_and_product_registrations(session):
+    fields = [CustomField(64, "Adresse", "text")]
+    crms = [Crm(7, "B2C", 300, fields), Crm(7, "B2B", 40), Crm(8, "B2C", 50, access="forbidden")]
+    window = {"from_date": "20260301", "to_date": "20260310"}
+    with CubeSimulator(
+        [], crms=crms, next_style="same", page_size=7, today=date(2026, 3, 10),
+        outcomes_start=date(2026, 3, 1),
+    ) as sim:  # fmt: skip
+        session.headers.update(TOKEN)
+        listed = sim.campaigns()
+        assert {(c["data_owner__id"], c["campaign__crm_type"]) for c in listed} == {
+            (7, "B2C"),
+            (7, "B2B"),
+            (8, "B2C"),
+        }
+        b2c = [int(str(c["campaign__id"])) for c in listed if c["campaign__crm_type"] == "B2C"]
+        owner = sim.call_outcomes((7, "B2C"), date(2026, 3, 1), date(2026, 3, 10))
+        assert len(owner) == 2 * 10 * 3  # two campaigns, ten days, three a day
+        served = pages(session, sim, "/data_owners/7/crm/B2C/call_outcomes/?" + urlencode(window))
+        assert rows(served) == owner
+        assert [r["campaign__name"] for r in owner[:1]] == [listed[0]["campaign__name"]]
+        assert {r["campaign__crm_type"] for r in owner} == {"B2C"}
+        everywhere = pages(session, sim, "/call_outcomes/?" + urlencode(window))
+        assert rows(everywhere) == sim.call_outcomes(None, date(2026, 3, 1), date(2026, 3, 10))
+        assert len(rows(everywhere)) == 2 * 2 * 10 * 3  # data owner 8 is not accessible
+
+        sales = pages(
+            session, sim, f"/campaigns/{b2c[0]}/product_registrations/?" + urlencode(window)
+        )
+        registrations = rows(sales)
+        assert registrations == sim.product_registrations(
+            b2c[0], date(2026, 3, 1), date(2026, 3, 10)
+        )
+        assert registrations, "the demo window has sales"
+        assert all(r["call_outcome__type"] == "Salg" for r in registrations)
+        assert {"product__code", "product__title", "product__price"} <= set(registrations[0])
+        anonymized = [r for r in registrations if r["crm__customer_id"] == ""]
+        assert anonymized
+        assert {r["crm__standard_info__name"] for r in anonymized} == {"Anonymized"}
+        twice = collections.Counter(
+            (r["crm__customer_id"], r["call_outcome__report_as__submitted_when_timestamp"])
+            for r in registrations
+        )
+        assert max(twice.values()) == 2  # a sale of two products: one customer, one second
+        per_owner = pages(
+            session, sim, "/data_owners/7/crm/B2C/product_registrations/?" + urlencode(window)
+        )
+        assert rows(per_owner) == sim.product_registrations(
+            (7, "B2C"), date(2026, 3, 1), date(2026, 3, 10)
+        )
+
+        added = sim.add_call_outcome(
+            b2c[0], date(2026, 3, 9), anonymized=True,
+            products=[{"product__code": "BB100"}, {"product__code": "BB100"}],
+        )  # fmt: skip
+        assert added["crm__customer_id"] == ""
+        assert added["crm__custom_info__64"] == ""
+        later = sim.product_registrations(b2c[0], date(2026, 3, 9), date(2026, 3, 9))
+        assert [r["product__code"] for r in later[-2:]] == ["BB100", "BB100"]
+
+        assert session.get(f"{sim.url}/data_owners/8/crm/B2C/call_outcomes/").status_code == 403
+        assert session.get(f"{sim.url}/data_owners/8/B2C/customers/").status_code == 403
+        forbidden = next(c["campaign__id"] for c in listed if c["data_owner__id"] == 8)
+        url = f"{sim.url}/campaigns/{forbidden}/product_registrations/"
+        assert session.get(url).status_code == 403
+
+
+def test_documented_quirks(session):
+    quirks = ("crm_next_repeats", "product_next_elsewhere")
+    with CubeSimulator(
+        [], crms=[Crm(7, "B2C", 30)], next_style="http", page_size=2, quirks=quirks,
+        today=date(2026, 3, 10), outcomes_start=date(2026, 3, 1),
+    ) as sim:  # fmt: skip
+        session.headers.update(TOKEN)
+        first = session.get(f"{sim.url}/data_owners/7/B2C/customers/").json()
+        assert first["next"] == f"{sim.url}/data_owners/7/B2C/customers/"
+        second = session.get(f"{sim.url}/data_owners/7/B2C/customers/?page=2").json()
+        assert second["next"] == f"{sim.url}/data_owners/7/B2C/customers/?page=2"
+        campaign = sim.campaigns()[0]["campaign__id"]
+        url = f"{sim.url}/campaigns/{campaign}/product_registrations/"
+        body = session.get(url, params={"from_date": "20260301", "to_date": "20260310"}).json()
+        assert body["next"] == (
+            f"{sim.url}/campaigns/{campaign}/call_outcomes/"
+            "?from_date=20260301&page=2&to_date=20260310"
+        )
+        assert body["next"].startswith("http://")
+    with pytest.raises(ValueError, match="unknown quirks"):
+        CubeSimulator([], quirks=["no_such_quirk"])
 
 
 def test_request_log_and_latency(session):

@@ -39,3 +39,26 @@ TestTapCubeEveryStream = get_tap_test_class(
         "start_date": (date.today() - timedelta(days=5)).isoformat(),
     },
 )
+
+# A URL and a token only: the data owners are discovered, and every windowed stream of the
+# data-owner era (call outcomes and product registrations, per campaign and per data owner)
+# is offered and tested.
+_DISCOVERED = CubeSimulator(
+    [],
+    token=TOKEN,
+    crms=[
+        Crm(3, "B2C", 120, [CustomField(64, "Adresse", "text")]),
+        Crm(4, "B2B", 30, [CustomField(90, "Poeng", "integer")]),
+    ],
+    outcomes_start=date.today() - timedelta(days=5),
+).start()
+atexit.register(_DISCOVERED.stop)
+
+TestTapCubeDiscoveredCrms = get_tap_test_class(
+    tap_class=TapCube,
+    config={
+        "api_url": _DISCOVERED.url,
+        "auth_token": TOKEN,
+        "start_date": (date.today() - timedelta(days=5)).isoformat(),
+    },
+)
