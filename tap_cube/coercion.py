@@ -34,6 +34,9 @@ CATCH_ALL_PROPERTY: dict[str, t.Any] = {
     }
 }
 
+#: Floats hold every integer up to this exactly.
+_EXACT_FLOAT_INT = 2**53
+
 #: ISO dates remembered as valid, at most.
 _VALID_DATES_KEPT = 1 << 16
 
@@ -76,7 +79,7 @@ _BOOLEAN_TEXT = {
 
 
 def to_integer(value: object) -> object:
-    """An int within 64 bits: ints, integral floats (7.0) and integer text (" 7 ").
+    """An int within 64 bits: ints, integral floats (7.0) up to 2**53, integer text (" 7 ").
 
     Text with leading zeros ("0150", a postal code) is no integer: they would be lost.
     """
@@ -85,7 +88,9 @@ def to_integer(value: object) -> object:
         return value if INT64_MIN <= t.cast("int", value) <= INT64_MAX else UNFIT
     if kind is float:
         number = t.cast("float", value)
-        if number.is_integer() and INT64_MIN <= number <= INT64_MAX:
+        # Beyond 2**53 a float's digits as written (2.172448433884137e+16) are not the
+        # integer it holds (21724484338841368): converting would change the number.
+        if number.is_integer() and -_EXACT_FLOAT_INT <= number <= _EXACT_FLOAT_INT:
             return int(number)
         return UNFIT
     if kind is str:
@@ -347,8 +352,10 @@ class RecordCoercion:
         Runs first, so that a field the server itself names like the catch-all is kept
         as a field of it, not mistaken for it.
         """
-        for name in [name for name in record if name not in self.declared]:
-            value = record.pop(name)
+        undeclared = [
+            (name, record.pop(name)) for name in list(record) if name not in self.declared
+        ]
+        for name, value in undeclared:
             if value is not None:
                 self._keep_aside(record, name, value)
 
@@ -371,6 +378,7 @@ class RecordCoercion:
         unfit, self.unfit = self.unfit, {}
         lines = []
         for name, seen in unfit.items():
+            values = f"{seen.values} value{'' if seen.values == 1 else 's'}"
             if name in self.declared:
                 what = (
                     f"{seen.values} values of {name} are not {self.kinds[name]}: null in the column"
@@ -381,7 +389,7 @@ class RecordCoercion:
                 else:
                     advice = f"; run discovery again to keep such values in {CATCH_ALL}"
             else:
-                what = f"{seen.values} values of {name}, a field not in the schema"
+                what = f"{values} of {name}, a field not in the schema"
                 if self.keeps_unfit:
                     what += f", kept as sent in {CATCH_ALL}"
                     advice = (
