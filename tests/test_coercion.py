@@ -22,8 +22,8 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import FormatChecker
-from jsonschema.validators import validator_for
+from jsonschema import FormatChecker  # type: ignore[import-untyped]
+from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 
 from tap_cube.coercion import CATCH_ALL, CATCH_ALL_PROPERTY, RecordCoercion
 from tap_cube.errors import ApiError
@@ -92,7 +92,7 @@ json_values = st.one_of(
 def kind_of(prop: dict[str, t.Any]) -> str:
     types = set(prop["type"]) - {"null"}
     if types == {"string"}:
-        return prop.get("format", "text")
+        return str(prop.get("format", "text"))
     (kind,) = types
     return str(kind)
 
