@@ -380,9 +380,8 @@ class RecordCoercion:
         for name, seen in unfit.items():
             values = f"{seen.values} value{'' if seen.values == 1 else 's'}"
             if name in self.declared:
-                what = (
-                    f"{seen.values} values of {name} are not {self.kinds[name]}: null in the column"
-                )
+                verb = "is" if seen.values == 1 else "are"
+                what = f"{values} of {name} {verb} not {self.kinds[name]}: null in the column"
                 if self.keeps_unfit:
                     what += f", kept as sent in {CATCH_ALL}"
                     advice = ""

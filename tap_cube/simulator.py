@@ -93,6 +93,9 @@ class Assignment:
     # crm__customer_id of record i is str(customer_id_start + i).
     customer_id_start: int = 100000
     access: str = "ok"  # "ok" | "forbidden" (403 on every endpoint of the assignment)
+    # About one custom value in four is odd for its type ("12" or "abc" in an integer
+    # field, "12.05.2020" or "2020-02-30" in a date field, "Ja" in a boolean field).
+    messy: bool = False
 
 
 @dataclass
@@ -246,6 +249,14 @@ _POOL_MASK = (1 << 12) - 1  # 4,096 pre-encoded variants per pool
 
 _TEXT, _INTEGER, _DATE, _BOOLEAN, _OTHER = range(5)
 _KIND = {"text": _TEXT, "integer": _INTEGER, "date": _DATE, "boolean": _BOOLEAN}
+# Values real servers send in typed custom fields, by kind: some convert, some do not.
+_ODD_VALUES: dict[int, tuple[object, ...]] = {
+    _TEXT: (233, 5.5, True, 1180591620717411303424),
+    _INTEGER: ("12", " 7 ", 7.0, 5.5, "abc", True, 1180591620717411303424, "0150", "-3"),
+    _DATE: ("12.05.2020", "1.2.2003", "2020-02-30", " 1999-12-31 ", "2020-02-12 10:27", 20200212),
+    _BOOLEAN: ("Ja", "nei", "YES", "no", 0, 1, "1", "kanskje", 2),
+    _OTHER: (12, True, "Gull"),
+}
 
 _PROXY_ORIGIN = "http://cube-internal.proxy.local:8080"
 _NEXT_STYLES = ("foreign", "http", "same", "cursor")
@@ -395,6 +406,7 @@ class _Container:
         metadata: str,
         access: str,
         salt: int,
+        messy: bool = False,
     ) -> None:
         self.key = key
         self.first = 0
@@ -402,6 +414,7 @@ class _Container:
         self.custom_fields = list(custom_fields)
         self.metadata = metadata
         self.access = access
+        self.messy = messy
         self.customer_id_start = customer_id_start
         self.overrides: dict[int, dict[str, object]] = {}
         self.version = 0
@@ -436,7 +449,11 @@ class _Container:
             for slot in range(_POOL_MASK + 1):
                 parts: list[str] = []
                 for key, kind, salt in fields:
-                    value = _custom_value(kind, _mix(salt + slot * _GOLDEN))
+                    v = _mix(salt + slot * _GOLDEN)
+                    value = _custom_value(kind, v)
+                    if self.messy and (v >> 40) & 3 == 0:
+                        odd = _ODD_VALUES[kind]
+                        value = odd[(v >> 42) % len(odd)]
                     # The type is part of the key because True == 1 for a dict.
                     cache_key = (key, type(value), value)
                     part = encoded.get(cache_key)
@@ -751,6 +768,7 @@ class CubeSimulator:
                 customer_id_start=a.customer_id_start,
                 metadata=a.metadata,
                 access=a.access,
+                messy=a.messy,
                 salt=_mix(seed * 0x100000001B3 + a.id * _GOLDEN + 1),
             )
         for crm in crms or []:
@@ -969,6 +987,12 @@ class CubeSimulator:
     def campaigns(self) -> list[dict[str, object]]:
         """The campaign rows as served by /campaigns (forbidden assignments left out)."""
         return [dict(x.row) for x in self._campaigns.values() if x.container.access == "ok"]
+
+    def update_campaign(self, campaign_id: int, changes: dict[str, object]) -> None:
+        """Merge `changes` into a campaign row (new keys are new attributes)."""
+        with self._lock:
+            camp = self._campaigns[campaign_id]
+            camp.row = {**camp.row, **changes}
 
     def today(self) -> date:
         """The simulator's idea of today (the `today` argument, else the real date)."""

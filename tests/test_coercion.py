@@ -90,7 +90,8 @@ json_values = st.one_of(
 
 
 def kind_of(prop: dict[str, t.Any]) -> str:
-    types = set(prop["type"]) - {"null"}
+    types = {prop["type"]} if isinstance(prop["type"], str) else set(prop["type"])
+    types -= {"null"}
     if types == {"string"}:
         return str(prop.get("format", "text"))
     (kind,) = types
