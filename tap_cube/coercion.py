@@ -282,7 +282,7 @@ class RecordCoercion:
                 continue
             convert = CONVERTERS.get(kind) or _any_of(frozenset(kind[6:].split(",")))
             self.converters[name] = convert
-            if kind in ("text", "integer", "boolean", "date"):
+            if kind == "text" or (kind in ("integer", "boolean", "date") and nullable):
                 by_kind.setdefault(kind, []).append(name)
             else:
                 others.append((name, convert))
@@ -305,18 +305,31 @@ class RecordCoercion:
             value = get(name)
             if type(value) is not str and value is not None:
                 self._fit(record, name, value)
+        # Nullable typed fields: values of the type pass, "" (common) becomes null inline.
         for name in self._integer:
             value = get(name)
-            if value is not None and not (type(value) is int and INT64_MIN <= value <= INT64_MAX):
+            if value is None or (type(value) is int and INT64_MIN <= value <= INT64_MAX):
+                continue
+            if value == "":
+                record[name] = None
+            else:
                 self._fit(record, name, value)
         for name in self._boolean:
             value = get(name)
-            if value is not None and type(value) is not bool:
+            if value is None or type(value) is bool:
+                continue
+            if value == "":
+                record[name] = None
+            else:
                 self._fit(record, name, value)
         valid_dates = self._valid_dates
         for name in self._date:
             value = get(name)
-            if value is not None and not (type(value) is str and value in valid_dates):
+            if value is None or (type(value) is str and value in valid_dates):
+                continue
+            if value == "":
+                record[name] = None
+            else:
                 self._fit(record, name, value)
         for name, convert in self._others:
             value = get(name)
