@@ -228,8 +228,11 @@ def _any_of(types: frozenset[str]) -> Callable[[object], object]:
 
 
 def kind_of(prop: dict[str, t.Any]) -> tuple[str, bool]:
-    """The kind of a property (a key of CONVERTERS, else "any" or "types:...") and
-    whether it may be null."""
+    """The kind of a property and whether it may be null.
+
+    The kind is a key of CONVERTERS, "any" (no type given), or its types joined by
+    " or " (a user's catalog may declare several).
+    """
     types = prop.get("type")
     if types is None:
         return "any", True
@@ -247,7 +250,7 @@ def kind_of(prop: dict[str, t.Any]) -> tuple[str, bool]:
         return (fmt if fmt in ("date", "date-time") else "text"), nullable
     if kinds in ({"object"}, {"array"}):
         return kinds.pop(), nullable
-    return "types:" + ",".join(sorted(kinds)), nullable
+    return " or ".join(sorted(kinds)) or "null", nullable
 
 
 class Unfit(t.NamedTuple):
@@ -280,7 +283,7 @@ class RecordCoercion:
                 self.not_null.add(name)
             if kind == "any":
                 continue
-            convert = CONVERTERS.get(kind) or _any_of(frozenset(kind[6:].split(",")))
+            convert = CONVERTERS.get(kind) or _any_of(frozenset(kind.split(" or ")))
             self.converters[name] = convert
             if kind == "text" or (kind in ("integer", "boolean", "date") and nullable):
                 by_kind.setdefault(kind, []).append(name)

@@ -109,17 +109,14 @@ class CrmCustomersStream(CrmStream, CustomersBase):
 
 # --- custom-field metadata ----------------------------------------------------------
 
-CUSTOM_FIELD_PROPERTIES = (
-    th.PropertiesList(
-        th.Property("id", th.IntegerType, required=True),
-        th.Property("key", th.StringType, description="The field's label"),
-        th.Property("type", th.StringType, description="text, integer, date, boolean, ..."),
-        th.Property("max_length", th.IntegerType),
-        th.Property("hint", th.StringType),
-        th.Property("lookup__id", th.StringType, description="The customer field it describes"),
-    ).to_dict()["properties"]
-    | CATCH_ALL_PROPERTY
-)
+CUSTOM_FIELD_PROPERTIES = th.PropertiesList(
+    th.Property("id", th.IntegerType, required=True),
+    th.Property("key", th.StringType, description="The field's label"),
+    th.Property("type", th.StringType, description="text, integer, date, boolean, ..."),
+    th.Property("max_length", th.IntegerType),
+    th.Property("hint", th.StringType),
+    th.Property("lookup__id", th.StringType, description="The customer field it describes"),
+).to_dict()["properties"]
 
 
 class CustomFieldsBase(CubeStream):
@@ -135,7 +132,7 @@ class CustomFieldsBase(CubeStream):
     def __init__(self, tap: Tap, *, gate: RequestGate) -> None:
         schema = {
             "type": "object",
-            "properties": {**self.key_schema, **CUSTOM_FIELD_PROPERTIES},
+            "properties": {**self.key_schema, **CUSTOM_FIELD_PROPERTIES, **CATCH_ALL_PROPERTY},
             "required": [*self.key_schema, "id"],
         }
         super().__init__(tap, schema, gate=gate)
