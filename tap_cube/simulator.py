@@ -957,6 +957,7 @@ class CubeSimulator:
                     "assignment__id": aid,
                     "assignment__name": f"Oppdrag {aid} - Bredbånd og TV",
                     "client__id": 1 + aid % 5,
+                    "client__short_name": f"Kunde {1 + aid % 5}",
                 }
                 self._add_campaign(cid, c, row)
         for (owner, crm_type), c in self._crms.items():
@@ -969,8 +970,11 @@ class CubeSimulator:
                     "campaign__end_date": "",
                     "campaign__archived_date": "",
                     "campaign__is_active": k == 1,
+                    "campaign__crm_type": crm_type,
                     "data_owner__id": owner,
+                    "data_owner__name": f"Dataeier {owner} AS",
                     "service__id": owner * 10 + k,
+                    "service__name": f"{'Telefonsalg' if k == 1 else 'Kundeservice'} {owner}",
                 }
                 self._add_campaign(cid, c, row)
 

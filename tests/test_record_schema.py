@@ -67,6 +67,11 @@ def test_every_stream_fits_its_schema_and_keeps_odd_values(simulator, tmp_path):
         for record in records:
             assert_fits_and_keeps(schema, {}, record)
 
+    # The campaigns' documented attributes (both eras) all have columns of their own.
+    campaigns = run.records("campaigns")
+    assert {r.get("campaign__crm_type") for r in campaigns} == {None, "B2C"}
+    assert all(r.get(CATCH_ALL) is None for r in campaigns)
+
     served = {c["crm__customer_id"]: c for c in sim.customers(9)}
     customers = [r for r in run.records() if r["assignment_id"] == 9]
     assert len(customers) == len(served)
