@@ -150,9 +150,10 @@ def to_date(value: object) -> object:
             return UNFIT
         day, month, year = match.groups()
     try:
-        return date(int(year), int(month), int(day)).isoformat()
+        iso = date(int(year), int(month), int(day)).isoformat()
     except ValueError:  # 2020-02-30, year 0
         return UNFIT
+    return value if iso == value else iso  # the same object when it already fits
 
 
 def to_date_time(value: object) -> object:
@@ -167,7 +168,7 @@ def to_date_time(value: object) -> object:
         datetime.fromisoformat(text.upper())
     except ValueError:  # 25:00, 2020-02-30, +24:00
         return UNFIT
-    return text
+    return value if text == value else text  # the same object when it already fits
 
 
 def to_text(value: object) -> object:
