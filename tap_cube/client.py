@@ -27,6 +27,7 @@ from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
+from tap_cube.coercion import RecordCoercion
 from tap_cube.errors import (
     ApiError,
     AuthenticationError,
@@ -188,8 +189,8 @@ class CubeStream(RESTStream[t.Any]):
 
     Subclasses set `path`, `partition_label` and, for plain JSON lists rather than DRF
     pages, `paginated = False`. Records are de-duplicated per partition on
-    `record_id_field`, and values are coerced only where Cube mixes types: `""` becomes
-    null in fields that are not strings, numbers become text in string fields.
+    `record_id_field`, and coerce() fits every value to its declared type or keeps it
+    in the catch-all column (tap_cube/coercion.py).
     """
 
     paginated: bool = True
@@ -216,7 +217,6 @@ class CubeStream(RESTStream[t.Any]):
         self._retries_lock = threading.Lock()
         self._retry_wait = threading.local()
         self.skipped: list[str] = []
-        self._undeclared_seen: set[str] = set()
         self._page_extracted_at = utc_now()
 
     # --- requests -----------------------------------------------------------------
@@ -565,49 +565,24 @@ class CubeStream(RESTStream[t.Any]):
         return frozenset(self.schema.get("properties", {}))
 
     @cached_property
-    def _coercions(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Fields whose "" becomes null, and fields whose numbers become text."""
-        blank_to_null: list[str] = []
-        number_to_text: list[str] = []
-        for name, prop in self.schema.get("properties", {}).items():
-            types = prop.get("type", [])
-            types = [types] if isinstance(types, str) else types
-            if "string" not in types or "format" in prop:
-                # "" is no date, number or boolean; only free text keeps it.
-                blank_to_null.append(name)
-            elif len([kind for kind in types if kind != "null"]) == 1:
-                number_to_text.append(name)
-        return tuple(blank_to_null), tuple(number_to_text)
+    def _coercion(self) -> RecordCoercion:
+        # The schema the SCHEMA message carries: a given catalog's, else the discovered one.
+        return RecordCoercion(self.effective_schema.get("properties", {}))
 
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
-        if not self._declared.issuperset(record):
-            self._drop_undeclared(record)
-        blank_to_null, number_to_text = self._coercions
-        for name in blank_to_null:
-            if record.get(name) == "":
-                record[name] = None
-        for name in number_to_text:
-            value = record.get(name)
-            if value is not None and type(value) is not str:
-                record[name] = ("true" if value else "false") if type(value) is bool else str(value)
-        return record
+        """The record, every value of its declared type or kept in the catch-all column."""
+        return self._coercion(record)
 
-    def _drop_undeclared(self, record: dict[str, t.Any]) -> None:
-        """Remove fields the schema does not declare, saying so once per field.
+    def discovery_declares(self, field: str) -> bool:
+        """Whether discovering the schema again would give `field` a column of its own."""
+        return False
 
-        They appear when the server adds a field after discovery; the schema (and the
-        target's table) does not know them, so run discovery again to keep them.
-        """
-        for name in [name for name in record if name not in self._declared]:
-            del record[name]
-            if name not in self._undeclared_seen:
-                self._undeclared_seen.add(name)
-                self.logger.warning(
-                    "%s: field %r is not in the schema and is left out; run discovery "
-                    "again (or refresh the catalog) to extract it",
-                    self.name,
-                    name,
-                )
+    def _report_unfit(self, context: Context | None) -> None:
+        """One warning per field whose values fit no column in this partition."""
+        where = self.describe_partition(context)
+        where = self.name if where == self.name else f"{self.name}: {where}"
+        for line in self._coercion.report(self.discovery_declares):
+            self.logger.warning("%s: %s", where, line)
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
@@ -616,6 +591,8 @@ class CubeStream(RESTStream[t.Any]):
         except BaseException:
             self.close()  # a failed or abandoned run leaves no worker behind
             raise
+        finally:
+            self._report_unfit(context)
         if self._is_last_partition(context):
             self.close()
             everything_skipped = len(self.skipped) == len(self.partitions or [{}])

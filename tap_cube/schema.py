@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typing as t
 
+from tap_cube.coercion import CATCH_ALL_PROPERTY
+
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -31,11 +33,13 @@ STANDARD_CUSTOMER_FIELDS = (
 
 
 def customer_properties(key_fields: dict[str, dict[str, t.Any]]) -> dict[str, t.Any]:
-    """The fields every customer has: the partition keys, the id, and the standard info."""
+    """The fields every customer has: the partition keys, the id, the standard info, and
+    the catch-all for values that fit no column."""
     properties: dict[str, t.Any] = dict(key_fields)
     properties["crm__customer_id"] = {"type": "string"}
     for name in STANDARD_CUSTOMER_FIELDS:
         properties[name] = {"type": ["string", "null"]}
+    properties.update(CATCH_ALL_PROPERTY)
     return properties
 
 

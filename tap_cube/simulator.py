@@ -97,6 +97,9 @@ class Assignment:
     customer_id_start: int = 100000
     customer_id_style: str = "dense"
     access: str = "ok"  # "ok" | "forbidden" (403 on every endpoint of the assignment)
+    # About one custom value in four is odd for its type ("12" or "abc" in an integer
+    # field, "12.05.2020" or "2020-02-30" in a date field, "Ja" in a boolean field).
+    messy: bool = False
 
 
 @dataclass
@@ -253,6 +256,14 @@ _POOL_MASK = (1 << 12) - 1  # 4,096 pre-encoded variants per pool
 
 _TEXT, _INTEGER, _DATE, _BOOLEAN, _OTHER = range(5)
 _KIND = {"text": _TEXT, "integer": _INTEGER, "date": _DATE, "boolean": _BOOLEAN}
+# Values real servers send in typed custom fields, by kind: some convert, some do not.
+_ODD_VALUES: dict[int, tuple[object, ...]] = {
+    _TEXT: (233, 5.5, True, 1180591620717411303424),
+    _INTEGER: ("12", " 7 ", 7.0, 5.5, "abc", True, 1180591620717411303424, "0150", "-3"),
+    _DATE: ("12.05.2020", "1.2.2003", "2020-02-30", " 1999-12-31 ", "2020-02-12 10:27", 20200212),
+    _BOOLEAN: ("Ja", "nei", "YES", "no", 0, 1, "1", "kanskje", 2),
+    _OTHER: (12, True, "Gull"),
+}
 
 _PROXY_ORIGIN = "http://cube-internal.proxy.local:8080"
 _NEXT_STYLES = ("foreign", "http", "same", "cursor")
@@ -440,6 +451,7 @@ class _Container:
         metadata: str,
         access: str,
         salt: int,
+        messy: bool = False,
     ) -> None:
         self.key = key
         self.first = 0
@@ -447,6 +459,7 @@ class _Container:
         self.custom_fields = list(custom_fields)
         self.metadata = metadata
         self.access = access
+        self.messy = messy
         self.customer_id_start = customer_id_start
         self.id_text, self._id_index = ID_STYLES[customer_id_style]
         self.overrides: dict[int, dict[str, object]] = {}
@@ -482,7 +495,11 @@ class _Container:
             for slot in range(_POOL_MASK + 1):
                 parts: list[str] = []
                 for key, kind, salt in fields:
-                    value = _custom_value(kind, _mix(salt + slot * _GOLDEN))
+                    v = _mix(salt + slot * _GOLDEN)
+                    value = _custom_value(kind, v)
+                    if self.messy and (v >> 40) & 3 == 0:
+                        odd = _ODD_VALUES[kind]
+                        value = odd[(v >> 42) % len(odd)]
                     # The type is part of the key because True == 1 for a dict.
                     cache_key = (key, type(value), value)
                     part = encoded.get(cache_key)
@@ -810,6 +827,7 @@ class CubeSimulator:
                 customer_id_style=a.customer_id_style,
                 metadata=a.metadata,
                 access=a.access,
+                messy=a.messy,
                 salt=_mix(seed * 0x100000001B3 + a.id * _GOLDEN + 1),
             )
         for crm in crms or []:
@@ -1003,6 +1021,7 @@ class CubeSimulator:
                     "assignment__id": aid,
                     "assignment__name": f"Oppdrag {aid} - Bredbånd og TV",
                     "client__id": 1 + aid % 5,
+                    "client__short_name": f"Kunde {1 + aid % 5}",
                 }
                 self._add_campaign(cid, c, row)
         for (owner, crm_type), c in self._crms.items():
@@ -1044,6 +1063,12 @@ class CubeSimulator:
     @staticmethod
     def _listed(camp: _Campaign) -> bool:
         return camp.container.access == "ok" or camp.container.key[0] == "data_owner"
+
+    def update_campaign(self, campaign_id: int, changes: dict[str, object]) -> None:
+        """Merge `changes` into a campaign row (new keys are new attributes)."""
+        with self._lock:
+            camp = self._campaigns[campaign_id]
+            camp.row = {**camp.row, **changes}
 
     def today(self) -> date:
         """The simulator's idea of today (the `today` argument, else the real date)."""

@@ -20,8 +20,9 @@ from singer_sdk import typing as th
 from typing_extensions import override
 
 from tap_cube.client import CubeStream
+from tap_cube.coercion import CATCH_ALL_PROPERTY
 from tap_cube.errors import ApiError, ConfigError, InaccessibleError
-from tap_cube.schema import FieldTypes, customer_properties
+from tap_cube.schema import CUSTOM_FIELD_PREFIX, FieldTypes, customer_properties
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -250,6 +251,11 @@ class CustomersBase(CubeStream):
             "required": [*cls.key_schema, "crm__customer_id"],
         }
 
+    @override
+    def discovery_declares(self, field: str) -> bool:
+        # Discovery reads the metadata and the first page: it finds any field they show.
+        return True
+
 
 class CustomersStream(AssignmentStream, CustomersBase):
     """Every customer of every configured assignment."""
@@ -290,7 +296,7 @@ class CustomFieldsBase(CubeStream):
     def __init__(self, tap: Tap, *, gate: RequestGate) -> None:
         schema = {
             "type": "object",
-            "properties": {**self.key_schema, **CUSTOM_FIELD_PROPERTIES},
+            "properties": {**self.key_schema, **CUSTOM_FIELD_PROPERTIES, **CATCH_ALL_PROPERTY},
             "required": [*self.key_schema, "id"],
         }
         super().__init__(tap, schema, gate=gate)
@@ -353,19 +359,21 @@ class CampaignsStream(CubeStream):
     schema = th.PropertiesList(
         th.Property("campaign__id", th.IntegerType, required=True),
         th.Property("campaign__name", th.StringType),
-        th.Property("campaign__start_date", th.DateType),
-        th.Property("campaign__end_date", th.DateType),
+        th.Property("campaign__crm_type", th.StringType, description="B2C or B2B"),
+        th.Property("campaign__start_date", th.DateType, description="Deprecated since 2022"),
+        th.Property("campaign__end_date", th.DateType, description="Deprecated since 2022"),
         th.Property("campaign__archived_date", th.DateType),
         th.Property("campaign__is_active", th.BooleanType),
         th.Property("assignment__id", th.IntegerType, description="Assignment era"),
         th.Property("assignment__name", th.StringType),
         th.Property("client__id", th.IntegerType),
+        th.Property("client__short_name", th.StringType),
         th.Property("data_owner__id", th.IntegerType, description="Data-owner era"),
         th.Property("data_owner__name", th.StringType),
-        th.Property("campaign__crm_type", th.StringType, description="B2C or B2B"),
         th.Property("service__id", th.IntegerType),
         th.Property("service__name", th.StringType),
     ).to_dict()
+    schema["properties"].update(CATCH_ALL_PROPERTY)
 
 
 CALL_OUTCOME_TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
@@ -511,6 +519,11 @@ class DayWindowStream(CustomersBase):
             end = min(start + span, today)
             yield start, end
             start = end + timedelta(days=1)
+
+    @override
+    def discovery_declares(self, field: str) -> bool:
+        # Only the custom fields come from discovery (of customers); the rest is fixed.
+        return field.startswith(CUSTOM_FIELD_PREFIX)
 
     @override
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:

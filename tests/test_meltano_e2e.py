@@ -23,7 +23,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from tap_cube.coercion import CATCH_ALL
 from tap_cube.simulator import Assignment, Crm, CustomField
+from tests.test_coercion import represents, same_json
 
 if t.TYPE_CHECKING:
     from tap_cube.simulator import CubeSimulator
@@ -492,3 +494,47 @@ def test_meltano_run_with_data_owners_discovered(simulator, meltano, pg_database
         ).fetchall()
         types = column_types(conn, "product_registrations")
     assert twins == [("", 1), ("", 2)], types["call_outcome__report_as__submitted_when_timestamp"]
+
+
+def test_messy_assignment_loads_without_loss(simulator, meltano, pg_database, tmp_path):
+    """Odd values in typed fields: the load succeeds and each value is in its column or,
+    as sent, in the jsonb catch-all column."""
+    sim = simulator([Assignment(13, 900, custom_fields=FIELDS, messy=True)], token=SIM_TOKEN)
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[13]",
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    meltano("a").run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "messy.log")
+
+    columns = ["assignment_id", "crm__customer_id", *FIELD_TYPES, CATCH_ALL]
+    with psycopg.connect(pg_database.dsn) as conn:
+        types = column_types(conn, "customers")
+        loaded = loaded_rows(conn, columns)
+    assert types[CATCH_ALL] == "jsonb"
+    assert types["crm__custom_info__70"] == "bigint"
+    assert types["crm__custom_info__71"] == "date"
+    assert types["crm__custom_info__72"] == "boolean"
+
+    served = sim_rows(sim, [13])
+    assert set(loaded) == set(served)
+    kept_values: list[object] = []
+    for key, original in served.items():
+        row = loaded[key]
+        kept = row[CATCH_ALL] or {}
+        for name, kind in FIELD_TYPES.items():
+            value, typed = original[name], row[name]
+            if isinstance(typed, dt.date):
+                typed = typed.isoformat()
+            if value == "" or (kind != "text" and isinstance(value, str) and not value.strip()):
+                assert typed == (value if kind == "text" else None)
+            elif represents(kind, typed, value):
+                assert name not in kept
+            else:
+                assert typed is None, (name, value, typed)
+                assert same_json(kept[name], value), (name, value, kept)
+                kept_values.append(value)
+    # The odd values that fit no column reached PostgreSQL as sent, big numbers included.
+    odd = ["abc", "0150", "2020-02-30", "2020-02-12 10:27", 20200212, "kanskje", 2, 5.5, True]
+    assert {json.dumps(v) for v in [*odd, 2**70]} <= {json.dumps(v) for v in kept_values}
