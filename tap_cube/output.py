@@ -64,9 +64,14 @@ class BufferedRecordWriter(MsgSpecWriter):
             return
         self._writing = True
         try:
-            if self._pending:
-                sys.stdout.buffer.write(self._pending)
-                self._pending.clear()
+            # A write interrupted by a signal may write less than it was given.
+            unwritten = memoryview(self._pending)
+            try:
+                while unwritten:
+                    unwritten = unwritten[sys.stdout.buffer.write(unwritten) :]
+            finally:
+                unwritten.release()  # the bytearray cannot be cleared while viewed
+            self._pending.clear()
             sys.stdout.flush()
         except BrokenPipeError:
             self._closed = True
