@@ -40,6 +40,7 @@ from tap_cube.streams import (
 if t.TYPE_CHECKING:
     from collections.abc import Callable
 
+    import click
     from singer_sdk.streams import Stream
 
     from tap_cube.client import CubeStream
@@ -352,6 +353,23 @@ class TapCube(Tap):
                 CallOutcomesStream(self, outcomes_schema, gate=self.gate, campaigns=campaigns)
             )
         return list(streams)
+
+    @classmethod
+    @override
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """`--discover`, closing the files click opened for the other options.
+
+        Discovery runs in this callback, while click is still parsing the command line,
+        and click closes the files it opened for options (`--state`, which Meltano passes
+        to discovery too) only once parsing is done. Left to the garbage collector, they
+        made Python print ResourceWarnings after the error line of a failed discovery.
+        """
+        if not value:
+            return
+        try:
+            super().cb_discover(ctx, param, value)
+        finally:
+            ctx.close()
 
     def _schema(
         self, stream_name: str, base: dict[str, t.Any], discover: Callable[[], dict[str, t.Any]]
