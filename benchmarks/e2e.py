@@ -7,6 +7,8 @@ Run by hand, not in CI, from the project root, with PostgreSQL on 127.0.0.1:5432
     uv run python benchmarks/e2e.py --repeat 3   # the median of three runs each
     uv run python benchmarks/e2e.py --profile    # also: CPU seconds per process
     uv run python benchmarks/e2e.py --set batch_size_rows=10000   # try another setting
+    uv run python benchmarks/e2e.py --combinations   # also: several loader settings
+    uv run python benchmarks/e2e.py --per-stream     # also: each stream `cube` loads
 
 The two pipelines, run one after the other in each round (their order alternating from
 round to round), each into a fresh database, each against a fresh simulator:
@@ -556,6 +558,63 @@ def per_stream_table(costs: list[StreamCost]) -> list[str]:
     return lines
 
 
+#: Loader settings tried by --combinations: the loader's defaults spelled out, each
+#: change alone, and together with growing batches (meltano.yml's choice among them).
+COMBINATIONS: tuple[dict[str, str], ...] = (
+    {"use_copy": "false", "validate_records": "true", "batch_size_rows": "10000"},
+    {"use_copy": "true", "validate_records": "true", "batch_size_rows": "10000"},
+    {"use_copy": "false", "validate_records": "false", "batch_size_rows": "10000"},
+    {"use_copy": "true", "validate_records": "false", "batch_size_rows": "10000"},
+    {"use_copy": "true", "validate_records": "false", "batch_size_rows": "50000"},
+    {"use_copy": "true", "validate_records": "false", "batch_size_rows": "100000"},
+)
+
+
+@dataclass(frozen=True)
+class CombinationCost:
+    settings: dict[str, str]
+    rows: int
+    timing: Timing
+
+
+def run_combinations(
+    pg: Postgres, workdir: Path, *, per_assignment: int, timeout: float
+) -> list[CombinationCost]:
+    """`meltano run` (customers only) with each combination of loader settings."""
+    costs = []
+    for number, settings in enumerate(COMBINATIONS, 1):
+        database = pg.create()
+        try:
+            with simulator(per_assignment) as sim:
+                pipeline = meltano_pipeline(sim, pg, database, settings)
+                log = workdir / f"combination-{number}.log"
+                timing = time_pipeline(pipeline, log, timeout=timeout, profile=False)
+            rows = count_rows(pg, database, STREAM)
+        finally:
+            pg.drop(database)
+        costs.append(CombinationCost(settings, rows, timing))
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+        progress(f"combination {shown}: {timing.wall:.2f} s, {rows:,} rows")
+    return costs
+
+
+def combinations_table(costs: list[CombinationCost]) -> list[str]:
+    lines = [
+        "#### `meltano run` (customers) with other loader settings",
+        "",
+        "| use_copy | validate_records | batch_size_rows | Rows loaded | Wall (s) "
+        "| Peak RSS (MiB) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for cost in costs:
+        s = cost.settings
+        lines.append(
+            f"| {s['use_copy']} | {s['validate_records']} | {int(s['batch_size_rows']):,} "
+            f"| {cost.rows:,} | {cost.timing.wall:.2f} | {cost.timing.peak_rss_kib / 1024:.0f} |"
+        )
+    return lines
+
+
 def problems(outcomes: dict[str, Outcome], total: int) -> list[str]:
     """What is wrong with what the pipelines loaded; empty when all is as it should be."""
     found: list[str] = []
@@ -714,6 +773,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also time `meltano run` with each stream alone and with all of them",
     )
     parser.add_argument(
+        "--combinations",
+        action="store_true",
+        help="also time `meltano run` with several combinations of loader settings",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -773,7 +837,17 @@ def main(argv: list[str] | None = None) -> int:
             if args.per_stream
             else []
         )
+        combinations = (
+            run_combinations(pg, workdir, per_assignment=per_assignment, timeout=args.timeout)
+            if args.combinations
+            else []
+        )
         wrong = problems(outcomes, total)
+        wrong += [
+            f"meltano run with {c.settings} loaded {c.rows:,} rows"
+            for c in combinations
+            if c.rows != total
+        ]
         for problem in wrong:
             progress(f"WRONG: {problem}")
         print(
@@ -791,6 +865,9 @@ def main(argv: list[str] | None = None) -> int:
         if costs:
             print()
             print("\n".join(per_stream_table(costs)))
+        if combinations:
+            print()
+            print("\n".join(combinations_table(combinations)))
     finally:
         if args.keep:
             progress(f"configs and logs kept in {workdir}")
