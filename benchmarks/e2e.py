@@ -100,6 +100,7 @@ SPEED_SETTINGS = ("use_copy", "validate_records", "batch_size_rows")
 FOREIGN_PREFIXES = ("MELTANO_", "TAP_CUBE_", "TARGET_POSTGRES_", "TARGET_CSV_")
 
 MELTANO_RUN = "meltano run"
+POSTGRES = "PostgreSQL server (all sessions)"
 PIPE = "pipe, loader defaults"
 
 
@@ -336,20 +337,23 @@ class Timing:
     wall: float
     cpu: float
     peak_rss_kib: int
-    #: CPU seconds per kind of process, with --profile.
+    #: CPU seconds and peak RSS (MiB) per kind of process, with --profile.
     cpu_by_process: dict[str, float] = field(default_factory=dict)
+    peak_mib_by_process: dict[str, float] = field(default_factory=dict)
 
 
 class ProcessSampler:
-    """CPU seconds of every process below one, by kind, sampled from /proc.
+    """CPU seconds and peak RSS of every process below one, by kind, sampled from /proc.
 
-    A process's figure is its last sample, so up to one interval of its work is missed.
+    A process's figures are from its samples, so up to one interval of its work (and a
+    peak shorter than that) may be missed.
     """
 
     def __init__(self, root: int, interval: float = 0.1) -> None:
         self._root = root
         self._interval = interval
         self._last: dict[int, tuple[str, float]] = {}
+        self._peak_pages: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._postgres_start = 0.0
@@ -359,15 +363,18 @@ class ProcessSampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> tuple[dict[str, float], dict[str, float]]:
+        """CPU seconds by kind of process, and the peak RSS (MiB) of any one of a kind."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         totals: dict[str, float] = {}
         for kind, seconds in self._last.values():
             totals[kind] = totals.get(kind, 0.0) + seconds
-        totals["PostgreSQL server (all sessions)"] = postgres_cpu() - self._postgres_start
-        return totals
+        totals[POSTGRES] = postgres_cpu() - self._postgres_start
+        page_mib = os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+        peaks = {kind: pages * page_mib for kind, pages in self._peak_pages.items()}
+        return totals, peaks
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
@@ -376,7 +383,9 @@ class ProcessSampler:
                     continue
                 sample = process_sample(pid)
                 if sample is not None:
-                    self._last[pid] = sample
+                    kind, cpu, rss_pages = sample
+                    self._last[pid] = (kind, cpu)
+                    self._peak_pages[kind] = max(self._peak_pages.get(kind, 0), rss_pages)
 
 
 def descendants(root: int) -> list[int]:
@@ -395,14 +404,16 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def process_sample(pid: int) -> tuple[str, float] | None:
-    """(name, CPU seconds) of a process; the name is its command's, as `ps` shows it."""
+def process_sample(pid: int) -> tuple[str, float, int] | None:
+    """(name, CPU seconds, RSS pages) of a process; the name is its command's, as `ps`
+    shows it."""
     try:
         name, rest = Path(f"/proc/{pid}/stat").read_text().split(" (", 1)[1].rsplit(")", 1)
     except (OSError, IndexError, ValueError):
         return None
-    fields = rest.split()
-    return name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = rest.split()  # fields[0] is the stat file's field 3
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return name, cpu, int(fields[21])
 
 
 def postgres_cpu() -> float:
@@ -434,13 +445,13 @@ def time_pipeline(pipeline: Pipeline, log: Path, *, timeout: float, profile: boo
             pipeline.argv, mark=None, timeout=timeout, log=log, env=pipeline.env, server_pid=None
         )
     finally:
-        by_process = sampler.stop() if sampler is not None else {}
+        by_process, peaks = sampler.stop() if sampler is not None else ({}, {})
     if sample.returncode != 0:
         sys.exit(
             f"{pipeline.name} failed (exit {sample.returncode}); the last lines of {log}:\n"
             + "\n".join(tail_lines(log, 30))
         )
-    return Timing(sample.wall, sample.cpu, sample.peak_rss_kib, by_process)
+    return Timing(sample.wall, sample.cpu, sample.peak_rss_kib, by_process, peaks)
 
 
 # --------------------------------------------------------------------------- the runs
@@ -470,6 +481,13 @@ class Outcome:
         kinds = {kind for t in self.timings for kind in t.cpu_by_process}
         return {
             kind: statistics.median(t.cpu_by_process.get(kind, 0.0) for t in self.timings)
+            for kind in sorted(kinds)
+        }
+
+    def peak_mib_by_process(self) -> dict[str, float]:
+        kinds = {kind for t in self.timings for kind in t.peak_mib_by_process}
+        return {
+            kind: max(t.peak_mib_by_process.get(kind, 0.0) for t in self.timings)
             for kind in sorted(kinds)
         }
 
@@ -570,47 +588,72 @@ COMBINATIONS: tuple[dict[str, str], ...] = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class CombinationCost:
     settings: dict[str, str]
-    rows: int
-    timing: Timing
+    rows: list[int] = field(default_factory=list)
+    timings: list[Timing] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(t.wall for t in self.timings)
+
+    @property
+    def loader_peak_mib(self) -> float | None:
+        """The loader's own peak RSS, when sampled (--profile)."""
+        peaks = [t.peak_mib_by_process.get("target-postgres") for t in self.timings]
+        found = [peak for peak in peaks if peak is not None]
+        return max(found) if found else None
 
 
 def run_combinations(
-    pg: Postgres, workdir: Path, *, per_assignment: int, timeout: float
+    pg: Postgres,
+    workdir: Path,
+    *,
+    per_assignment: int,
+    repeat: int,
+    timeout: float,
+    profile: bool,
 ) -> list[CombinationCost]:
     """`meltano run` (customers only) with each combination of loader settings."""
-    costs = []
-    for number, settings in enumerate(COMBINATIONS, 1):
-        database = pg.create()
-        try:
-            with simulator(per_assignment) as sim:
-                pipeline = meltano_pipeline(sim, pg, database, settings)
-                log = workdir / f"combination-{number}.log"
-                timing = time_pipeline(pipeline, log, timeout=timeout, profile=False)
-            rows = count_rows(pg, database, STREAM)
-        finally:
-            pg.drop(database)
-        costs.append(CombinationCost(settings, rows, timing))
-        shown = ", ".join(f"{k}={v}" for k, v in settings.items())
-        progress(f"combination {shown}: {timing.wall:.2f} s, {rows:,} rows")
+    costs = [CombinationCost(settings) for settings in COMBINATIONS]
+    for attempt in range(repeat):
+        for number, cost in enumerate(costs, 1):
+            database = pg.create()
+            try:
+                with simulator(per_assignment) as sim:
+                    pipeline = meltano_pipeline(sim, pg, database, cost.settings)
+                    log = workdir / f"combination-{number}-{attempt + 1}.log"
+                    timing = time_pipeline(pipeline, log, timeout=timeout, profile=profile)
+                rows = count_rows(pg, database, STREAM)
+            finally:
+                pg.drop(database)
+            cost.rows.append(rows)
+            cost.timings.append(timing)
+            shown = ", ".join(f"{k}={v}" for k, v in cost.settings.items())
+            progress(
+                f"round {attempt + 1} of {repeat}: combination {shown}: "
+                f"{timing.wall:.2f} s, {rows:,} rows"
+            )
     return costs
 
 
 def combinations_table(costs: list[CombinationCost]) -> list[str]:
     lines = [
-        "#### `meltano run` (customers) with other loader settings",
+        "#### `meltano run` (customers) with other loader settings (median wall time)",
         "",
         "| use_copy | validate_records | batch_size_rows | Rows loaded | Wall (s) "
-        "| Peak RSS (MiB) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| Wall of every run (s) | Loader's peak RSS (MiB) |",
+        "|---|---|---:|---:|---:|---|---:|",
     ]
     for cost in costs:
         s = cost.settings
+        peak = cost.loader_peak_mib
         lines.append(
             f"| {s['use_copy']} | {s['validate_records']} | {int(s['batch_size_rows']):,} "
-            f"| {cost.rows:,} | {cost.timing.wall:.2f} | {cost.timing.peak_rss_kib / 1024:.0f} |"
+            f"| {min(cost.rows):,} | {cost.wall:.2f} "
+            f"| {', '.join(f'{t.wall:.1f}' for t in cost.timings)} "
+            f"| {'-' if peak is None else f'{peak:.0f}'} |"
         )
     return lines
 
@@ -726,22 +769,29 @@ def report(
         "peak RSS is that of its largest process.",
     ]
     by_process = {name: o.cpu_by_process() for name, o in outcomes.items()}
+    peaks = {name: o.peak_mib_by_process() for name, o in outcomes.items()}
     if any(by_process.values()):
-        kinds = sorted({kind for found in by_process.values() for kind in found})
+        kinds = sorted({kind for found in by_process.values() for kind in found if kind != "bash"})
         lines += [
             "",
-            "#### Where the time goes: CPU seconds per process (median of the runs)",
+            "#### Where the time goes: each process's CPU seconds (median) and peak RSS",
             "",
-            f"| Process | {MELTANO_RUN} | {PIPE} |",
-            "|---|---:|---:|",
+            f"| Process | CPU (s), {MELTANO_RUN} | CPU (s), {PIPE} "
+            f"| Peak RSS (MiB), {MELTANO_RUN} | Peak RSS (MiB), {PIPE} |",
+            "|---|---:|---:|---:|---:|",
         ]
         for kind in kinds:
-            cells = [f"{by_process[name].get(kind, 0.0):.1f}" for name in (MELTANO_RUN, PIPE)]
-            lines.append(f"| {kind} | {' | '.join(cells)} |")
+            cpu = [f"{by_process[name].get(kind, 0.0):.1f}" for name in (MELTANO_RUN, PIPE)]
+            rss = [
+                f"{peaks[name][kind]:.0f}" if kind in peaks[name] else "-"
+                for name in (MELTANO_RUN, PIPE)
+            ]
+            lines.append(f"| {kind} | {' | '.join(cpu + rss)} |")
         lines += [
             "",
-            "Sampled from /proc every 0.1 s. PostgreSQL's figure counts every session on the "
-            "server during the run, other users' included.",
+            "Sampled from /proc every 0.1 s; a kind's CPU adds up all its processes (tap-cube "
+            "runs twice under Meltano: discovery, then the sync). PostgreSQL's figure counts "
+            "every session on the server during the run, other users' included.",
         ]
     return "\n".join(lines)
 
@@ -838,15 +888,23 @@ def main(argv: list[str] | None = None) -> int:
             else []
         )
         combinations = (
-            run_combinations(pg, workdir, per_assignment=per_assignment, timeout=args.timeout)
+            run_combinations(
+                pg,
+                workdir,
+                per_assignment=per_assignment,
+                repeat=args.repeat,
+                timeout=args.timeout,
+                profile=args.profile,
+            )
             if args.combinations
             else []
         )
         wrong = problems(outcomes, total)
         wrong += [
-            f"meltano run with {c.settings} loaded {c.rows:,} rows"
+            f"meltano run with {c.settings} loaded {rows:,} rows"
             for c in combinations
-            if c.rows != total
+            for rows in c.rows
+            if rows != total
         ]
         for problem in wrong:
             progress(f"WRONG: {problem}")
