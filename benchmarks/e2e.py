@@ -9,6 +9,7 @@ Run by hand, not in CI, from the project root, with PostgreSQL on 127.0.0.1:5432
     uv run python benchmarks/e2e.py --set batch_size_rows=10000   # try another setting
     uv run python benchmarks/e2e.py --combinations   # also: several loader settings
     uv run python benchmarks/e2e.py --per-stream     # also: each stream `cube` loads
+    uv run python benchmarks/e2e.py --loader-alone   # also: the loader alone, same settings
 
 The two pipelines, run one after the other in each round (their order alternating from
 round to round), each into a fresh database, each against a fresh simulator:
@@ -638,9 +639,74 @@ def run_combinations(
     return costs
 
 
-def combinations_table(costs: list[CombinationCost]) -> list[str]:
+def run_loader_alone(
+    pg: Postgres,
+    workdir: Path,
+    *,
+    per_assignment: int,
+    repeat: int,
+    timeout: float,
+    profile: bool,
+) -> list[CombinationCost]:
+    """target-postgres alone, reading the tap's output from a file, with each combination.
+
+    Without Meltano and the tap competing for the CPUs, what a setting saves the loader
+    stands out of the noise of a shared machine.
+    """
+    output = workdir / "tap-output.jsonl"
+    tap = plugin_executable("extractors", "tap-cube")
+    with simulator(per_assignment) as sim:
+        tap_config = workdir / "tap-config.json"
+        tap_config.write_text(
+            json.dumps({"api_url": sim.url, "auth_token": TOKEN, "assignment_ids": ASSIGNMENT_IDS})
+        )
+        catalog = discover_catalog(tap, tap_config, workdir)
+        with output.open("wb") as out:
+            subprocess.run(  # noqa: S603  # argv built here
+                [str(tap), "--config", str(tap_config), "--catalog", str(catalog)],
+                env=base_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.DEVNULL,
+                check=True,
+            )
+    target = plugin_executable("loaders", "target-postgres")
+    costs = [CombinationCost(settings) for settings in COMBINATIONS]
+    for attempt in range(repeat):
+        for number, cost in enumerate(costs, 1):
+            database = pg.create()
+            try:
+                config: dict[str, object] = dict(pg.connection_settings(database))
+                config["port"] = int(str(config["port"]))
+                config["default_target_schema"] = SCHEMA
+                config["use_copy"] = cost.settings["use_copy"] == "true"
+                config["validate_records"] = cost.settings["validate_records"] == "true"
+                config["batch_size_rows"] = int(cost.settings["batch_size_rows"])
+                target_config = workdir / "loader-alone-config.json"
+                target_config.write_text(json.dumps(config))
+                argv = ["bash", "-c", '"$0" --config "$1" < "$2"', str(target)]
+                argv += [str(target_config), str(output)]
+                log = workdir / f"loader-alone-{number}-{attempt + 1}.log"
+                pipeline = Pipeline("loader alone", argv, base_env(), SCHEMA)
+                timing = time_pipeline(pipeline, log, timeout=timeout, profile=profile)
+                # The loader is the largest process here (beside a shell).
+                timing.peak_mib_by_process.setdefault("target-postgres", timing.peak_rss_kib / 1024)
+                rows = count_rows(pg, database, STREAM)
+            finally:
+                pg.drop(database)
+            cost.rows.append(rows)
+            cost.timings.append(timing)
+            shown = ", ".join(f"{k}={v}" for k, v in cost.settings.items())
+            progress(
+                f"round {attempt + 1} of {repeat}: loader alone, {shown}: "
+                f"{timing.wall:.2f} s, {rows:,} rows"
+            )
+    return costs
+
+
+def combinations_table(costs: list[CombinationCost], title: str) -> list[str]:
     lines = [
-        "#### `meltano run` (customers) with other loader settings (median wall time)",
+        f"#### {title} with other loader settings (median wall time)",
         "",
         "| use_copy | validate_records | batch_size_rows | Rows loaded | Wall (s) "
         "| Wall of every run (s) | Loader's peak RSS (MiB) |",
@@ -828,6 +894,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also time `meltano run` with several combinations of loader settings",
     )
     parser.add_argument(
+        "--loader-alone",
+        action="store_true",
+        help="also time target-postgres alone (input from a file) with those combinations",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -887,6 +958,18 @@ def main(argv: list[str] | None = None) -> int:
             if args.per_stream
             else []
         )
+        alone = (
+            run_loader_alone(
+                pg,
+                workdir,
+                per_assignment=per_assignment,
+                repeat=args.repeat,
+                timeout=args.timeout,
+                profile=args.profile,
+            )
+            if args.loader_alone
+            else []
+        )
         combinations = (
             run_combinations(
                 pg,
@@ -902,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
         wrong = problems(outcomes, total)
         wrong += [
             f"meltano run with {c.settings} loaded {rows:,} rows"
-            for c in combinations
+            for c in combinations + alone
             for rows in c.rows
             if rows != total
         ]
@@ -925,7 +1008,11 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(per_stream_table(costs)))
         if combinations:
             print()
-            print("\n".join(combinations_table(combinations)))
+            print("\n".join(combinations_table(combinations, "`meltano run` (customers)")))
+        if alone:
+            print()
+            title = "target-postgres alone, reading the tap's output from a file,"
+            print("\n".join(combinations_table(alone, title)))
     finally:
         if args.keep:
             progress(f"configs and logs kept in {workdir}")
