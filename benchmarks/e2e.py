@@ -5,7 +5,7 @@ Run by hand, not in CI, from the project root, with PostgreSQL on 127.0.0.1:5432
 
     uv run python benchmarks/e2e.py              # 200,000 customers, each pipeline once
     uv run python benchmarks/e2e.py --repeat 3   # the median of three runs each
-    uv run python benchmarks/e2e.py --profile    # also: CPU seconds per process
+    uv run python benchmarks/e2e.py --profile    # also: CPU and memory per process
     uv run python benchmarks/e2e.py --set batch_size_rows=10000   # try another setting
     uv run python benchmarks/e2e.py --combinations   # also: several loader settings
     uv run python benchmarks/e2e.py --per-stream     # also: each stream `cube` loads
@@ -881,7 +881,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per pipeline; median shown")
     parser.add_argument("--quick", action="store_true", help="a tenth of the customers")
     parser.add_argument(
-        "--profile", action="store_true", help="also show the CPU seconds of each process"
+        "--profile",
+        action="store_true",
+        help="also show each process's CPU seconds and peak RSS (sampling /proc every "
+        "0.1 s costs a few per cent of one core)",
     )
     parser.add_argument(
         "--per-stream",
