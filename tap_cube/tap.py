@@ -54,6 +54,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
+    import click
     from singer_sdk.streams import Stream
 
     from tap_cube.client import CubeStream
@@ -471,6 +472,23 @@ class TapCube(Tap):
         base["properties"].update(custom_fields)
         name = stream_class(self, base, gate=self.gate).name
         return stream_class(self, self._schema(name, base, partial(dict, base)), gate=self.gate)
+
+    @classmethod
+    @override
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """`--discover`, closing the files click opened for the other options.
+
+        Discovery runs in this callback, while click is still parsing the command line,
+        and click closes the files it opened for options (`--state`, which Meltano passes
+        to discovery too) only once parsing is done. Left to the garbage collector, they
+        made Python print ResourceWarnings after the error line of a failed discovery.
+        """
+        if not value:
+            return
+        try:
+            super().cb_discover(ctx, param, value)
+        finally:
+            ctx.close()
 
     def _schema(
         self, stream_name: str, base: dict[str, t.Any], discover: Callable[[], dict[str, t.Any]]

@@ -262,3 +262,28 @@ def test_redirect_message_names_the_port(simulator, tmp_path):
     )
     run = run_tap(config_for(sim, [7]), tmp_path)
     assert_fails_with(run, "https://elsewhere.example:8443")
+
+
+@pytest.mark.parametrize("outcome", ["fails", "succeeds"])
+def test_discovery_given_a_state_file_leaves_no_file_open(simulator, tmp_path, outcome):
+    """Meltano passes --state to discovery too; nothing may print after the last line."""
+    sim = simulator([plain_assignment(7, 10)])
+    if outcome == "fails":
+        sim.fail_next("crm_custom_fields", 401, json.dumps({"detail": "Invalid token."}))
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"bookmarks": {}}))
+    # Development mode shows every ResourceWarning, as Meltano's runs showed this one.
+    run = run_tap(
+        config_for(sim, [7], max_retries=0),
+        tmp_path,
+        "--state",
+        str(state),
+        "--discover",
+        env={"PYTHONDEVMODE": "1"},
+    )
+    assert "ResourceWarning" not in run.stderr
+    if outcome == "fails":
+        assert_fails_with(run, "authentication failed")
+    else:
+        assert run.returncode == 0, run.stderr
+        assert {s["tap_stream_id"] for s in json.loads(run.stdout)["streams"]} >= {"customers"}

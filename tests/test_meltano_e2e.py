@@ -538,3 +538,51 @@ def test_messy_assignment_loads_without_loss(simulator, meltano, pg_database, tm
     # The odd values that fit no column reached PostgreSQL as sent, big numbers included.
     odd = ["abc", "0150", "2020-02-30", "2020-02-12 10:27", 20200212, "kanskje", 2, 5.5, True]
     assert {json.dumps(v) for v in [*odd, 2**70]} <= {json.dumps(v) for v in kept_values}
+
+
+def tap_lines(log: str) -> list[str]:
+    """What the tap wrote to stderr, as Meltano logs it: `[info     ] tap-cube     <line>`."""
+    marker = " tap-cube     "
+    return [line.split(marker, 1)[1] for line in log.splitlines() if marker in line]
+
+
+def test_a_failing_tap_ends_with_its_one_line_error(simulator, meltano, pg_database, tmp_path):
+    sim = simulator([Assignment(31, 1200, custom_fields=FIELDS)], token=SIM_TOKEN)
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[31]",
+        "TAP_CUBE_MAX_RETRIES": "0",
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    job = meltano("a")
+    args = (
+        "run",
+        "--state-id-suffix",
+        f"fails-{uuid.uuid4().hex[:8]}",
+        "tap-cube",
+        "target-postgres",
+    )
+    # A first run leaves state, which Meltano passes to the tap from then on (to its
+    # discovery run too, as a file the SDK's command line opens).
+    job.run(*args, env=env, log=tmp_path / "first.log")
+
+    failures = {
+        "discovery": ("crm_custom_fields", 401, "authentication failed"),
+        "sync": ("customers/?page=2", 403, "assignment 31 is not accessible"),
+    }
+    for stage, (path, status, message) in failures.items():
+        sim.fail_next(path, status, json.dumps({"detail": "Nope."}))
+        log = tmp_path / f"{stage}.log"
+        process = job.start(*args, env=env, log=log)
+        try:
+            process.wait(timeout=RUN_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode != 0, f"{stage}: meltano run did not fail:\n{tail(log)}"
+        lines = [line for line in tap_lines(log.read_text(encoding="utf-8")) if line.strip()]
+        assert lines, f"{stage}: no tap output:\n{tail(log)}"
+        assert lines[-1].startswith(f"tap-cube: error: {message}"), f"{stage}:\n{tail(log)}"
+        assert "Warning" not in log.read_text(encoding="utf-8"), f"{stage}:\n{tail(log)}"

@@ -63,3 +63,14 @@ def test_meltano_yml_declares_every_setting_and_marks_secrets():
     for name, setting in settings.items():
         if name in declared:
             assert bool(declared[name].get("sensitive")) == bool(setting.get("secret")), name
+
+
+def test_meltano_yml_declares_every_loader_setting_it_sets():
+    """A loader setting set in meltano.yml but not declared cannot be overridden from the
+    environment (TARGET_POSTGRES_<NAME>): Meltano ignores the variable without a word."""
+    import yaml
+
+    project = yaml.safe_load((README.parent / "meltano.yml").read_text(encoding="utf-8"))
+    for loader in project["plugins"]["loaders"]:
+        declared = {setting["name"] for setting in loader.get("settings", [])}
+        assert set(loader.get("config", {})) <= declared, loader["name"]
