@@ -10,7 +10,7 @@ from tap_cube.deletions import STATE_KEY
 from tests.conftest import config_for, plain_assignment, run_tap
 
 
-def last_state(run) -> dict:
+def last_state(run):
     states = [m["value"] for m in run.messages if m["type"] == "STATE"]
     return states[-1]
 
@@ -109,7 +109,8 @@ def test_rows_removed_while_read_are_deleted_in_the_same_run(simulator):
     sim = simulator([plain_assignment(7, 1500)], latency=0.01)
     stream = customers_stream(sim, [7], max_concurrent_requests=1, detect_deletions=True)
     gone = [r["crm__customer_id"] for r in sim.customers(7)[:30]]
-    emitted, deleted = [], []
+    emitted: list[str] = []
+    deleted: list[str] = []
     for index, record in enumerate(stream.get_records({"assignment_id": 7})):
         (deleted if record.get("_sdc_deleted_at") else emitted).append(record["crm__customer_id"])
         if index == 0:
