@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import math
 import re
@@ -28,6 +29,13 @@ from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
 from tap_cube.coercion import RecordCoercion
+from tap_cube.deletions import (
+    DELETED_AT,
+    DELETED_AT_SCHEMA,
+    STATE_KEY,
+    encode_ids,
+    removed_ids,
+)
 from tap_cube.errors import (
     ApiError,
     AuthenticationError,
@@ -201,6 +209,8 @@ class CubeStream(RESTStream[t.Any]):
     #: Whether a partition answering 403 or 404 is skipped with a warning even when
     #: skip_inaccessible_assignments is off (for data some users may not see).
     optional: bool = False
+    #: Whether detect_deletions applies: full lists keyed by `record_id_field`.
+    tracks_deletions: bool = False
 
     def __init__(
         self, tap: Tap, schema: dict[str, t.Any] | None = None, *, gate: RequestGate
@@ -212,6 +222,11 @@ class CubeStream(RESTStream[t.Any]):
         for prefix in ("https://", "http://"):
             self.requests_session.mount(prefix, HTTPAdapter(pool_maxsize=pool))
         self._gate = gate
+        if self.detects_deletions:
+            self.schema["properties"].setdefault(DELETED_AT, DELETED_AT_SCHEMA)
+            # A full-table state says nothing new mid-stream, and it carries every
+            # partition's delivered ids: write it when the stream is done.
+            self.STATE_MSG_FREQUENCY = 1 << 62
         self._pipeline: PagePipeline | None = None
         self._retries: dict[tuple[t.Any, ...], int] = {}
         self._retries_lock = threading.Lock()
@@ -629,12 +644,16 @@ class CubeStream(RESTStream[t.Any]):
         started = time.monotonic()
         where = self.describe_partition(context)
         tally = _Tally()
-        with SeenIds() as emitted:
+        with contextlib.ExitStack() as ids:
+            emitted = ids.enter_context(SeenIds())
             for attempt in range(self.MAX_REREADS + 1):
+                # The first read checks ids against what was emitted; later ones also
+                # need to know what they served, since most of it was emitted before.
+                served = emitted if attempt == 0 else ids.enter_context(SeenIds())
                 if attempt:
                     self.pipeline.read_again(context or {})
                 try:
-                    problem = yield from self._read_once(context, emitted, tally, attempt)
+                    problem = yield from self._read_once(context, emitted, served, tally)
                 except InaccessibleError as exc:
                     if tally.pages or not self.skips_inaccessible:
                         raise
@@ -659,6 +678,8 @@ class CubeStream(RESTStream[t.Any]):
                     "again later, and report it to Headshed if it persists."
                 )
                 raise IncompleteError(msg)
+            if self.detects_deletions:
+                yield from self._deletions(context, served, emitted)
         if tally.duplicates:
             self.logger.warning(
                 "%s: %d records were served twice (rows shifted between pages); each was "
@@ -677,61 +698,60 @@ class CubeStream(RESTStream[t.Any]):
         )
 
     def _read_once(
-        self, context: Context | None, emitted: SeenIds, tally: _Tally, attempt: int
+        self, context: Context | None, emitted: SeenIds, served: SeenIds, tally: _Tally
     ) -> Generator[dict[str, t.Any], None, str | None]:
-        """One read of a partition from its first page; returns why it was incomplete."""
+        """One read of a partition from its first page; returns why it was incomplete.
+
+        `served` collects the ids this read served; on the first read it is `emitted`.
+        """
         where = self.describe_partition(context)
         record_id = self.record_identity()
         count: int | None = None
         changed_to: int | None = None
         distinct = pages = 0
         page_limit = page_size = 0
-        # The first read checks ids against what was emitted; later ones also need to
-        # know what this read served, since most of it was emitted before.
-        with SeenIds() as served:
-            this_read = emitted if attempt == 0 else served
-            try:
-                for page in self.pipeline.pages(context or {}):
-                    # The records of a page were extracted together, when it arrived.
-                    self._page_extracted_at = utc_now()
-                    pages += 1
-                    tally.pages += 1
-                    if pages == 1:
-                        count = page.count
-                        page_size = len(page.records)
-                        if count is not None and page_size:
-                            # Slack for rows added while reading; a loop exceeds it.
-                            page_limit = 2 * math.ceil(count / page_size) + 2
-                    elif page.count != count and changed_to is None:
-                        changed_to = page.count
-                    if page_limit and pages > page_limit:
+        try:
+            for page in self.pipeline.pages(context or {}):
+                # The records of a page were extracted together, when it arrived.
+                self._page_extracted_at = utc_now()
+                pages += 1
+                tally.pages += 1
+                if pages == 1:
+                    count = page.count
+                    page_size = len(page.records)
+                    if count is not None and page_size:
+                        # Slack for rows added while reading; a loop exceeds it.
+                        page_limit = 2 * math.ceil(count / page_size) + 2
+                elif page.count != count and changed_to is None:
+                    changed_to = page.count
+                if page_limit and pages > page_limit:
+                    msg = (
+                        f"{where}: the server sent more pages than its count of {count} "
+                        f"allows ({pages} pages of up to {page_size} rows); stopping "
+                        "instead of paging forever. Report it to Headshed."
+                    )
+                    raise ApiError(msg)
+                if not page.records and page_body(page.response).get("next"):
+                    return f"got an empty page {pages} that links to a next one"
+                for record in page.records:
+                    key = record_id(record)
+                    if key is None:
                         msg = (
-                            f"{where}: the server sent more pages than its count of {count} "
-                            f"allows ({pages} pages of up to {page_size} rows); stopping "
-                            "instead of paging forever. Report it to Headshed."
+                            f"{where}: the server sent a record without "
+                            f"{self.record_id_field or 'its key'}; it cannot be keyed, so "
+                            "the run stops. Report it to Headshed."
                         )
                         raise ApiError(msg)
-                    if not page.records and page_body(page.response).get("next"):
-                        return f"got an empty page {pages} that links to a next one"
-                    for record in page.records:
-                        key = record_id(record)
-                        if key is None:
-                            msg = (
-                                f"{where}: the server sent a record without "
-                                f"{self.record_id_field or 'its key'}; it cannot be keyed, so "
-                                "the run stops. Report it to Headshed."
-                            )
-                            raise ApiError(msg)
-                        if not this_read.add(key):
-                            tally.duplicates += 1
-                            continue
-                        distinct += 1
-                        if attempt and not emitted.add(key):
-                            continue
-                        tally.delivered += 1
-                        yield self.coerce(record)
-            except PageGoneError:
-                return f"ended at page {pages + 1}, which no longer exists (404 Invalid page.)"
+                    if not served.add(key):
+                        tally.duplicates += 1
+                        continue
+                    distinct += 1
+                    if served is not emitted and not emitted.add(key):
+                        continue
+                    tally.delivered += 1
+                    yield self.coerce(record)
+        except PageGoneError:
+            return f"ended at page {pages + 1}, which no longer exists (404 Invalid page.)"
         if not self.paginated or count is None:
             return None
         if changed_to is not None:
@@ -739,6 +759,35 @@ class CubeStream(RESTStream[t.Any]):
         if distinct != count:
             return f"served {distinct} of the {count} records its count announced"
         return None
+
+    @cached_property
+    def detects_deletions(self) -> bool:
+        return self.tracks_deletions and bool(self.config.get("detect_deletions"))
+
+    def _deletions(
+        self, context: Context | None, served: SeenIds, emitted: SeenIds
+    ) -> Iterator[dict[str, t.Any]]:
+        """A deletion record for each id delivered before but not served by this read.
+
+        Only called once the partition was read completely; its state then remembers
+        what this read served, for the next run.
+        """
+        field = str(self.record_id_field)
+        types = self.schema["properties"][field].get("type", [])
+        as_number = "integer" in ([types] if isinstance(types, str) else types)
+        state = self.get_context_state(context)
+        deleted_at = utc_now().isoformat()
+        deleted = 0
+        for key in removed_ids(state.get(STATE_KEY), served, emitted):
+            deleted += 1
+            yield {field: int(key) if as_number else str(key), DELETED_AT: deleted_at}
+        state[STATE_KEY] = encode_ids(served)
+        if deleted:
+            self.logger.info(
+                "%s: %d records are no longer served; marked deleted",
+                self.describe_partition(context),
+                deleted,
+            )
 
     def _is_last_partition(self, context: Context | None) -> bool:
         partitions = self.partitions

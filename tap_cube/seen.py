@@ -8,6 +8,9 @@ import typing as t
 import msgspec
 from pyroaring import BitMap
 
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
 _MAX_NUMERIC = (1 << 63) - 1  # SQLite's INTEGER range
 _MAX_SMALL = (1 << 32) - 1
 _PENDING_LIMIT = 10_000
@@ -57,15 +60,9 @@ class SeenIds:
                 return False
             self._small.add(number)
             return True
-        if record_id is None:
+        key = self._key(record_id, number)
+        if key is None:
             return False
-        key: int | str | bytes
-        if number is not None:
-            key = number
-        elif type(record_id) is str:
-            key = record_id
-        else:
-            key = msgspec.json.encode(record_id)
         # Python's own hash suits an in-process set, and str caches it.
         digest = hash(key) & _MAX_SMALL
         if digest not in self._hashes:
@@ -79,6 +76,41 @@ class SeenIds:
             return False
         self._remember(key)
         return True
+
+    def __contains__(self, record_id: object) -> bool:
+        number = numeric_id(record_id)
+        if number is not None and number <= _MAX_SMALL:
+            return number in self._small
+        key = self._key(record_id, number)
+        if key is None or hash(key) & _MAX_SMALL not in self._hashes:
+            return False
+        exact = self._table()
+        self._flush(exact)
+        return exact.execute("SELECT 1 FROM ids WHERE id = ?", (key,)).fetchone() is not None
+
+    @property
+    def small_numbers(self) -> BitMap:
+        """The numeric ids below 2**32, as a bitmap."""
+        return self._small
+
+    def other_ids(self) -> Iterator[int | str | bytes]:
+        """Every other id: larger numbers, text, and encoded compound ids."""
+        if not self._hashes:
+            return
+        exact = self._table()
+        self._flush(exact)
+        for (key,) in exact.execute("SELECT id FROM ids"):
+            yield key
+
+    @staticmethod
+    def _key(record_id: object, number: int | None) -> int | str | bytes | None:
+        if number is not None:
+            return number
+        if record_id is None:
+            return None
+        if type(record_id) is str:
+            return record_id
+        return msgspec.json.encode(record_id)
 
     def _remember(self, key: int | str | bytes) -> None:
         self._pending.append((key,))

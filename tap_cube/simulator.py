@@ -989,6 +989,13 @@ class CubeSimulator:
         """
         self._set_count(self._container(assignment_id), count, at)
 
+    def set_access(self, assignment_id: int, access: str) -> None:
+        """Grant ("ok") or revoke ("forbidden") this user's access to an assignment."""
+        if access not in ("ok", "forbidden"):
+            raise ValueError("access must be 'ok' or 'forbidden'")
+        with self._lock:
+            self._container(assignment_id).access = access
+
     def set_crm_count(
         self, data_owner_id: int, crm_type: str, count: int, *, at: str = "end"
     ) -> None:

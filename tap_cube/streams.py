@@ -235,6 +235,7 @@ class CustomersBase(CubeStream):
     """Customers of each container: standard fields plus the containers' custom fields."""
 
     record_id_field: str | None = "crm__customer_id"
+    tracks_deletions = True
     key_schema: t.ClassVar[dict[str, t.Any]]
 
     @override
@@ -287,6 +288,7 @@ class CustomFieldsBase(CubeStream):
     """The custom-field metadata of each container: labels for `crm__custom_info__<id>`."""
 
     record_id_field = "id"
+    tracks_deletions = True
     paginated = False
     # Some users may not read the metadata; their customers are still extracted.
     optional = True
@@ -439,6 +441,8 @@ class DayWindowStream(CustomersBase):
     is_sorted = False
     # Rows repeat customers; identity is the key above, not the customer id alone.
     record_id_field = None
+    # Incremental: a row missing from a window is not known to be gone.
+    tracks_deletions = False
     #: The object columns gathering free-form `<column>__<label>` fields by label.
     extra_columns: t.ClassVar[tuple[str, ...]] = (CALL_OUTCOME_EXTRA,)
     extra_properties: t.ClassVar[dict[str, t.Any]] = {}

@@ -239,6 +239,17 @@ class TapCube(Tap):
             ),
         ),
         th.Property(
+            "detect_deletions",
+            th.BooleanType,
+            default=False,
+            title="Detect deletions",
+            description=(
+                "After an assignment or data owner was read completely, emit a record with "
+                "_sdc_deleted_at for each customer (or custom field) it served last time "
+                "but not now. Needs a target that keeps _sdc_deleted_at (record metadata)."
+            ),
+        ),
+        th.Property(
             "ca_bundle",
             th.StringType,
             title="CA bundle",

@@ -1,0 +1,119 @@
+"""detect_deletions: ids no longer served become deletion records, per complete partition."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tap_cube.deletions import STATE_KEY
+from tests.conftest import config_for, plain_assignment, run_tap
+
+
+def last_state(run):
+    states = [m["value"] for m in run.messages if m["type"] == "STATE"]
+    return states[-1]
+
+
+def deletions(run, stream: str = "customers") -> list[dict]:
+    return [r for r in run.records(stream) if r.get("_sdc_deleted_at")]
+
+
+def run_with_state(config, tmp_path, state: dict, *args: str):
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(state))
+    return run_tap(config, tmp_path, "--state", str(state_file), *args)
+
+
+@pytest.mark.parametrize("style", ["dense", "sparse", "text"])
+def test_customers_removed_since_last_run_are_marked_deleted(simulator, tmp_path, style):
+    sim = simulator(
+        [
+            plain_assignment(7, 1200, customer_id_style=style),
+            plain_assignment(8, 300, customer_id_style=style),
+        ]
+    )
+    config = config_for(sim, [7, 8], detect_deletions=True)
+    first = run_tap(config, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert deletions(first) == []
+    assert "_sdc_deleted_at" in first.schema()["properties"]
+    before = {r["crm__customer_id"] for r in sim.customers(7)}
+    sim.set_count(7, 1100, at="start")  # 100 customers removed from assignment 7
+    removed = before - {r["crm__customer_id"] for r in sim.customers(7)}
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert second.returncode == 0, second.stderr
+    marked = deletions(second)
+    assert {r["crm__customer_id"] for r in marked} == removed
+    assert {r["assignment_id"] for r in marked} == {7}
+    assert all(set(r) == {"assignment_id", "crm__customer_id", "_sdc_deleted_at"} for r in marked)
+    assert "assignment 7: 100 records are no longer served; marked deleted" in second.stderr
+    # A third run has nothing new to delete.
+    third = run_with_state(config, tmp_path, last_state(second))
+    assert deletions(third) == []
+
+
+def test_state_is_written_when_a_stream_is_done_not_while_records_flow(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 30_000)])
+    run = run_tap(config_for(sim, [7], detect_deletions=True), tmp_path)
+    assert run.returncode == 0, run.stderr
+    kinds = [m["type"] for m in run.messages]
+    first_record = kinds.index("RECORD")
+    states_among_records = [
+        i for i, kind in enumerate(kinds) if kind == "STATE" and i > first_record
+    ]
+    # One state per stream at its end; none in the middle of the 30,000 customers.
+    assert len(states_among_records) <= 5
+    customers = last_state(run)["bookmarks"]["customers"]["partitions"][0]
+    assert len(json.dumps(customers[STATE_KEY])) < 2000  # 30,000 dense ids, compressed
+
+
+def test_a_skipped_assignment_deletes_nothing_and_keeps_its_ids(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 600), plain_assignment(8, 400)])
+    config = config_for(sim, [7, 8], detect_deletions=True, skip_inaccessible_assignments=True)
+    first = run_tap(config, tmp_path)
+    sim.set_access(8, "forbidden")
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert second.returncode == 0, second.stderr
+    assert deletions(second) == []
+    sim.set_access(8, "ok")
+    sim.set_count(8, 390)
+    third = run_with_state(config, tmp_path, last_state(second))
+    assert len(deletions(third)) == 10  # the ids of the first run were kept through the skip
+
+
+def test_a_list_that_never_adds_up_deletes_nothing(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 1000)], next_style="same")
+    config = config_for(sim, [7], detect_deletions=True, max_concurrent_requests=1)
+    first = run_tap(config, tmp_path)
+    customers = sim.customers(7)
+    short = {"count": 1000, "next": None, "previous": None, "results": customers[500:990]}
+    sim.fail_next("/customers/?page=2", 200, json.dumps(short), times=10)
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert second.returncode == 1
+    assert deletions(second) == []
+
+
+def test_off_by_default(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 600)])
+    first = run_tap(config_for(sim, [7]), tmp_path)
+    assert "_sdc_deleted_at" not in first.schema()["properties"]
+    sim.set_count(7, 500)
+    second = run_with_state(config_for(sim, [7]), tmp_path, last_state(first))
+    assert deletions(second) == []
+
+
+def test_rows_removed_while_read_are_deleted_in_the_same_run(simulator):
+    from tests.test_concurrency import customers_stream
+
+    sim = simulator([plain_assignment(7, 1500)], latency=0.01)
+    stream = customers_stream(sim, [7], max_concurrent_requests=1, detect_deletions=True)
+    gone = [r["crm__customer_id"] for r in sim.customers(7)[:30]]
+    emitted: list[str] = []
+    deleted: list[str] = []
+    for index, record in enumerate(stream.get_records({"assignment_id": 7})):
+        (deleted if record.get("_sdc_deleted_at") else emitted).append(record["crm__customer_id"])
+        if index == 0:
+            sim.set_count(7, 1470, at="start")
+    assert set(gone) <= set(emitted)  # served before they went
+    assert sorted(deleted) == sorted(gone)  # and marked deleted once the list added up
