@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import typing as t
 import uuid
 from dataclasses import dataclass
@@ -586,3 +589,190 @@ def test_a_failing_tap_ends_with_its_one_line_error(simulator, meltano, pg_datab
         assert lines, f"{stage}: no tap output:\n{tail(log)}"
         assert lines[-1].startswith(f"tap-cube: error: {message}"), f"{stage}:\n{tail(log)}"
         assert "Warning" not in log.read_text(encoding="utf-8"), f"{stage}:\n{tail(log)}"
+
+
+# --- deletions ----------------------------------------------------------------------------
+
+
+def customer_keys(conn: psycopg.Connection, *, deleted: bool) -> set[tuple[int, str]]:
+    """(assignment_id, crm__customer_id) of the live rows, or of the soft-deleted ones."""
+    query = sql.SQL(
+        "SELECT assignment_id, crm__customer_id FROM {}.customers WHERE _sdc_deleted_at IS {}"
+    ).format(sql.Identifier(SCHEMA), sql.SQL("NOT NULL" if deleted else "NULL"))
+    return {(a, c) for a, c in conn.execute(query)}
+
+
+def keys_of(sim: CubeSimulator, assignment_id: int) -> set[tuple[int, str]]:
+    return {(assignment_id, str(c["crm__customer_id"])) for c in sim.customers(assignment_id)}
+
+
+def tap_processes_of(parent: int) -> list[int]:
+    """The tap-cube processes started, directly or not, by process `parent`."""
+    parents: dict[int, int] = {}
+    commands: dict[int, bytes] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+
+    def descends(pid: int) -> bool:
+        while pid in parents and pid > 1:
+            pid = parents[pid]
+            if pid == parent:
+                return True
+        return False
+
+    return [
+        pid
+        for pid, command in commands.items()
+        if b"tap-cube" in command and b"--config" in command and descends(pid)
+    ]
+
+
+class LiveCountWatch:
+    """Polls the number of live customers while a run goes on; keeps the lowest seen."""
+
+    def __init__(self, dsn: str) -> None:
+        self.lowest: int | None = None
+        self._stop = threading.Event()
+        self._dsn = dsn
+        self._thread = threading.Thread(target=self._poll)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            while not self._stop.wait(0.1):
+                live = len(customer_keys(conn, deleted=False))
+                self.lowest = live if self.lowest is None else min(self.lowest, live)
+
+    def stop(self) -> int | None:
+        self._stop.set()
+        self._thread.join()
+        return self.lowest
+
+
+def test_deletions_reach_postgres_and_only_complete_reads_delete(
+    simulator, meltano, pg_database, tmp_path
+):
+    sim = simulator(
+        [Assignment(31, 1500, custom_fields=FIELDS), Assignment(32, 600, custom_fields=FIELDS)],
+        token=SIM_TOKEN,
+    )
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[31, 32]",
+        "TAP_CUBE_SKIP_INACCESSIBLE_ASSIGNMENTS": "true",
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    job = meltano("a")
+    job.run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "first.log")
+
+    # Customers removed from Cube stop being live after the next run, and only they.
+    before = keys_of(sim, 31)
+    sim.set_count(31, 1400, at="start")
+    removed = before - keys_of(sim, 31)
+    job.run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "second.log")
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert customer_keys(conn, deleted=True) == removed
+        assert customer_keys(conn, deleted=False) == keys_of(sim, 31) | keys_of(sim, 32)
+        names = conn.execute(
+            sql.SQL(
+                "SELECT count(*) FROM {}.customers WHERE _sdc_deleted_at IS NOT NULL "
+                "AND crm__standard_info__name IS NOT NULL"
+            ).format(sql.Identifier(SCHEMA))
+        ).fetchone()
+    assert names == (0,)  # a deleted customer keeps its key, not its personal data
+
+    # An assignment skipped as inaccessible keeps all of its rows.
+    sim.set_access(32, "forbidden")
+    job.run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "third.log")
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert keys_of(sim, 32) <= customer_keys(conn, deleted=False)
+        assert customer_keys(conn, deleted=True) == removed
+    sim.set_access(32, "ok")
+
+    # A run stopped by SIGTERM deletes nothing, and live rows never drop below the truth.
+    sim.set_count(31, 1300, at="start")
+    removed_later = (before - removed) - keys_of(sim, 31)
+    truth = len(keys_of(sim, 31) | keys_of(sim, 32))
+    sim.latency = 0.5
+    stopped_env = {**env, "TAP_CUBE_MAX_CONCURRENT_REQUESTS": "1"}
+    watch = LiveCountWatch(pg_database.dsn)
+    earlier = len(sim.requests)
+    process = job.start(
+        "run", "tap-cube", "target-postgres", env=stopped_env, log=tmp_path / "4.log"
+    )
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        # Stop it once the sync has asked for page 2 of assignment 31, mid-partition.
+        while not any(r.query == "page=2" and "/31/" in r.path for r in sim.requests[earlier:]):
+            assert process.poll() is None, tail(tmp_path / "4.log")
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        taps = tap_processes_of(process.pid)
+        assert taps, "no tap-cube process found under meltano"
+        for pid in taps:
+            os.kill(pid, signal.SIGTERM)
+        process.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        lowest = watch.stop()
+    assert process.returncode != 0
+    assert "stopped by SIGTERM" in (tmp_path / "4.log").read_text(errors="replace")
+    assert lowest is not None
+    assert lowest >= truth
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert customer_keys(conn, deleted=True) == removed
+
+    # The next complete run deletes what the stopped one did not.
+    sim.latency = 0.0
+    job.run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "fifth.log")
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert customer_keys(conn, deleted=True) == removed | removed_later
+        assert customer_keys(conn, deleted=False) == keys_of(sim, 31) | keys_of(sim, 32)
+
+
+def test_jobs_on_disjoint_assignments_delete_exactly_their_own(
+    simulator, meltano, pg_database, tmp_path
+):
+    sim = simulator(
+        [Assignment(a, n, custom_fields=FIELDS) for a, n in ((41, 700), (42, 300), (43, 500))],
+        token=SIM_TOKEN,
+    )
+    jobs = {"a": [41, 42], "b": [43]}
+    shared = {
+        "TAP_CUBE_API_URL": sim.url,
+        "MELTANO_STATE_BACKEND_URI": (tmp_path / "state").as_uri(),
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    (tmp_path / "state").mkdir()
+    homes = {name: meltano(name) for name in jobs}
+
+    def run(name: str, log: str) -> None:
+        homes[name].run(
+            *("run", "--state-id-suffix", name, "tap-cube", "target-postgres"),
+            env={**shared, "TAP_CUBE_ASSIGNMENT_IDS": json.dumps(jobs[name])},
+            log=tmp_path / f"{log}-{name}.log",
+        )
+
+    for name in jobs:
+        run(name, "first")
+    everything = keys_of(sim, 41) | keys_of(sim, 42) | keys_of(sim, 43)
+    sim.set_count(41, 650, at="start")
+    sim.set_count(43, 480)
+    removed = everything - (keys_of(sim, 41) | keys_of(sim, 42) | keys_of(sim, 43))
+    for name in jobs:
+        run(name, "second")
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert customer_keys(conn, deleted=True) == removed
+        assert customer_keys(conn, deleted=False) == everything - removed
+    assert {a for a, _ in removed} == {41, 43}
