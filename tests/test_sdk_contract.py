@@ -1,0 +1,70 @@
+"""The private names of the SDK (and requests) that tap-cube relies on, in one place.
+
+Each is used for a reason the public API does not cover; each test here pins what tap-cube
+relies on, so an upgrade that changes it fails here, not in a user's run.
+
+- `Stream._generate_record_messages` (client.py): skip the per-field selection walk when
+  every property is selected, the largest per-record cost.
+- `Stream._stream_version` (client.py): the version the SDK's own record messages carry.
+- `PluginBase._setup_signal_handlers` (tap.py): add SIGHUP to the signals that stop a run.
+- `PluginBase._handle_termination` (tap.py): the SDK's handler exits 0 on a partial run.
+- `PluginBase._validate_config` (tap.py): the rules a JSON schema cannot say, in the same
+  one-line error.
+- `Stream._tap` (streams.py): the run's Directory of campaigns and data owners.
+- `requests.Response._content` (client.py): a body read within request_timeout, then
+  decoded as requests would.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import requests
+from singer_sdk import Stream
+from singer_sdk.plugin_base import PluginBase
+
+from tap_cube.tap import TapCube
+from tests.conftest import config_for, plain_assignment
+
+
+def parameters(function: object) -> list[str]:
+    return list(inspect.signature(function).parameters)  # type: ignore[arg-type]
+
+
+def test_record_message_hook_is_what_the_sdk_calls_per_record(simulator, monkeypatch):
+    assert parameters(Stream._generate_record_messages) == ["self", "record"]
+    calls: list[str] = []
+    original = Stream._generate_record_messages
+
+    def spy(self, record):
+        calls.append(record["crm__customer_id"])
+        return original(self, record)
+
+    sim = simulator([plain_assignment(7, 40)])
+    tap = TapCube(config=config_for(sim, [7]))
+    stream = tap.streams["customers"]
+    stream._every_property_selected = False  # type: ignore[attr-defined]  # the SDK's path
+    monkeypatch.setattr(Stream, "_generate_record_messages", spy)
+    stream.sync()
+    assert len(calls) == 40
+    assert isinstance(stream._stream_version, int | None)
+
+
+def test_signal_hooks_exist_with_the_shape_tap_cube_overrides():
+    assert parameters(PluginBase._setup_signal_handlers) == ["self"]
+    assert parameters(PluginBase._handle_termination) == ["self", "signum", "frame"]
+    assert "raise_errors" in parameters(PluginBase._validate_config)
+
+
+def test_streams_know_their_tap(simulator):
+    sim = simulator([plain_assignment(7, 1)])
+    tap = TapCube(config=config_for(sim, [7]))
+    assert tap.streams["customers"]._tap is tap
+
+
+def test_requests_serves_content_it_was_given():
+    response = requests.Response()
+    response._content = b'{"count": 0}'
+    response.status_code = 200
+    assert response.content == b'{"count": 0}'
+    assert response.json() == {"count": 0}
