@@ -10,6 +10,7 @@ import threading
 import time
 import typing as t
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -22,7 +23,6 @@ from requests.adapters import HTTPAdapter
 from singer_sdk import RESTStream
 from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.rest import PageContext
@@ -232,7 +232,7 @@ class CubeStream(RESTStream[t.Any]):
         self._retries_lock = threading.Lock()
         self._retry_wait = threading.local()
         self.skipped: list[str] = []
-        self._page_extracted_at = utc_now()
+        self._page_extracted_at = datetime.now(UTC)
 
     # --- requests -----------------------------------------------------------------
 
@@ -713,7 +713,7 @@ class CubeStream(RESTStream[t.Any]):
         try:
             for page in self.pipeline.pages(context or {}):
                 # The records of a page were extracted together, when it arrived.
-                self._page_extracted_at = utc_now()
+                self._page_extracted_at = datetime.now(UTC)
                 pages += 1
                 tally.pages += 1
                 if pages == 1:
@@ -776,7 +776,7 @@ class CubeStream(RESTStream[t.Any]):
         types = self.schema["properties"][field].get("type", [])
         as_number = "integer" in ([types] if isinstance(types, str) else types)
         state = self.get_context_state(context)
-        deleted_at = utc_now().isoformat()
+        deleted_at = datetime.now(UTC).isoformat()
         deleted = 0
         for key in removed_ids(state.get(STATE_KEY), served, emitted):
             deleted += 1
