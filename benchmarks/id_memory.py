@@ -87,8 +87,11 @@ def measure(style: str, per_assignment: int, workdir: Path) -> tuple[float, int,
         )
         assert process.stdout is not None
         records = 0
+        rest = b""
         while chunk := process.stdout.read(1 << 20):
-            records += chunk.count(b'"type":"RECORD"')
+            # Count whole lines only: a marker may straddle two chunks.
+            lines, _, rest = (rest + chunk).rpartition(b"\n")
+            records += lines.count(b'"type":"RECORD"')
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.monotonic() - started
         if status != 0:
