@@ -54,6 +54,19 @@ class SeenIds:
 
     def add(self, record_id: object) -> bool:
         """Remember `record_id`; False when it was already there (or is None, no id)."""
+        if (
+            type(record_id) is str
+            and 0 < len(record_id) < 10  # below 10**9, so below 2**32
+            and record_id.isdigit()
+            and record_id.isascii()
+            and record_id[0] != "0"
+        ):
+            # The usual Cube id, on the hot path of every record.
+            small = int(record_id)
+            if small in self._small:
+                return False
+            self._small.add(small)
+            return True
         number = numeric_id(record_id)
         if number is not None and number <= _MAX_SMALL:
             if number in self._small:
