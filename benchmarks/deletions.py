@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from id_memory import ASSIGNMENTS, STYLES, TOKEN, customers_catalog, start_simulator
+from e2e import discover_catalog
+from id_memory import ASSIGNMENTS, STYLES, TOKEN, start_simulator
 
 REMOVED_PER_ASSIGNMENT = 1_000
 
@@ -68,7 +69,7 @@ def measure(style: str, per_assignment: int, workdir: Path) -> dict[str, object]
         try:
             settings = {"api_url": url, "auth_token": TOKEN, "assignment_ids": list(ASSIGNMENTS)}
             config.write_text(json.dumps({**settings, "detect_deletions": detect}))
-            catalog = customers_catalog(
+            catalog = discover_catalog(
                 Path(sysconfig.get_path("scripts")) / "tap-cube", config, workdir
             )
             state = workdir / "state.json" if phase == "deleting" else None

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from e2e import discover_catalog
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"  # noqa: S105 - the simulator's credential, nothing real
 STYLES = ("dense", "sparse", "text")
@@ -51,24 +53,6 @@ def start_simulator(
     return process, ready.read_text().strip()
 
 
-def customers_catalog(tap: Path, config: Path, workdir: Path) -> Path:
-    found = subprocess.run(  # noqa: S603 - argv built here
-        [str(tap), "--config", str(config), "--discover"],
-        capture_output=True,
-        check=False,
-    )
-    if found.returncode != 0:
-        sys.exit(f"tap-cube --discover failed:\n{found.stderr.decode(errors='replace')[-2000:]}")
-    catalog = json.loads(found.stdout)
-    for stream in catalog["streams"]:
-        for entry in stream["metadata"]:
-            if entry["breadcrumb"] == []:
-                entry["metadata"]["selected"] = stream["tap_stream_id"] == "customers"
-    path = workdir / "catalog.json"
-    path.write_text(json.dumps(catalog))
-    return path
-
-
 def measure(style: str, per_assignment: int, workdir: Path) -> tuple[float, int, float]:
     """Wall seconds, records and peak RSS (MiB) of one tap-cube run."""
     tap = Path(sysconfig.get_path("scripts")) / "tap-cube"
@@ -78,7 +62,7 @@ def measure(style: str, per_assignment: int, workdir: Path) -> tuple[float, int,
         config.write_text(
             json.dumps({"api_url": url, "auth_token": TOKEN, "assignment_ids": list(ASSIGNMENTS)})
         )
-        catalog = customers_catalog(tap, config, workdir)
+        catalog = discover_catalog(tap, config, workdir)
         started = time.monotonic()
         process = subprocess.Popen(  # noqa: S603 - argv built here
             [str(tap), "--config", str(config), "--catalog", str(catalog)],

@@ -139,6 +139,12 @@ def describe_failure(error: object) -> str:
     return type(error).__name__
 
 
+def host_and_port(url: str) -> str:
+    """`host:port` of a URL, the port spelled out even when it is the scheme's default."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
 class SlowBodyError(requests.exceptions.Timeout):
     """The answer kept arriving, too slowly to finish within request_timeout."""
 
@@ -318,11 +324,9 @@ class CubeStream(RESTStream[t.Any]):
             response.close()
             target = urljoin(prepared.url or "", response.headers.get("Location", ""))
             if urlsplit(target)[:2] != origin:
-                parts = urlsplit(target)
-                default_port = 443 if parts.scheme == "https" else 80
                 msg = (
                     f"the server redirected {urlsplit(prepared.url or '').path} to "
-                    f"{parts.scheme}://{parts.hostname}:{parts.port or default_port}; tap-cube "
+                    f"{urlsplit(target).scheme}://{host_and_port(target)}; tap-cube "
                     "only sends credentials to the configured host. Check api_url."
                 )
                 raise ApiError(msg)
@@ -476,8 +480,7 @@ class CubeStream(RESTStream[t.Any]):
     def _tls_failure(self, error: requests.exceptions.SSLError) -> str:
         """Why a TLS connection failed, and what the user can do about it."""
         reason = re.search(r"certificate verify failed: ([^(]+?)(?: \(|'|\)|$)", str(error))
-        parts = urlsplit(self.url_base)
-        where = f"{parts.hostname}:{parts.port or 443}"
+        where = host_and_port(self.url_base)
         bundle = self.config.get("ca_bundle")
         trusted = f"the certificates in ca_bundle {bundle!r}" if bundle else "the default CAs"
         if reason:
