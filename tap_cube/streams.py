@@ -19,8 +19,8 @@ from functools import cached_property
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_cube.client import CubeStream
 from tap_cube.coercion import CATCH_ALL_PROPERTY
+from tap_cube.cube_stream import CubeStream
 from tap_cube.errors import ApiError, ConfigError, InaccessibleError
 from tap_cube.schema import CUSTOM_FIELD_PREFIX, FieldTypes, customer_properties
 
@@ -64,7 +64,7 @@ class Directory:
 
     @cached_property
     def campaign_rows(self) -> list[dict[str, t.Any]]:
-        return self._campaigns.fetch_page(None, None).records
+        return self._campaigns.client.fetch_page(None, None).records
 
     @cached_property
     def crms(self) -> list[dict[str, t.Any]]:
@@ -608,7 +608,7 @@ class CrmProductRegistrationsStream(CrmStream, ProductRegistrationsBase):
 def first_page_sample(stream: CubeStream, context: Context) -> list[dict[str, t.Any]]:
     """The records of a partition's first page, or none when it may be skipped."""
     try:
-        return stream.fetch_page(context, None).records
+        return stream.client.fetch_page(context, None).records
     except InaccessibleError as exc:
         if not stream.skips_inaccessible:
             raise
@@ -631,7 +631,7 @@ def discover_customer_schema(
     for context in customers.partitions or []:
         listed: set[str] = set()
         try:
-            listed = types.add_metadata(custom_fields.fetch_page(context, None).records)
+            listed = types.add_metadata(custom_fields.client.fetch_page(context, None).records)
         except InaccessibleError as exc:
             customers.logger.warning(
                 "%s: custom-field metadata unavailable (%s); typing its fields from its "

@@ -57,7 +57,7 @@ if t.TYPE_CHECKING:
     import click
     from singer_sdk.streams import Stream
 
-    from tap_cube.client import CubeStream
+    from tap_cube.cube_stream import CubeStream
 
 
 def _version() -> str:

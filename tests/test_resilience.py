@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tap_cube.client import parse_retry_after
+from tap_cube.responses import parse_retry_after
 from tap_cube.simulator import Assignment
 from tests.conftest import (
     PASSWORD,

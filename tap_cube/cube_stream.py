@@ -1,0 +1,313 @@
+"""`CubeStream`: a Cube list endpoint as a Singer stream, from its pages to its records.
+
+The stream says what to request and what its records are; its client (tap_cube/client.py)
+gets the pages, the page pipeline (tap_cube/fetch.py) fetches them ahead, and a complete
+read (tap_cube/completeness.py) turns them into each record exactly once.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from datetime import UTC, datetime
+from functools import cached_property
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from singer_sdk import RESTStream
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib import RecordMessage
+from singer_sdk.streams.rest import PageContext
+from typing_extensions import override
+
+from tap_cube.client import CubeClient
+from tap_cube.coercion import RecordCoercion
+from tap_cube.completeness import CompleteRead
+from tap_cube.deletions import DELETED_AT, DELETED_AT_SCHEMA, STATE_KEY, encode_ids, removed_ids
+from tap_cube.errors import InaccessibleError
+from tap_cube.fetch import PagePipeline, RequestGate
+from tap_cube.pagination import CubeNextLinkPaginator, query_pairs
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Iterable, Iterator
+
+    import requests
+    from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.tap_base import Tap
+
+    from tap_cube.seen import SeenIds
+
+
+class CubeStream(RESTStream[t.Any]):
+    """A Cube list endpoint, read through the page pipeline.
+
+    Subclasses set `path`, `partition_label` and, for plain JSON lists rather than DRF
+    pages, `paginated = False`. Records are de-duplicated per partition on
+    `record_id_field`, and coerce() fits every value to its declared type or keeps it
+    in the catch-all column (tap_cube/coercion.py).
+    """
+
+    paginated: bool = True
+    #: The field that identifies a record within one partition.
+    record_id_field: str | None = None
+    #: How a partition is named in messages: "assignment", "data owner", ...
+    partition_label: str = "partition"
+    #: The setting that chose the partitions, for messages about one of them.
+    partition_setting: str = "the tap-cube settings"
+    #: Whether a partition answering 403 or 404 is skipped with a warning even when
+    #: skip_inaccessible_assignments is off (for data some users may not see).
+    optional: bool = False
+    #: Whether detect_deletions applies: full lists keyed by `record_id_field`.
+    tracks_deletions: bool = False
+    # coerce() makes every record match the schema, cheaper than the SDK's generic
+    # conformance, which walks the schema for every field of every record.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    def __init__(
+        self, tap: Tap, schema: dict[str, t.Any] | None = None, *, gate: RequestGate
+    ) -> None:
+        super().__init__(tap=tap, schema=schema)
+        self.client = CubeClient(self, self.config, self.requests_session, gate)
+        self._gate = gate
+        if self.detects_deletions:
+            self.schema["properties"].setdefault(DELETED_AT, DELETED_AT_SCHEMA)
+            # A full-table state says nothing new mid-stream, and it carries every
+            # partition's delivered ids: write it when the stream is done.
+            self.STATE_MSG_FREQUENCY = 1 << 62
+        self._pipeline: PagePipeline | None = None
+        self.skipped: list[str] = []
+        self.page_extracted_at = datetime.now(UTC)
+
+    # --- what to request ----------------------------------------------------------
+
+    @property
+    @override
+    def url_base(self) -> str:
+        return self.client.url_base
+
+    @property
+    @override
+    def authenticator(self) -> APIKeyAuthenticator | BasicAuthenticator:
+        return self.client.authenticator
+
+    @property
+    @override
+    def http_headers(self) -> dict[str, str]:
+        return {"Accept": "application/json"}
+
+    @override
+    def get_new_paginator(self) -> CubeNextLinkPaginator:
+        return self.paginator_for(self.context)
+
+    def paginator_for(self, context: Context | None) -> CubeNextLinkPaginator:
+        """The paginator of one partition's list."""
+        params = query_pairs(urlencode(self.first_page_params(context), doseq=True))
+        return CubeNextLinkPaginator(self.describe_partition(context), params)
+
+    @override
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
+        """The first page's parameters, or exactly those of the `next` link being followed."""
+        if next_page_token:
+            return dict(parse_qs(str(next_page_token), keep_blank_values=True))
+        return self.first_page_params(context)
+
+    def first_page_params(self, context: Context | None) -> dict[str, t.Any]:
+        return {}
+
+    def page_request(self, context: Context | None, query: str | None) -> requests.PreparedRequest:
+        """The authenticated request for a page: the first, or the one `query` names."""
+        http_request = self.get_http_request(
+            page=PageContext(stream_context=context, next_page_token=query)
+        )
+        return self.build_prepared_request(
+            method=http_request.method,
+            url=http_request.url,
+            params=http_request.encode_params(),
+            headers=http_request.headers,
+        )
+
+    def page_path(self, context: Context | None, query: str | None) -> str:
+        """The path and query of a page, as messages show it."""
+        path = urlsplit(self.get_url(context)).path
+        params = query if query is not None else urlencode(self.first_page_params(context))
+        return f"{path}?{params}" if params else path
+
+    # --- partitions ---------------------------------------------------------------
+
+    @property
+    def skips_inaccessible(self) -> bool:
+        """Whether a partition answering 403 or 404 is skipped with a warning."""
+        return self.optional or bool(self.config.get("skip_inaccessible_assignments"))
+
+    def describe_partition(self, context: Context | None) -> str:
+        """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
+        if not context:
+            return self.name
+        first, *rest = context.values()
+        extra = f" ({', '.join(str(value) for value in rest)})" if rest else ""
+        return f"{self.partition_label} {first}{extra}"
+
+    def planned_partitions(self) -> list[dict[str, t.Any]]:
+        """The partitions whose pages may be fetched ahead, in the order they are read."""
+        return list(self.partitions or [{}])
+
+    @property
+    def pipeline(self) -> PagePipeline:
+        if self._pipeline is None:
+            self._pipeline = PagePipeline(
+                self.client.fetch_page,
+                concurrency=int(self.config.get("max_concurrent_requests", 4)),
+                paginator=self.paginator_for,
+                gate=self._gate,
+            )
+            self._pipeline.plan(self.planned_partitions())
+        return self._pipeline
+
+    def close(self) -> None:
+        """End outstanding work; no worker thread outlives this call."""
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
+
+    # --- records --------------------------------------------------------------------
+
+    @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        try:
+            yield from self.read_partition(context)
+        except BaseException:
+            self.close()  # a failed or abandoned run leaves no worker behind
+            raise
+        finally:
+            self._report_unfit(context)
+        if self._is_last_partition(context):
+            self.close()
+            everything_skipped = len(self.skipped) == len(self.partitions or [{}])
+            if everything_skipped and not self.optional:
+                msg = (
+                    f"{self.name}: nothing was accessible: {', '.join(self.skipped)} answered "
+                    f"403 or 404. Check {self.partition_setting} against what this user may "
+                    "read, and that api_url is your account's."
+                )
+                raise InaccessibleError(msg, 0)
+            if self.skipped:
+                self.logger.warning(
+                    "%s: skipped because not accessible: %s", self.name, ", ".join(self.skipped)
+                )
+
+    def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
+        """The records of one partition, each exactly once, or an error that says why not.
+
+        A partition that answers 403 or 404 before its first page is skipped with a
+        warning when skips_inaccessible allows it.
+        """
+        read = CompleteRead(self, context)
+        try:
+            yield from read.records()
+        except InaccessibleError as exc:
+            if read.pages or not self.skips_inaccessible:
+                raise
+            self.logger.warning("%s; skipping it", exc)
+            self.skipped.append(self.describe_partition(context))
+
+    def record_identity(self) -> Callable[[dict[str, t.Any]], object]:
+        """What identifies a record within its partition (None: the record lacks it).
+
+        A fresh function for each read of a partition, for identities that depend on the
+        records before.
+        """
+        field = self.record_id_field
+        return lambda record: record.get(field) if field else None
+
+    @cached_property
+    def _coercion(self) -> RecordCoercion:
+        # The schema the SCHEMA message carries: a given catalog's, else the discovered one.
+        return RecordCoercion(self.effective_schema.get("properties", {}))
+
+    def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        """The record, every value of its declared type or kept in the catch-all column."""
+        return self._coercion(record)
+
+    def discovery_declares(self, field: str) -> bool:
+        """Whether discovering the schema again would give `field` a column of its own."""
+        return False
+
+    def _report_unfit(self, context: Context | None) -> None:
+        """One warning per field whose values fit no column in this partition."""
+        where = self.describe_partition(context)
+        where = self.name if where == self.name else f"{self.name}: {where}"
+        for line in self._coercion.report(self.discovery_declares):
+            self.logger.warning("%s: %s", where, line)
+
+    @cached_property
+    def detects_deletions(self) -> bool:
+        return self.tracks_deletions and bool(self.config.get("detect_deletions"))
+
+    def deletions(
+        self, context: Context | None, served: SeenIds, emitted: SeenIds
+    ) -> Iterator[dict[str, t.Any]]:
+        """A deletion record for each id delivered before but not served by this read.
+
+        Only called once the partition was read completely; its state then remembers
+        what this read served, for the next run.
+        """
+        field = str(self.record_id_field)
+        types = self.schema["properties"][field].get("type", [])
+        as_number = "integer" in ([types] if isinstance(types, str) else types)
+        state = self.get_context_state(context)
+        deleted_at = datetime.now(UTC).isoformat()
+        deleted = 0
+        for key in removed_ids(state.get(STATE_KEY), served, emitted):
+            deleted += 1
+            yield {field: int(key) if as_number else str(key), DELETED_AT: deleted_at}
+        state[STATE_KEY] = encode_ids(served)
+        if deleted:
+            self.logger.info(
+                "%s: %d records are no longer served; marked deleted",
+                self.describe_partition(context),
+                deleted,
+            )
+
+    def _is_last_partition(self, context: Context | None) -> bool:
+        partitions = self.partitions
+        return not partitions or partitions[-1] == context
+
+    # --- messages -------------------------------------------------------------------
+
+    @cached_property
+    def _declared(self) -> frozenset[str]:
+        return frozenset(self.schema.get("properties", {}))
+
+    @cached_property
+    def _every_property_selected(self) -> bool:
+        return all(self.mask[("properties", name)] for name in self._declared)
+
+    @override
+    def _generate_record_messages(
+        self, record: dict[str, t.Any]
+    ) -> Generator[RecordMessage, None, None]:
+        """The SDK's record messages, without its per-field selection walk when it is moot.
+
+        With every property selected (the usual case) the walk removes nothing, yet it
+        was the largest per-record cost left; with any deselected, the SDK does it all.
+        """
+        if not self._every_property_selected:
+            yield from super()._generate_record_messages(record)
+            return
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                yield RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=self.page_extracted_at,
+                )
+
+    @override
+    def generate_child_contexts(
+        self, record: dict[str, t.Any], context: Context | None
+    ) -> Iterable[Context | None]:
+        # No Cube stream has children; the default still builds a context per record.
+        if not self.child_streams:
+            return ()
+        return super().generate_child_contexts(record, context)

@@ -1,0 +1,158 @@
+"""The server's answers: reading a body in time, judging its status, decoding a page.
+
+Everything here looks at one response; what to do about a failure (retry it, or say what
+to fix) is the client's business (tap_cube/client.py).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+import typing as t
+from http import HTTPStatus
+from urllib.parse import urlsplit
+
+import msgspec
+import requests
+import urllib3
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+
+from tap_cube.errors import ApiError
+
+_READ_CHUNK = 1 << 16
+
+
+class ThrottledError(RetriableAPIError):
+    """429: the server asked us to slow down, perhaps saying for how long."""
+
+    def __init__(self, message: str, response: requests.Response) -> None:
+        super().__init__(message, response)
+        self.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+
+
+class MalformedPageError(RetriableAPIError):
+    """A 200 whose body is not the JSON the endpoint returns (a proxy cut it short)."""
+
+
+class ClientStatusError(FatalAPIError):
+    """A 4xx answer, to be explained in terms of what the user configured."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.status = response.status_code
+        self.detail = response_detail(response)
+        #: Whether the API itself answered (DRF's JSON `detail`), not the web server.
+        self.from_api = self.detail != (response.reason or "no explanation given")
+        super().__init__(f"{self.status} {response.reason}: {self.detail}")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def response_detail(response: requests.Response) -> str:
+    """The server's own explanation: DRF's `detail`, else a short status text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason or "no explanation given"
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return t.cast("str", body["detail"])
+    return response.reason or "no explanation given"
+
+
+def describe_failure(error: object) -> str:
+    """A retriable failure in a few words: the status, or the kind of network error.
+
+    Never the exception's own text for network errors: requests puts URLs and more in it.
+    """
+    response = getattr(error, "response", None)
+    if isinstance(response, requests.Response):
+        return f"{response.status_code} {response.reason}"
+    if isinstance(error, MalformedPageError | SlowBodyError):
+        return str(error)
+    return type(error).__name__
+
+
+def host_and_port(url: str) -> str:
+    """`host:port` of a URL, the port spelled out even when it is the scheme's default."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+class SlowBodyError(requests.exceptions.Timeout):
+    """The answer kept arriving, too slowly to finish within request_timeout."""
+
+
+def read_body(response: requests.Response, deadline: float) -> None:
+    """Read the whole body by `deadline`, not just each piece within the read timeout.
+
+    A body that trickles in a few bytes at a time never trips the per-read timeout and
+    could hold a request, and the run, indefinitely.
+    """
+    chunks: list[bytes] = []
+    try:
+        # read1 returns what has arrived; iter_content would wait for whole chunks.
+        while chunk := response.raw.read1(_READ_CHUNK, decode_content=True):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                response.close()
+                msg = "the answer took longer than request_timeout to arrive"
+                raise SlowBodyError(msg)
+    # The same translation requests makes when it reads a body itself.
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(str(exc)) from exc
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(str(exc)) from exc
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(str(exc)) from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(str(exc)) from exc
+    # What requests itself stores when it reads a body, so .content and .json() work.
+    response._content = b"".join(chunks)
+
+
+def decode_body(content: bytes, *, paginated: bool) -> dict[str, t.Any]:
+    """Decode a list response into DRF's page shape, or fail as retriable."""
+    try:
+        body = msgspec.json.decode(content)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        msg = f"invalid JSON or UTF-8 in a 200 response ({len(content)} bytes)"
+        raise MalformedPageError(msg) from exc
+    if not paginated:
+        if not isinstance(body, list):
+            msg = "a 200 response that is not a JSON list"
+            raise MalformedPageError(msg)
+        body = {"count": len(body), "next": None, "results": body}
+    elif not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        msg = "a 200 response without a `results` list"
+        raise MalformedPageError(msg)
+    if not all(type(row) is dict for row in body["results"]):
+        msg = "a 200 response whose rows are not all JSON objects"
+        raise MalformedPageError(msg)
+    return t.cast("dict[str, t.Any]", body)
+
+
+def check_status(response: requests.Response) -> None:
+    """Raise for any answer but a page: retriable for 429 and 5xx, fatal for the rest."""
+    status = response.status_code
+    if status == HTTPStatus.TOO_MANY_REQUESTS:
+        raise ThrottledError(f"{status} {response.reason}", response)
+    if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        raise RetriableAPIError(f"{status} {response.reason}", response)
+    if status >= HTTPStatus.BAD_REQUEST:
+        raise ClientStatusError(response)
+    if status >= HTTPStatus.MULTIPLE_CHOICES:
+        msg = f"unexpected {status} {response.reason} without a usable Location"
+        raise ApiError(msg)
