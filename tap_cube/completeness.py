@@ -15,6 +15,7 @@ import time
 import typing as t
 from datetime import UTC, datetime
 
+from tap_cube.deletions import deletion_records
 from tap_cube.errors import ApiError, IncompleteError
 from tap_cube.fetch import PageGoneError
 from tap_cube.pagination import page_body
@@ -60,9 +61,10 @@ class PartitionSource(t.Protocol):
 
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]: ...
 
-    def deletions(
-        self, context: Context | None, served: SeenIds, emitted: SeenIds
-    ) -> Iterator[dict[str, t.Any]]: ...
+    @property
+    def schema(self) -> dict[str, t.Any]: ...
+
+    def get_context_state(self, context: Context | None) -> dict[str, t.Any]: ...
 
 
 class CompleteRead:
@@ -108,7 +110,7 @@ class CompleteRead:
                 )
                 raise IncompleteError(msg)
             if stream.detects_deletions:
-                yield from stream.deletions(context, served, emitted)
+                yield from self._deletions(served, emitted)
         if self._duplicates:
             stream.logger.warning(
                 "%s: %d records were served twice (rows shifted between pages); each was "
@@ -125,6 +127,22 @@ class CompleteRead:
             stream.client.retries_of(context),
             time.monotonic() - started,
         )
+
+    def _deletions(self, served: SeenIds, emitted: SeenIds) -> Iterator[dict[str, t.Any]]:
+        """Deletion records for what this complete read no longer served (deletions.py)."""
+        stream = self._stream
+        field = str(stream.record_id_field)
+        state = stream.get_context_state(self._context)
+        deleted = 0
+        for record in deletion_records(
+            state, served, emitted, field, stream.schema["properties"][field]
+        ):
+            deleted += 1
+            yield record
+        if deleted:
+            stream.logger.info(
+                "%s: %d records are no longer served; marked deleted", self._where, deleted
+            )
 
     def _read_once(
         self, emitted: SeenIds, served: SeenIds

@@ -21,7 +21,7 @@ from typing_extensions import override
 from tap_cube.client import CubeClient
 from tap_cube.coercion import RecordCoercion
 from tap_cube.completeness import CompleteRead
-from tap_cube.deletions import DELETED_AT, DELETED_AT_SCHEMA, STATE_KEY, encode_ids, removed_ids
+from tap_cube.deletions import DELETED_AT, DELETED_AT_SCHEMA
 from tap_cube.errors import InaccessibleError
 from tap_cube.fetch import PagePipeline, RequestGate
 from tap_cube.pagination import CubeNextLinkPaginator, query_pairs
@@ -33,8 +33,6 @@ if t.TYPE_CHECKING:
     from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
     from singer_sdk.helpers.types import Context
     from singer_sdk.tap_base import Tap
-
-    from tap_cube.seen import SeenIds
 
 
 class CubeStream(RESTStream[t.Any]):
@@ -241,31 +239,6 @@ class CubeStream(RESTStream[t.Any]):
     @cached_property
     def detects_deletions(self) -> bool:
         return self.tracks_deletions and bool(self.config.get("detect_deletions"))
-
-    def deletions(
-        self, context: Context | None, served: SeenIds, emitted: SeenIds
-    ) -> Iterator[dict[str, t.Any]]:
-        """A deletion record for each id delivered before but not served by this read.
-
-        Only called once the partition was read completely; its state then remembers
-        what this read served, for the next run.
-        """
-        field = str(self.record_id_field)
-        types = self.schema["properties"][field].get("type", [])
-        as_number = "integer" in ([types] if isinstance(types, str) else types)
-        state = self.get_context_state(context)
-        deleted_at = datetime.now(UTC).isoformat()
-        deleted = 0
-        for key in removed_ids(state.get(STATE_KEY), served, emitted):
-            deleted += 1
-            yield {field: int(key) if as_number else str(key), DELETED_AT: deleted_at}
-        state[STATE_KEY] = encode_ids(served)
-        if deleted:
-            self.logger.info(
-                "%s: %d records are no longer served; marked deleted",
-                self.describe_partition(context),
-                deleted,
-            )
 
     def _is_last_partition(self, context: Context | None) -> bool:
         partitions = self.partitions

@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import typing as t
 import zlib
+from datetime import UTC, datetime
 
 import msgspec
 from pyroaring import BitMap
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from tap_cube.seen import SeenIds
 
@@ -73,3 +74,22 @@ def removed_ids(
         if key not in seen and key not in served:
             seen.add(key)
             yield key
+
+
+def deletion_records(
+    state: dict[str, t.Any],
+    served: SeenIds,
+    emitted: SeenIds,
+    key_field: str,
+    key_schema: Mapping[str, t.Any],
+) -> Iterator[dict[str, t.Any]]:
+    """A deletion record for each id delivered before but not served by a complete read.
+
+    Afterwards the partition's state remembers what this read served, for the next run.
+    """
+    types = key_schema.get("type", [])
+    as_number = "integer" in ([types] if isinstance(types, str) else types)
+    deleted_at = datetime.now(UTC).isoformat()
+    for key in removed_ids(state.get(STATE_KEY), served, emitted):
+        yield {key_field: int(key) if as_number else str(key), DELETED_AT: deleted_at}
+    state[STATE_KEY] = encode_ids(served)
