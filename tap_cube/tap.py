@@ -23,6 +23,14 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from typing_extensions import override
 
+from tap_cube.call_outcomes import (
+    CallOutcomesStream,
+    CrmCallOutcomesStream,
+    CrmProductRegistrationsStream,
+    DayWindowStream,
+    ProductRegistrationsStream,
+)
+from tap_cube.directory import Directory, discovers_crms
 from tap_cube.errors import ConfigError, CubeError, Stopped, install_scrubber, scrubber
 from tap_cube.fetch import RequestGate
 from tap_cube.output import BufferedRecordWriter
@@ -31,22 +39,15 @@ from tap_cube.streams import (
     CALLFLOW_PROPERTIES,
     CallflowBase,
     CallflowCustomersStream,
-    CallOutcomesStream,
     CampaignsStream,
     CrmCallflowCustomersStream,
-    CrmCallOutcomesStream,
     CrmCustomersStream,
     CrmCustomFieldsStream,
-    CrmProductRegistrationsStream,
     CustomerCustomFieldsStream,
     CustomersBase,
     CustomersStream,
     CustomFieldsBase,
-    DayWindowStream,
-    Directory,
-    ProductRegistrationsStream,
     discover_customer_schema,
-    discovers_crms,
     extend_schema,
 )
 

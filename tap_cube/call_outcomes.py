@@ -1,0 +1,245 @@
+"""Call outcomes and product registrations: rows about customers' calls, in day windows.
+
+Read per campaign or per data owner, incrementally: each run reads the days since the
+bookmark, less a lookback, in windows of whole days.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+
+from typing_extensions import override
+
+from tap_cube.errors import ApiError, ConfigError
+from tap_cube.schema import CUSTOM_FIELD_PREFIX
+from tap_cube.streams import CampaignStream, CrmStream, CustomersBase
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from singer_sdk.helpers.types import Context
+
+CALL_OUTCOME_TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
+CALL_OUTCOME_SUBMITTED_WHEN = "call_outcome__report_as__submitted_when"
+CALL_OUTCOME_EXTRA = "call_outcome__extra"
+PRODUCT_EXTRA = "product__extra"
+SUBMISSION_SEQ = "submission_seq"
+CALL_OUTCOME_PROPERTIES: dict[str, t.Any] = {
+    "call_outcome__type": {"type": ["string", "null"]},
+    "call_outcome__subtype": {"type": ["string", "null"]},
+    "call_outcome__comment": {"type": ["string", "null"]},
+    "call_outcome__report_as__submitted_by": {"type": ["string", "null"]},
+    "call_outcome__report_as__submitted_in_department": {"type": ["string", "null"]},
+    CALL_OUTCOME_SUBMITTED_WHEN: {"type": ["string", "null"]},
+    CALL_OUTCOME_TIMESTAMP: {"type": "string", "format": "date-time"},
+    "call_outcome__additional_input_text": {"type": ["string", "null"]},
+    "campaign__name": {"type": ["string", "null"]},
+    "campaign__crm_type": {"type": ["string", "null"]},
+    "data_owner__name": {"type": ["string", "null"]},
+    "segment__name": {"type": ["string", "null"]},
+    CALL_OUTCOME_EXTRA: {
+        "type": ["object", "null"],
+        "additionalProperties": True,
+        "description": "The free-form call_outcome__extra__<label> fields, keyed by label",
+    },
+    SUBMISSION_SEQ: {
+        "type": "integer",
+        "description": (
+            "1 for the first row of this customer submitted in this second, 2 for the "
+            "next: part of the key, so that rows sharing both (anonymized customers all "
+            'have crm__customer_id "") are all kept'
+        ),
+    },
+}
+PRODUCT_PROPERTIES: dict[str, t.Any] = {
+    "product__code": {"type": ["string", "null"]},
+    "product__title": {"type": ["string", "null"]},
+    "product__price": {"type": ["number", "null"]},
+    PRODUCT_EXTRA: {
+        "type": ["object", "null"],
+        "additionalProperties": True,
+        "description": "The free-form product__extra__<label> fields, keyed by label",
+    },
+}
+
+
+def _api_date(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+class DayWindowStream(CustomersBase):
+    """Rows about customers' calls, read incrementally in windows of whole days.
+
+    The API gives call outcomes and product registrations no id. The key is the
+    partition, the customer, the second the row was submitted and `submission_seq`
+    (which of the rows sharing those it is, in the server's order): stable under edits
+    of a row's other fields, so re-reading the lookback window updates rows instead of
+    adding them, and rows that share customer and second (several products in one
+    sale; anonymized customers, whose id is "") are all kept.
+    """
+
+    replication_key = CALL_OUTCOME_TIMESTAMP
+    is_sorted = False
+    # Rows repeat customers; identity is the key above, not the customer id alone.
+    record_id_field = None
+    # Incremental: a row missing from a window is not known to be gone.
+    tracks_deletions = False
+    #: The object columns gathering free-form `<column>__<label>` fields by label.
+    extra_columns: t.ClassVar[tuple[str, ...]] = (CALL_OUTCOME_EXTRA,)
+    extra_properties: t.ClassVar[dict[str, t.Any]] = {}
+
+    @override
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.primary_keys = [
+            *self.key_schema,
+            "crm__customer_id",
+            CALL_OUTCOME_TIMESTAMP,
+            SUBMISSION_SEQ,
+        ]
+
+    @override
+    def record_identity(self) -> Callable[[dict[str, t.Any]], object]:
+        # Windows are whole days, so rows sharing a customer and a second always arrive
+        # in the same window, and are numbered the same way on every run and every read.
+        numbered: Counter[tuple[object, object]] = Counter()
+
+        def identify(record: dict[str, t.Any]) -> object:
+            customer = record.get("crm__customer_id")
+            submitted = record.get(CALL_OUTCOME_TIMESTAMP) or record.get(
+                CALL_OUTCOME_SUBMITTED_WHEN
+            )
+            if customer is None or not submitted:
+                return None
+            same = (customer, submitted)
+            numbered[same] += 1
+            record[SUBMISSION_SEQ] = numbered[same]
+            return (customer, submitted, numbered[same])
+
+        return identify
+
+    @classmethod
+    @override
+    def base_schema(cls) -> dict[str, t.Any]:
+        schema = super().base_schema()
+        schema["properties"].update(CALL_OUTCOME_PROPERTIES)
+        schema["properties"].update(cls.extra_properties)
+        schema["required"] = [*schema["required"], CALL_OUTCOME_TIMESTAMP, SUBMISSION_SEQ]
+        return schema
+
+    @override
+    def planned_partitions(self) -> list[dict[str, t.Any]]:
+        # Windows are planned as they are read: each depends on the partition's bookmark.
+        return []
+
+    @override
+    def first_page_params(self, context: Context | None) -> dict[str, t.Any]:
+        context = context or {}
+        return {"from_date": context["from_date"], "to_date": context["to_date"]}
+
+    @override
+    def describe_partition(self, context: Context | None) -> str:
+        if context and "from_date" in context:
+            partition = {k: v for k, v in context.items() if k not in ("from_date", "to_date")}
+            return (
+                f"{super().describe_partition(partition)} "
+                f"({context['from_date']}-{context['to_date']})"
+            )
+        return super().describe_partition(context)
+
+    def windows(self, context: Context | None) -> Iterator[tuple[date, date]]:
+        """Date windows from the bookmark (less the lookback) or start_date, up to today."""
+        bookmark = self.get_context_state(context).get("replication_key_value")
+        lookback = timedelta(days=int(self.config.get("call_outcomes_lookback_days", 1)))
+        span = timedelta(days=int(self.config.get("call_outcomes_window_days", 30)) - 1)
+        if bookmark:
+            start = datetime.fromisoformat(str(bookmark)).date() - lookback
+        elif self.config.get("start_date"):
+            start = datetime.fromisoformat(str(self.config["start_date"])).date()
+        else:
+            msg = f"{self.name} needs start_date (the first day to read), e.g. 2024-01-01"
+            raise ConfigError(msg)
+        today = date.today()
+        while start <= today:
+            end = min(start + span, today)
+            yield start, end
+            start = end + timedelta(days=1)
+
+    @override
+    def discovery_declares(self, field: str) -> bool:
+        # Only the custom fields come from discovery (of customers); the rest is fixed.
+        return field.startswith(CUSTOM_FIELD_PREFIX)
+
+    @override
+    def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        # Labels are free text that differ per campaign: one object column holds them all.
+        for column in self.extra_columns:
+            prefix = column + "__"
+            extras = {
+                name[len(prefix) :]: record.pop(name)
+                for name in [name for name in record if name.startswith(prefix)]
+            }
+            record[column] = extras or None
+        if not record.get(CALL_OUTCOME_TIMESTAMP):
+            # The notes' examples carry only the local minute; it still orders and keys.
+            when = record.get(CALL_OUTCOME_SUBMITTED_WHEN)
+            if not when:
+                msg = (
+                    f"{self.name}: the server sent a row without {CALL_OUTCOME_TIMESTAMP} "
+                    "or its submitted_when; it cannot be keyed. Report it to Headshed."
+                )
+                raise ApiError(msg)
+            record[CALL_OUTCOME_TIMESTAMP] = datetime.fromisoformat(str(when)).isoformat()
+        return super().coerce(record)
+
+    @override
+    def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        for start, end in self.windows(context):
+            window = {**(context or {}), "from_date": _api_date(start), "to_date": _api_date(end)}
+            yield from super().read_partition(window)
+        state = self.get_context_state(context)
+        if not state.get("replication_key_value"):
+            # A partition without rows still has been read up to now; without this
+            # bookmark every run would read it again from start_date. Records found
+            # later replace it with their own latest timestamp.
+            state["replication_key"] = CALL_OUTCOME_TIMESTAMP
+            state["replication_key_value"] = started
+
+
+class CallOutcomesStream(CampaignStream, DayWindowStream):
+    """What happened on each call, per campaign."""
+
+    name = "call_outcomes"
+    path = "/campaigns/{campaign_id}/call_outcomes/"
+
+
+class CrmCallOutcomesStream(CrmStream, DayWindowStream):
+    """What happened on each call, per data owner and CRM type (every campaign of it)."""
+
+    name = "crm_call_outcomes"
+    path = "/data_owners/{data_owner_id}/crm/{crm_type}/call_outcomes/"
+
+
+class ProductRegistrationsBase(DayWindowStream):
+    """The products sold: a sale's call outcome, once per product registered."""
+
+    extra_columns = (CALL_OUTCOME_EXTRA, PRODUCT_EXTRA)
+    extra_properties = PRODUCT_PROPERTIES
+
+
+class ProductRegistrationsStream(CampaignStream, ProductRegistrationsBase):
+    """Product registrations per campaign; only data owners' campaigns have them."""
+
+    name = "product_registrations"
+    path = "/campaigns/{campaign_id}/product_registrations/"
+    of_assignments = False
+
+
+class CrmProductRegistrationsStream(CrmStream, ProductRegistrationsBase):
+    """Product registrations per data owner and CRM type."""
+
+    name = "crm_product_registrations"
+    path = "/data_owners/{data_owner_id}/crm/{crm_type}/product_registrations/"

@@ -1,0 +1,131 @@
+"""What the run reads: the campaigns this user can see, and the data owners' CRMs.
+
+Looked up once per run, from /campaigns, when discover_crms is on; the streams of data
+owners and of campaigns take their partitions from here.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from functools import cached_property
+
+from tap_cube.errors import ConfigError, InaccessibleError
+
+if t.TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from tap_cube.cube_stream import CubeStream
+
+CRM_TYPES = ("B2C", "B2B")
+
+
+def discovers_crms(config: Mapping[str, t.Any]) -> bool:
+    """Whether the data owners to read are found in /campaigns rather than listed in crms.
+
+    discover_crms says so; left out, it is on when nothing else says what to read, so
+    that a URL and a token read everything the user may see on a current server.
+    """
+    setting = config.get("discover_crms")
+    if setting is None:
+        return not config.get("assignment_ids") and not config.get("crms")
+    return bool(setting)
+
+
+class Directory:
+    """The campaigns this user can see, and the data owners' CRMs to read; looked up once."""
+
+    def __init__(self, config: Mapping[str, t.Any], campaigns: CubeStream) -> None:
+        self._config = config
+        self._campaigns = campaigns
+        self.discovering = discovers_crms(config)
+
+    @property
+    def reads_crms(self) -> bool:
+        return self.discovering or bool(self._config.get("crms"))
+
+    @cached_property
+    def campaign_rows(self) -> list[dict[str, t.Any]]:
+        return self._campaigns.client.fetch_page(None, None).records
+
+    @cached_property
+    def crms(self) -> list[dict[str, t.Any]]:
+        """{"data_owner_id", "crm_type"} of every CRM to read, configured or discovered."""
+        if not self.discovering:
+            return [
+                {"data_owner_id": int(crm["data_owner_id"]), "crm_type": str(crm["crm_type"])}
+                for crm in self._config.get("crms") or []
+            ]
+        try:
+            rows = self.campaign_rows
+        except InaccessibleError as exc:
+            msg = (
+                f"cannot discover data owners: /campaigns answered {exc.status} to this "
+                'user; list them in crms instead, e.g. [{"data_owner_id": 3, "crm_type": "B2C"}]'
+            )
+            raise ConfigError(msg) from None
+        logger = self._campaigns.logger
+        pairs: set[tuple[int, str]] = set()
+        for row in rows:
+            owner, crm_type = _owner_id(row), str(row.get("campaign__crm_type")).upper()
+            if row.get("data_owner__id") in (None, ""):
+                continue  # an assignment-era campaign
+            if owner is None or crm_type not in CRM_TYPES:
+                logger.warning(
+                    "discover_crms: campaign %s names data owner %r with CRM type %r; it is "
+                    "left out (list it in crms to read it)",
+                    row.get("campaign__id"),
+                    row.get("data_owner__id"),
+                    row.get("campaign__crm_type"),
+                )
+                continue
+            pairs.add((owner, crm_type))
+        if not pairs:
+            msg = (
+                f"discover_crms: none of the {len(rows)} campaigns this user can see names a "
+                "data owner and CRM type; on a server of the assignment era set "
+                "assignment_ids, else ask Headshed for access to a data owner"
+            )
+            raise ConfigError(msg)
+        found = [{"data_owner_id": owner, "crm_type": kind} for owner, kind in sorted(pairs)]
+        logger.info(
+            "discover_crms: /campaigns names %d data-owner CRMs; crms: %s",
+            len(found),
+            json.dumps(found),
+        )
+        return found
+
+    def campaign_ids(self, *, of_assignments: bool) -> list[int]:
+        """campaign_ids, or every campaign of the configured assignments and of the CRMs."""
+        if self._config.get("campaign_ids"):
+            return [int(i) for i in self._config["campaign_ids"]]
+        assignments = (
+            {int(i) for i in self._config.get("assignment_ids") or []} if of_assignments else set()
+        )
+        crms = {(crm["data_owner_id"], crm["crm_type"]) for crm in self.crms}
+        owners = {owner for owner, _ in crms}
+        ids: list[int] = []
+        for row in self.campaign_rows:
+            owner, crm_type = _owner_id(row), row.get("campaign__crm_type")
+            ours = (
+                (owner, str(crm_type).upper()) in crms if crm_type else owner in owners
+            ) or row.get("assignment__id") in assignments
+            if ours:
+                ids.append(int(row["campaign__id"]))
+        return ids
+
+
+def _owner_id(campaign: dict[str, t.Any]) -> int | None:
+    """A campaign row's data owner id, whether sent as a number or as digits."""
+    owner = campaign.get("data_owner__id")
+    return int(str(owner)) if str(owner).isdigit() else None
+
+
+class DirectoryOwner(t.Protocol):
+    """The tap, as the streams see it: the owner of the run's Directory."""
+
+    directory: Directory
+
+
+def directory_of(stream: CubeStream) -> Directory:
+    return t.cast("DirectoryOwner", stream._tap).directory
