@@ -3,15 +3,15 @@
 Each is used for a reason the public API does not cover; each test here pins what tap-cube
 relies on, so an upgrade that changes it fails here, not in a user's run.
 
-- `Stream._generate_record_messages` (client.py): skip the per-field selection walk when
+- `Stream._generate_record_messages` (cube_stream.py): skip the per-field selection walk when
   every property is selected, the largest per-record cost.
-- `Stream._stream_version` (client.py): the version the SDK's own record messages carry.
+- `Stream._stream_version` (cube_stream.py): the version the SDK's own record messages carry.
 - `PluginBase._setup_signal_handlers` (tap.py): add SIGHUP to the signals that stop a run.
 - `PluginBase._handle_termination` (tap.py): the SDK's handler exits 0 on a partial run.
 - `PluginBase._validate_config` (tap.py): the rules a JSON schema cannot say, in the same
   one-line error.
-- `Stream._tap` (streams.py): the run's Directory of campaigns and data owners.
-- `requests.Response._content` (client.py): a body read within request_timeout, then
+- `Stream._tap` (directory.py): the run's Directory of campaigns and data owners.
+- `requests.Response._content` (responses.py): a body read within request_timeout, then
   decoded as requests would.
 """
 
