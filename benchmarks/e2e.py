@@ -57,19 +57,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
+from common import CLEARED_ENV, ROOT, progress, tail_lines
+from machine import cpu_count, cpu_model
+from measurement import measure
+from provenance import source_state, version_of
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from run import (
-    CLEARED_ENV,
-    ROOT,
-    cpu_count,
-    cpu_model,
-    measure,
-    progress,
-    source_state,
-    tail_lines,
-    version_of,
-)
 
 from tap_cube.simulator import Assignment, CubeSimulator, CustomField
 
@@ -460,7 +453,7 @@ def time_pipeline(pipeline: Pipeline, log: Path, *, timeout: float, profile: boo
         sampler.start()
     try:
         sample = measure(
-            pipeline.argv, mark=None, timeout=timeout, log=log, env=pipeline.env, server_pid=None
+            pipeline.argv, read=None, timeout=timeout, log=log, env=pipeline.env, server_pid=None
         )
     finally:
         by_process, peaks = sampler.stop() if sampler is not None else ({}, {})
