@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from e2e import discover_catalog
 from id_memory import ASSIGNMENTS, STYLES, TOKEN, start_simulator
+from tap_cube_setup import discover_catalog
 
 REMOVED_PER_ASSIGNMENT = 1_000
 
@@ -70,7 +70,7 @@ def measure(style: str, per_assignment: int, workdir: Path) -> dict[str, object]
             settings = {"api_url": url, "auth_token": TOKEN, "assignment_ids": list(ASSIGNMENTS)}
             config.write_text(json.dumps({**settings, "detect_deletions": detect}))
             catalog = discover_catalog(
-                Path(sysconfig.get_path("scripts")) / "tap-cube", config, workdir
+                Path(sysconfig.get_path("scripts")) / "tap-cube", config, workdir / "catalog.json"
             )
             state = workdir / "state.json" if phase == "deleting" else None
             wall, peak, output = run_tap(config, catalog, state)

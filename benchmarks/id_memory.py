@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from e2e import discover_catalog
+from tap_cube_setup import discover_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"  # noqa: S105 - the simulator's credential, nothing real
@@ -62,7 +62,7 @@ def measure(style: str, per_assignment: int, workdir: Path) -> tuple[float, int,
         config.write_text(
             json.dumps({"api_url": url, "auth_token": TOKEN, "assignment_ids": list(ASSIGNMENTS)})
         )
-        catalog = discover_catalog(tap, config, workdir)
+        catalog = discover_catalog(tap, config, workdir / "catalog.json")
         started = time.monotonic()
         process = subprocess.Popen(  # noqa: S603 - argv built here
             [str(tap), "--config", str(config), "--catalog", str(catalog)],
