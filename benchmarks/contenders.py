@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from common import HERE, ROOT, STREAM, TOKEN, child_env, progress
+from common import HERE, ROOT, TOKEN, child_env, progress
 from measurement import LINE_MARK, RECORD_MARK
 from scenarios import CONCURRENCY
 from tap_cube_setup import discover_catalog, sync_argv, tap_cube_executable, write_config
@@ -38,7 +38,6 @@ MSDK_VENV = HERE / ".venv-msdk"
 MSDK_VERSION = "1.4.2"
 
 TAP_CUBE = "tap-cube"
-CUBE_STREAM = STREAM  # the one tap-cube stream selected: what the others extract
 MSDK = "tap-rest-api-msdk"
 NAIVE = "naive requests loop"
 

@@ -9,8 +9,8 @@ import platform
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from common import CLEARED_ENV
-from contenders import CUBE_STREAM, MSDK, TAP_CUBE
+from common import CLEARED_ENV, STREAM
+from contenders import MSDK, TAP_CUBE
 from machine import BUSY_MACHINE, cpu_count, cpu_model
 from provenance import version_of
 from scenarios import CONCURRENCY
@@ -200,7 +200,7 @@ def report(
         "Notes:",
         "",
         "- Wall time runs from process start to exit, interpreter start-up included.",
-        f"- tap-cube syncs only `{CUBE_STREAM}`, selected in a catalog from an untimed "
+        f"- tap-cube syncs only `{STREAM}`, selected in a catalog from an untimed "
         "`--discover` run (as Meltano runs it), so its timed run makes no discovery "
         "requests; tap-rest-api-msdk infers its schema from each stream's first page, one "
         "request per stream, within its timed run.",
