@@ -17,47 +17,64 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import sysconfig
 import tempfile
-import time
 from pathlib import Path
 
-from e2e import discover_catalog
-from id_memory import ASSIGNMENTS, STYLES, TOKEN, start_simulator
+from common import ASSIGNMENT_IDS, child_env
+from id_memory import STYLES, TIMEOUT
+from measurement import measure
+from simulators import SimulatorProcess
+from tap_cube_setup import discover_catalog, sync_argv, tap_cube_executable, write_config
 
 REMOVED_PER_ASSIGNMENT = 1_000
+DELETED_MARK = b'"_sdc_deleted_at":"'
+STATE_START = b'{"type":"STATE"'
 
 
-def run_tap(config: Path, catalog: Path, state: Path | None) -> tuple[float, float, bytes]:
-    """Wall seconds, peak RSS (MiB) and stdout of one tap-cube run."""
-    tap = Path(sysconfig.get_path("scripts")) / "tap-cube"
-    argv = [str(tap), "--config", str(config), "--catalog", str(catalog)]
-    if state is not None:
-        argv += ["--state", str(state)]
-    started = time.monotonic()
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # noqa: S603
-    assert process.stdout is not None
-    # Only what is counted is kept: a million records would be most of a gigabyte.
-    kept = []
-    for line in process.stdout:
-        if b'"_sdc_deleted_at":"' in line or line.startswith(b'{"type":"STATE"'):
-            kept.append(line)
-    output = b"".join(kept)
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        sys.exit(f"tap-cube failed (status {status})")
-    return time.monotonic() - started, usage.ru_maxrss / 1024, output
+class KeptLines:
+    """Reads a tap's output, keeping only what is counted: the deletion records and the
+    STATE messages (a million records would be most of a gigabyte)."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def __call__(self, fd: int) -> int:
+        with open(fd, "rb", closefd=False) as output:
+            for line in output:
+                if DELETED_MARK in line or line.startswith(STATE_START):
+                    self.lines.append(line)
+        return len(self.lines)
+
+    @property
+    def output(self) -> bytes:
+        return b"".join(self.lines)
+
+
+def run_tap(
+    config: Path, catalog: Path, state: Path | None, sim: SimulatorProcess, log: Path
+) -> tuple[float, float, bytes]:
+    """Wall seconds, peak RSS (MiB) and the kept stdout of one tap-cube run."""
+    kept = KeptLines()
+    sample = measure(
+        sync_argv(tap_cube_executable(), config, catalog, state),
+        read=kept,
+        timeout=TIMEOUT,
+        log=log,
+        env=child_env(),
+        server_pid=sim.pid,
+    )
+    if sample.returncode != 0:
+        sys.exit(f"tap-cube failed (status {sample.returncode})")
+    return sample.wall, sample.peak_rss_kib / 1024, kept.output
 
 
 def last_state(output: bytes) -> bytes:
-    lines = [line for line in output.splitlines() if line.startswith(b'{"type":"STATE"')]
+    lines = [line for line in output.splitlines() if line.startswith(STATE_START)]
     return lines[-1]
 
 
-def measure(style: str, per_assignment: int, workdir: Path) -> dict[str, object]:
+def measure_style(style: str, per_assignment: int, workdir: Path) -> dict[str, object]:
     row: dict[str, object] = {"ids": style}
     config = workdir / "config.json"
     for phase, count, detect in (
@@ -65,18 +82,12 @@ def measure(style: str, per_assignment: int, workdir: Path) -> dict[str, object]
         ("first", per_assignment, True),
         ("deleting", per_assignment - REMOVED_PER_ASSIGNMENT, True),
     ):
-        simulator, url = start_simulator(style, count, workdir)
-        try:
-            settings = {"api_url": url, "auth_token": TOKEN, "assignment_ids": list(ASSIGNMENTS)}
-            config.write_text(json.dumps({**settings, "detect_deletions": detect}))
-            catalog = discover_catalog(
-                Path(sysconfig.get_path("scripts")) / "tap-cube", config, workdir
-            )
+        with SimulatorProcess(count, workdir, id_style=style) as sim:
+            write_config(config, sim.url, detect_deletions=detect)
+            catalog = discover_catalog(tap_cube_executable(), config, workdir / "catalog.json")
             state = workdir / "state.json" if phase == "deleting" else None
-            wall, peak, output = run_tap(config, catalog, state)
-        finally:
-            simulator.terminate()
-            simulator.wait()
+            log = workdir / f"tap-cube-{style}-{phase}.log"
+            wall, peak, output = run_tap(config, catalog, state, sim, log)
         row[f"{phase} s"] = wall
         row[f"{phase} MiB"] = peak
         if phase == "first":
@@ -84,7 +95,7 @@ def measure(style: str, per_assignment: int, workdir: Path) -> dict[str, object]
             row["state bytes"] = len(message)
             (workdir / "state.json").write_bytes(json.dumps(json.loads(message)["value"]).encode())
         if phase == "deleting":
-            row["deleted"] = output.count(b'"_sdc_deleted_at":"')
+            row["deleted"] = output.count(DELETED_MARK)
     return row
 
 
@@ -92,9 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000, help="in all, per style")
     args = parser.parse_args()
-    per_assignment = args.customers // len(ASSIGNMENTS)
+    per_assignment = args.customers // len(ASSIGNMENT_IDS)
     with tempfile.TemporaryDirectory() as directory:
-        rows = [measure(style, per_assignment, Path(directory)) for style in STYLES]
+        rows = [measure_style(style, per_assignment, Path(directory)) for style in STYLES]
     print(
         "| Ids | off (s) | on, first run (s) | on, deleting (s) | Peak RSS off / on (MiB) "
         "| STATE message | Deletion records |"
