@@ -1,19 +1,15 @@
-"""tap-cube: the tap, its settings, and its command line."""
+"""tap-cube: the SDK's Tap, with its settings, discovery and streams."""
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
-import sys
-import threading
 import typing as t
 from functools import cached_property, partial
 
 from singer_sdk import Tap
 from typing_extensions import override
 
-from tap_cube.errors import ConfigError, CubeError, Stopped, install_scrubber, scrubber
+from tap_cube import cli, stopping
+from tap_cube.errors import ConfigError, install_scrubber
 from tap_cube.fetch import RequestGate
 from tap_cube.output import BufferedRecordWriter
 from tap_cube.schema import custom_properties, merge_properties
@@ -39,12 +35,7 @@ from tap_cube.streams import (
     discover_customer_schema,
     extend_schema,
 )
-from tap_cube.validation import (
-    check_inputs,
-    check_settings,
-    warn_unknown_settings,
-    warn_unoffered_streams,
-)
+from tap_cube.validation import check_settings, warn_unknown_settings, warn_unoffered_streams
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -64,27 +55,19 @@ class TapCube(Tap):
     config_jsonschema = SETTINGS
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        self.gate = RequestGate()
+        self.gate = RequestGate()  # shared by every stream's requests, cancelled on a stop
         install_scrubber()  # before the SDK's constructor, which validates and discovers
         super().__init__(*args, **kwargs)
 
-    #: The signals that stop a run: a scheduler's stop, Ctrl-C, a closed terminal.
-    STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
     @override
     def _setup_signal_handlers(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.STOP_SIGNALS:
-                signal.signal(signum, self._handle_termination)
+        """Add SIGHUP to the signals that stop a run."""
+        stopping.handle_stop_signals(self._handle_termination)
 
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """End the run as failed: the SDK would write a state and exit 0 on a partial run."""
-        for other in self.STOP_SIGNALS:
-            # A second signal must not interrupt the clean-up of the first.
-            signal.signal(other, signal.SIG_IGN)
-        self.gate.cancel()  # wake workers waiting to retry
-        t.cast("BufferedRecordWriter", self.message_writer).stop(signum)
+        stopping.stop_run(signum, self.gate, t.cast("BufferedRecordWriter", self.message_writer))
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -190,36 +173,8 @@ class TapCube(Tap):
 
 
 def main() -> None:
-    """The `tap-cube` command: the SDK's CLI, with errors as one line instead of a traceback."""
-    try:
-        check_inputs(sys.argv[1:], os.environ)
-        TapCube.cli.main(prog_name="tap-cube")
-    except CubeError as exc:
-        _fail(str(exc))
-    except Stopped as exc:
-        name = signal.Signals(exc.signum).name
-        print(
-            f"tap-cube: stopped by {name} after {BufferedRecordWriter.records_written} "
-            "records; this run is incomplete",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.exit(128 + exc.signum)
-    except KeyboardInterrupt:
-        print("tap-cube: interrupted; this run is incomplete", file=sys.stderr, flush=True)
-        sys.exit(130)
-    except Exception as exc:
-        _fail(f"unexpected {type(exc).__name__}: {exc}", unexpected=True)
-
-
-def _fail(message: str, *, unexpected: bool = False) -> t.NoReturn:
-    logger = logging.getLogger("tap-cube")
-    if logger.isEnabledFor(logging.DEBUG) or logging.getLogger().isEnabledFor(logging.DEBUG):
-        logger.debug("Traceback of the error below", exc_info=True)
-    hint = " (set TAP_CUBE_LOGLEVEL=DEBUG for a traceback)" if unexpected else ""
-    sys.stderr.flush()
-    print(f"tap-cube: error: {scrubber.scrub(message)}{hint}", file=sys.stderr, flush=True)
-    sys.exit(1)
+    """The `tap-cube` command, as pyproject.toml names it."""
+    cli.run(TapCube)
 
 
 if __name__ == "__main__":
