@@ -1,0 +1,202 @@
+"""The settings of tap-cube: their JSON schema, as `--about` and Meltano show it."""
+
+from __future__ import annotations
+
+import typing as t
+from importlib import metadata
+
+from singer_sdk import typing as th
+
+
+def _version() -> str:
+    try:
+        return metadata.version("tap-cube")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+#: The most pages fetched at once: more only invites throttling (and 429s pause all).
+MAX_CONCURRENCY = 32
+
+#: The tap's `config_jsonschema`; the rules it cannot say are in `validation`.
+SETTINGS: dict[str, t.Any] = th.PropertiesList(
+    th.Property(
+        "api_url",
+        th.StringType,
+        required=True,
+        title="API URL",
+        description=(
+            "Base URL of your Cube API, e.g. https://acme.headshed.com/api/v1 (https "
+            "required; http only for a loopback host such as a local simulator)."
+        ),
+    ),
+    th.Property(
+        "auth_token",
+        th.StringType,
+        secret=True,
+        title="API token",
+        description="Sends `Authorization: Token <auth_token>`. Use this or username/password.",
+    ),
+    th.Property(
+        "username",
+        th.StringType,
+        title="Username",
+        description="HTTP Basic username (usually an e-mail address), with password.",
+    ),
+    th.Property(
+        "password",
+        th.StringType,
+        secret=True,
+        title="Password",
+        description="HTTP Basic password, with username.",
+    ),
+    th.Property(
+        "assignment_ids",
+        th.ArrayType(th.IntegerType),
+        title="Assignment IDs",
+        description=(
+            "The assignments whose customers to extract, e.g. [1, 2]; from the "
+            "environment as TAP_CUBE_ASSIGNMENT_IDS='[1, 2]'. Set this, crms, or both."
+        ),
+    ),
+    th.Property(
+        "crms",
+        th.ArrayType(
+            th.ObjectType(
+                th.Property("data_owner_id", th.IntegerType, required=True),
+                th.Property(
+                    "crm_type", th.StringType, required=True, allowed_values=["B2C", "B2B"]
+                ),
+            )
+        ),
+        title="CRMs (data-owner era)",
+        description=(
+            "Data owners and CRM types to extract on current Cube servers, e.g. "
+            '[{"data_owner_id": 3, "crm_type": "B2C"}]. Set this, assignment_ids, or '
+            "both; or neither, to extract every data owner (see discover_crms)."
+        ),
+    ),
+    th.Property(
+        "discover_crms",
+        th.BooleanType,
+        title="Discover CRMs",
+        description=(
+            "Extract every data owner and CRM type this user can see, as /campaigns "
+            "names them, instead of listing them in crms; inaccessible ones are skipped "
+            "with a warning. Default: on when neither assignment_ids nor crms is set."
+        ),
+    ),
+    th.Property(
+        "callflow_call_state",
+        th.StringType,
+        title="Call-flow call state",
+        description="Only call-flow rows in this call state (sent as `call_state`).",
+    ),
+    th.Property(
+        "start_date",
+        th.DateType,
+        title="Start date",
+        description=(
+            "First day of call outcomes and product registrations to read on the first "
+            "run (YYYY-MM-DD); those streams are offered when it is set."
+        ),
+    ),
+    th.Property(
+        "campaign_ids",
+        th.ArrayType(th.IntegerType),
+        title="Campaign IDs",
+        description=(
+            "Campaigns whose call outcomes and product registrations to read; default: "
+            "every campaign of the configured assignments and data owners."
+        ),
+    ),
+    th.Property(
+        "call_outcomes_window_days",
+        th.IntegerType,
+        default=30,
+        title="Call-outcome window",
+        description=(
+            "Days of call outcomes or product registrations asked for in one request series."
+        ),
+    ),
+    th.Property(
+        "call_outcomes_lookback_days",
+        th.IntegerType,
+        default=1,
+        title="Call-outcome lookback",
+        description="Days before the bookmark that every run reads again, for late edits.",
+    ),
+    th.Property(
+        "request_timeout",
+        th.NumberType,
+        default=60,
+        title="Request timeout",
+        description=(
+            "Seconds one request may take, from sending it to the last byte of its answer."
+        ),
+    ),
+    th.Property(
+        "user_agent",
+        th.StringType,
+        default=f"tap-cube/{_version()}",
+        title="User agent",
+        description="The User-Agent header sent with every request.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType,
+        default=8,
+        title="Maximum retries",
+        description=(
+            "Retries of one request after a 429, a 5xx, a network error or a truncated "
+            "page, before the run fails."
+        ),
+    ),
+    th.Property(
+        "max_retry_wait",
+        th.NumberType,
+        default=300,
+        title="Maximum retry wait",
+        description="Seconds; the longest single wait before a retry (caps Retry-After too).",
+    ),
+    th.Property(
+        "skip_inaccessible_assignments",
+        th.BooleanType,
+        default=False,
+        title="Skip inaccessible assignments",
+        description=(
+            "Skip, with a warning, an assignment that answers 403 or 404 instead of "
+            "failing the run."
+        ),
+    ),
+    th.Property(
+        "detect_deletions",
+        th.BooleanType,
+        default=False,
+        title="Detect deletions",
+        description=(
+            "After an assignment or data owner was read completely, emit a record with "
+            "_sdc_deleted_at for each customer (or custom field) it served last time "
+            "but not now. Needs a target that keeps _sdc_deleted_at (record metadata)."
+        ),
+    ),
+    th.Property(
+        "ca_bundle",
+        th.StringType,
+        title="CA bundle",
+        description=(
+            "Path to a PEM file of certificate authorities to trust instead of the "
+            "default ones (for a corporate TLS proxy). Verification is never turned off."
+        ),
+    ),
+    th.Property(
+        "max_concurrent_requests",
+        th.IntegerType,
+        default=4,
+        title="Maximum concurrent requests",
+        description=(
+            f"Pages fetched in parallel, within and across assignments (1 to {MAX_CONCURRENCY}); "
+            "1 reads strictly one page after another."
+        ),
+    ),
+).to_dict()

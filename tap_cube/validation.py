@@ -1,0 +1,331 @@
+"""What is wrong in the settings and input files, said in words that tell what to change.
+
+The SDK checks settings against their JSON schema only, and fails on a malformed input
+file with a bare JSONDecodeError or TypeError; these checks name the setting, the file or
+the variable, and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import os
+import ssl
+import typing as t
+import unicodedata
+from datetime import date
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from tap_cube.directory import discovers_crms
+from tap_cube.errors import ConfigError, scrubber
+from tap_cube.settings import MAX_CONCURRENCY, SETTINGS
+
+if t.TYPE_CHECKING:
+    import logging
+
+    from singer_sdk.singerlib import Catalog
+
+
+def check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
+    """The rules a JSON schema cannot say; each message says what to change."""
+    _register_secrets(config)
+    return [
+        *_api_url_errors(config.get("api_url")),
+        *_credential_errors(config),
+        *_auth_errors(config),
+        *_partition_errors(config),
+        *_number_errors(config),
+        *_start_date_errors(config.get("start_date")),
+        *_ca_bundle_errors(config.get("ca_bundle")),
+    ]
+
+
+def _register_secrets(config: t.Mapping[str, t.Any]) -> None:
+    """Before any message could show them, even one about the credentials themselves."""
+    token, username, password = (
+        config.get("auth_token"),
+        config.get("username"),
+        config.get("password"),
+    )
+    if isinstance(token, str) and token:
+        scrubber.add(token)
+    if isinstance(password, str) and password:
+        scrubber.add_basic(str(username or ""), password)
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _api_url_errors(api_url: object) -> list[str]:
+    errors: list[str] = []
+    if isinstance(api_url, str):
+        parts = urlsplit(api_url)
+        if parts.username or parts.password:
+            errors.append("api_url must not contain a user name or password")
+        if not parts.hostname:
+            errors.append(
+                f"api_url {api_url!r} has no host; use https://<account>.headshed.com/api/v1"
+            )
+        elif parts.scheme != "https" and not (
+            parts.scheme == "http" and is_loopback(parts.hostname)
+        ):
+            errors.append(
+                f"api_url must use https:// (http:// is only allowed for a loopback "
+                f"host), not {parts.scheme}://{parts.hostname}"
+            )
+        if parts.query or parts.fragment:
+            errors.append("api_url must not carry a query or fragment")
+    return errors
+
+
+def _credential_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+    """Credentials an HTTP header cannot carry as given; never shows their value."""
+    errors: list[str] = []
+    for key in ("auth_token", "username", "password"):
+        value = config.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        if any(unicodedata.category(char) == "Cc" for char in value) or (
+            key == "auth_token" and any(char.isspace() for char in value)
+        ):
+            errors.append(
+                f"{key} contains whitespace or a control character (a stray newline from "
+                "a secrets file?); set it without them"
+            )
+        elif value != value.strip():
+            errors.append(f"{key} starts or ends with a space; set it without")
+        elif not _is_latin1(value):
+            errors.append(
+                f"{key} contains characters an HTTP header cannot carry (only latin-1); "
+                "check that it was copied whole"
+            )
+    return errors
+
+
+def _auth_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+    """One way to authenticate, given whole."""
+    errors: list[str] = []
+    token, username, password = (
+        config.get("auth_token"),
+        config.get("username"),
+        config.get("password"),
+    )
+    if token and (username or password):
+        errors.append("set either auth_token or username and password, not both")
+    elif not token:
+        if username and not password:
+            errors.append("password is missing: HTTP Basic needs username and password")
+        elif password and not username:
+            errors.append("username is missing: HTTP Basic needs username and password")
+        elif not username:
+            errors.append("no credentials: set auth_token, or username and password")
+    return errors
+
+
+def _partition_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+    """The assignments and data owners to read: some, and each once."""
+    errors: list[str] = []
+    ids = config.get("assignment_ids")
+    crms = config.get("crms")
+    if not ids and not crms and not discovers_crms(config):
+        errors.append(
+            "nothing to extract: list assignment ids in assignment_ids, data owners in "
+            "crms, or set discover_crms to true"
+        )
+    if crms and config.get("discover_crms") is True:
+        errors.append("set crms or discover_crms, not both")
+    if isinstance(ids, list) and ids:
+        if any(not isinstance(i, int) or i <= 0 for i in ids):
+            errors.append("assignment_ids must be positive integers")
+        elif len(set(ids)) != len(ids):
+            errors.append("assignment_ids lists an assignment more than once")
+    if isinstance(crms, list) and crms:
+        pairs = [(c.get("data_owner_id"), c.get("crm_type")) for c in crms if isinstance(c, dict)]
+        if len(set(pairs)) != len(pairs):
+            errors.append("crms lists a data owner and CRM type more than once")
+    return errors
+
+
+def _number_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+    errors: list[str] = []
+    for key, minimum in (
+        ("max_concurrent_requests", 1),
+        ("max_retries", 0),
+        ("call_outcomes_window_days", 1),
+        ("call_outcomes_lookback_days", 0),
+    ):
+        value = config.get(key)
+        if isinstance(value, int) and value < minimum:
+            errors.append(f"{key} must be at least {minimum}")
+    concurrency = config.get("max_concurrent_requests")
+    if isinstance(concurrency, int) and concurrency > MAX_CONCURRENCY:
+        errors.append(
+            f"max_concurrent_requests must be at most {MAX_CONCURRENCY}; more only "
+            "invites throttling"
+        )
+    # JSON config numbers arrive as Decimal; other types are the schema's to report.
+    timeout, wait = config.get("request_timeout"), config.get("max_retry_wait")
+    if isinstance(timeout, int | float | Decimal) and timeout <= 0:
+        errors.append("request_timeout must be greater than 0")
+    if isinstance(wait, int | float | Decimal) and wait < 0:
+        errors.append("max_retry_wait must not be negative")
+    return errors
+
+
+def _start_date_errors(start_date: object) -> list[str]:
+    if start_date is not None and not _is_date(start_date):
+        return [f"start_date {start_date!r} is not a date; use YYYY-MM-DD"]
+    return []
+
+
+def _ca_bundle_errors(bundle: t.Any) -> list[str]:
+    if bundle and not os.path.isfile(bundle):
+        return [f"ca_bundle {bundle!r} is not a readable file"]
+    if bundle:
+        try:
+            ssl.create_default_context(cafile=bundle)
+        except (ssl.SSLError, ValueError):
+            return [f"ca_bundle {bundle!r} holds no PEM certificate"]
+    return []
+
+
+def _is_date(value: object) -> bool:
+    try:
+        date.fromisoformat(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def warn_unknown_settings(
+    config: t.Mapping[str, t.Any], schema: t.Mapping[str, t.Any], logger: logging.Logger
+) -> None:
+    """A misspelt setting would otherwise be ignored without a word."""
+    known = list(schema["properties"])
+    for key in config:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            logger.warning("unknown setting %r is ignored%s", key, hint)
+
+
+#: What a stream needs from the configuration to be offered.
+_WHY_NOT_OFFERED = {
+    "customers": "it needs assignment_ids",
+    "customer_custom_fields": "it needs assignment_ids",
+    "callflow_customers": "it needs assignment_ids",
+    "crm_customers": "it needs crms or discover_crms",
+    "crm_custom_fields": "it needs crms or discover_crms",
+    "crm_callflow_customers": "it needs crms or discover_crms",
+    "call_outcomes": "it needs start_date",
+    "product_registrations": "it needs start_date, and crms or discover_crms",
+    "crm_call_outcomes": "it needs start_date, and crms or discover_crms",
+    "crm_product_registrations": "it needs start_date, and crms or discover_crms",
+}
+
+
+def warn_unoffered_streams(
+    catalog: Catalog | None, offered: list[str], logger: logging.Logger
+) -> None:
+    """Streams a catalog selects that this configuration has no partitions for."""
+    if catalog is None:
+        return
+    for entry in catalog.streams:
+        root = entry.metadata.root
+        selected = root.selected if root.selected is not None else root.selected_by_default
+        if selected and entry.tap_stream_id not in offered:
+            logger.warning(
+                "stream %r is selected but this configuration does not offer it (%s); "
+                "it is not extracted",
+                entry.tap_stream_id,
+                _WHY_NOT_OFFERED.get(entry.tap_stream_id, "no setting enables it"),
+            )
+
+
+#: What each input file must hold, for the message when it does not.
+_INPUT_SHAPES = {
+    "--config": "a JSON object of settings",
+    "--state": "a JSON object (the state a target emitted)",
+    "--catalog": 'a JSON object with a "streams" list',
+}
+
+
+def check_inputs(argv: list[str], environ: t.Mapping[str, str]) -> None:
+    """Check the files and environment the SDK will read, to name what is wrong in them.
+
+    The SDK would fail on them with a bare JSONDecodeError or TypeError.
+    """
+    for option, path in _input_files(argv):
+        if option == "--config" and path == "ENV":
+            _check_environment(environ)
+            continue
+        try:
+            with open(path, encoding="utf-8") as file:
+                value = json.load(file)
+        except OSError:
+            continue  # the command line reports a missing file itself
+        except UnicodeDecodeError:
+            msg = f"{option} {path} is not UTF-8 text; it must hold {_INPUT_SHAPES[option]}"
+            raise ConfigError(msg) from None
+        except json.JSONDecodeError as exc:
+            msg = (
+                f"{option} {path} is not valid JSON ({exc.msg} at line {exc.lineno} column "
+                f"{exc.colno}); it must hold {_INPUT_SHAPES[option]}"
+            )
+            raise ConfigError(msg) from None
+        shaped = isinstance(value, dict) and (
+            option != "--catalog" or isinstance(value.get("streams"), list)
+        )
+        if not shaped:
+            msg = f"{option} {path} must hold {_INPUT_SHAPES[option]}"
+            raise ConfigError(msg)
+
+
+def _input_files(argv: list[str]) -> t.Iterator[tuple[str, str]]:
+    for index, arg in enumerate(argv):
+        option, equals, value = arg.partition("=")
+        if option in _INPUT_SHAPES:
+            if equals:
+                yield option, value
+            elif index + 1 < len(argv):
+                yield option, argv[index + 1]
+
+
+_ARRAY_EXAMPLES = {"crms": """'[{"data_owner_id": 3, "crm_type": "B2C"}]'"""}
+
+
+def _check_environment(environ: t.Mapping[str, str]) -> None:
+    """Array settings from the environment must be JSON arrays, as the SDK parses them."""
+    for name, prop in SETTINGS["properties"].items():
+        variable = f"TAP_CUBE_{name.upper()}"
+        if "array" not in prop.get("type", []) or variable not in environ:
+            continue
+        try:
+            value = json.loads(environ[variable])
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, list):
+            example = _ARRAY_EXAMPLES.get(name, "'[1, 2]'")
+            msg = (
+                f"{variable}={environ[variable]!r} is not a JSON array; write it as "
+                f"{variable}={example}"
+            )
+            raise ConfigError(msg)
