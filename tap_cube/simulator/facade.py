@@ -37,7 +37,6 @@ import signal
 import socket
 import socketserver
 import struct
-import sys
 import tempfile
 import threading
 import time
@@ -1897,7 +1896,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         simulator.stop()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
