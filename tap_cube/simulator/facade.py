@@ -40,21 +40,38 @@ import struct
 import tempfile
 import threading
 import time
-from array import array
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlencode
 
-import msgspec
+from tap_cube.simulator.container import Container as _Container
+from tap_cube.simulator.container import Snapshot as _Snap
+from tap_cube.simulator.container import anonymize as _anonymize
+from tap_cube.simulator.fake_values import EDITORS as _EDITORS
+from tap_cube.simulator.fake_values import GOLDEN as _GOLDEN
+from tap_cube.simulator.fake_values import ID_STYLES
+from tap_cube.simulator.fake_values import KIND as _KIND
+from tap_cube.simulator.fake_values import OTHER as _OTHER
+from tap_cube.simulator.fake_values import TEXT as _TEXT
+from tap_cube.simulator.fake_values import encode as _encode
+from tap_cube.simulator.fake_values import mix as _mix
+from tap_cube.simulator.model import PLAIN_FIELDS as _PLAIN_FIELDS
+from tap_cube.simulator.model import (
+    Assignment,
+    Crm,
+    CustomField,
+    RequestRecord,
+    demo_assignments,
+)
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable
     from types import FrameType, TracebackType
 
 __all__ = [
@@ -68,166 +85,6 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- public data
-
-
-@dataclass
-class CustomField:
-    """A tenant-defined customer field, as listed by ``crm_custom_fields``."""
-
-    id: int
-    key: str  # human label, e.g. "Birth date"
-    type: str  # "text", "integer", "date", "boolean"; anything else is served as strings
-
-
-@dataclass
-class Assignment:
-    """An assignment-era container of customers."""
-
-    id: int
-    count: int
-    custom_fields: list[CustomField] = field(default_factory=list)
-    # "ok" | "forbidden" (403 on crm_custom_fields) | "missing" (404 on it)
-    # | "legacy" (metadata rows omit lookup__id)
-    metadata: str = "ok"
-    # Custom field ids present in the records but not in the metadata.
-    unlisted_fields: list[int] = field(default_factory=list)
-    # crm__customer_id of record i is str(customer_id_start + i), or see ID_STYLES.
-    customer_id_start: int = 100000
-    customer_id_style: str = "dense"
-    access: str = "ok"  # "ok" | "forbidden" (403 on every endpoint of the assignment)
-    # About one custom value in four is odd for its type ("12" or "abc" in an integer
-    # field, "12.05.2020" or "2020-02-30" in a date field, "Ja" in a boolean field).
-    messy: bool = False
-
-
-@dataclass
-class Crm:
-    """A data-owner-era container of customers: one CRM (B2C or B2B) of a data owner."""
-
-    data_owner_id: int
-    crm_type: str  # "B2C" | "B2B"
-    count: int
-    custom_fields: list[CustomField] = field(default_factory=list)
-    customer_id_start: int = 500000
-    # "ok" | "forbidden": its campaigns are listed in /campaigns, but every endpoint of
-    # the CRM (and its campaigns' outcomes and product registrations) answers 403.
-    access: str = "ok"
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One request the simulator answered (the credential itself is never kept)."""
-
-    method: str
-    path: str
-    query: str  # raw query string, "" when absent
-    status: int  # 0 when the connection was reset without an answer
-    has_authorization: bool
-    time: float  # time.time() when the request arrived
-
-
-def demo_assignments() -> list[Assignment]:
-    """The default data set.
-
-    101: 2,137 customers, five listed custom fields (text, integer, date, boolean, choice)
-         and one unlisted field (75).
-    202: exactly 1,000 customers (two full pages) whose field 70 is "text" where 101 says
-         "integer"; customer ids overlap with 101's, as they do across real assignments.
-    303: no customers.
-    """
-    return [
-        Assignment(
-            id=101,
-            count=2137,
-            custom_fields=[
-                CustomField(64, "Address street", "text"),
-                CustomField(70, "Antall i husstanden", "integer"),
-                CustomField(71, "Fødselsdato", "date"),
-                CustomField(72, "Reservert mot telefonsalg", "boolean"),
-                CustomField(73, "Kundetype", "choice"),
-            ],
-            unlisted_fields=[75],
-        ),
-        Assignment(
-            id=202,
-            count=1000,
-            custom_fields=[
-                CustomField(70, "Antall i husstanden", "text"),
-                CustomField(81, "Antall abonnement", "integer"),
-            ],
-        ),
-        Assignment(id=303, count=0, custom_fields=[CustomField(64, "Address street", "text")]),
-    ]
-
-
-# The fields given to assignments created on the command line.
-_PLAIN_FIELDS = (
-    CustomField(64, "Address street", "text"),
-    CustomField(70, "Antall i husstanden", "integer"),
-    CustomField(71, "Fødselsdato", "date"),
-)
-
-
-# --------------------------------------------------------------------------- data pools
-
-_M64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
-
-
-def _mix(x: int) -> int:
-    """Splitmix64 finaliser: a cheap, well-spread hash; the source of all fake data."""
-    x &= _M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-    return x ^ (x >> 31)
-
-
-_FIRST_NAMES = (
-    "Åse", "Ærlig", "Øystein", "Bjørn", "Kåre", "Solveig", "Håkon", "Ingrid",
-    "Tormod", "Siri", "Ørjan", "Mari", "Pål", "Gro", "Jørgen", "Ragnhild",
-    "Trond", "Kari", "Sjur", "Åsmund", "Hege", "Øyvind", "Line", "Sigbjørn",
-    "Torunn", "Nils", "Målfrid", "Even", "Bjørg", "Ola", "Tove", "Geir",
-)  # fmt: skip
-_LAST_NAMES = (
-    "Bjørnstad", "Øvrebø", "Ås", "Hansen", "Johansen", "Kråkenes", "Sæther", "Løvås",
-    "Berg", "Haugen", "Dæhlie", "Strøm", "Nygård", "Aasen", "Fjærli", "Skårdal",
-    "Olsen", "Lie", "Bråten", "Sørensen", "Møller", "Vågen", "Tveit", "Hågensen",
-    "Næss", "Rønning", "Ødegård", "Solberg", "Åkre", "Kvåle", "Holm", "Bækken",
-)  # fmt: skip
-_ASCII = str.maketrans({"æ": "ae", "ø": "o", "å": "aa", "Æ": "Ae", "Ø": "O", "Å": "Aa"})
-_DOMAINS = ("example.no", "example.com", "eksempel.no", "example.org")
-_NAMES = tuple(f"{f} {last}" for f in _FIRST_NAMES for last in _LAST_NAMES)
-_EMAILS = tuple(
-    f"{f.translate(_ASCII).lower()}.{last.translate(_ASCII).lower()}@{d}"
-    for f in _FIRST_NAMES
-    for last in _LAST_NAMES
-    for d in _DOMAINS
-)
-_EDITORS = (
-    "kari.nordmann@headshed.example",
-    "ola.nordmann@headshed.example",
-    "integrasjon@kunde.example",
-    "pal.aasen@headshed.example",
-    "siri.lovaas@headshed.example",
-    "import@headshed.example",
-    "bjorg.naess@kunde.example",
-    "even.tveit@headshed.example",
-)
-_DAY0 = date(2019, 1, 1)
-_CHANGE_DATES = tuple(str(_DAY0 + timedelta(days=i)) for i in range(2048))
-_BIRTH_DATES = (
-    "1948-01-01",
-    *(f"{1930 + k % 76}-{1 + (k * 7) % 12:02d}-{1 + (k * 13) % 28:02d}" for k in range(1, 1024)),
-)
-_TEXTS = (
-    "storfamilie", "233.0", "", "enslig", "par med barn", "Storgata 12", "Bjørkeveien 3 B",
-    "Åsveien 17", "Kjøpt i butikk", "Ønsker ikke reklame", "Sæterbakken 4", "3", "",
-    "Grønlandsleiret 9", "Ærfuglveien 2", "pensjonist",
-)  # fmt: skip
-_CHOICES = ("Gull", "Sølv", "Bronse", "Privat", "Bedrift", "")
-_BOOLS: tuple[object, ...] = ("", True, False, True, False, True, False, True)
-_CALLSTATES = ("Ny", "Ny", "Ny", "Ring tilbake", "Ring tilbake", "Ferdig", "Ferdig", "Ikke svar")
 _OUTCOME_TYPES = (
     "Salg", "Salg", "Salg", "Ikke interessert", "Ikke interessert", "Ikke interessert",
     "Ring tilbake", "Feil nummer",
@@ -250,20 +107,6 @@ _COMMENTS = (
 )
 _PRODUCTS = ("Bredbånd 100", "Bredbånd 500", "TV Familie", "Mobil 10 GB")
 _BINDING = ("", "12 mnd", "24 mnd", "")
-_FLOW_PREFIXES = ("callflow__", "product__")
-_POOL_MASK = (1 << 12) - 1  # 4,096 pre-encoded variants per pool
-
-_TEXT, _INTEGER, _DATE, _BOOLEAN, _OTHER = range(5)
-_KIND = {"text": _TEXT, "integer": _INTEGER, "date": _DATE, "boolean": _BOOLEAN}
-# Values real servers send in typed custom fields, by kind: some convert, some do not.
-_ODD_VALUES: dict[int, tuple[object, ...]] = {
-    _TEXT: (233, 5.5, True, 1180591620717411303424),
-    _INTEGER: ("12", " 7 ", 7.0, 5.5, "abc", True, 1180591620717411303424, "0150", "-3"),
-    _DATE: ("12.05.2020", "1.2.2003", "2020-02-30", " 1999-12-31 ", "2020-02-12 10:27", 20200212),
-    _BOOLEAN: ("Ja", "nei", "YES", "no", 0, 1, "1", "kanskje", 2),
-    _OTHER: (12, True, "Gull"),
-}
-
 _PROXY_ORIGIN = "http://cube-internal.proxy.local:8080"
 _NEXT_STYLES = ("foreign", "http", "same", "cursor")
 #: Oddities of the integration notes' examples, served on request:
@@ -293,8 +136,6 @@ _PROXY_PAGES = {
     504: b"<html><body><h1>504 Gateway Time-out</h1></body></html>",
 }
 
-_encode = msgspec.json.Encoder().encode
-
 
 def _detail(message: str) -> bytes:
     return _encode({"detail": message})
@@ -308,286 +149,6 @@ def _oslo_offset(day: date) -> str:
         return d - timedelta(days=(d.weekday() + 1) % 7)
 
     return "+02:00" if last_sunday(3) <= day < last_sunday(10) else "+01:00"
-
-
-# --------------------------------------------------------------------------- containers
-
-
-def _anonymize(record: dict[str, object], fields: Mapping[str, object] | None = None) -> None:
-    """Blank a customer's fields as Cube does for an anonymized customer (of `fields`)."""
-    for name in fields if fields is not None else list(record):
-        if name.startswith("crm__"):
-            record[name] = ""
-    record["crm__standard_info__name"] = "Anonymized"
-
-
-class _Snap(NamedTuple):
-    """A consistent view of a container's mutable state (overrides are copy-on-write)."""
-
-    first: int
-    size: int
-    overrides: Mapping[int, dict[str, object]]
-    version: int
-
-
-def _json(value: object) -> str:
-    return _encode(value).decode()
-
-
-def _pair(key: str, value: object) -> str:
-    return f"{_json(key)}:{_json(value)}"
-
-
-def _tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Random tables for tabulation hashing, far cheaper in Python than a mixing function."""
-    rng = random.Random(0xC0BE)  # noqa: S311 - fixed fake data, not secrets
-    return tuple(array("Q", rng.randbytes(8 << 16))), tuple(array("Q", rng.randbytes(8 << 16)))
-
-
-_T0, _T1 = _tables()
-
-
-def _standard_pool() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Pre-encoded standard fields by pool slot: the name, and phone_2 .. update_method."""
-    names: list[str] = []
-    rests: list[str] = []
-    for slot in range(_POOL_MASK + 1):
-        e = _mix(slot * _GOLDEN + 0x57D)
-        f = _mix(e)
-        name = e & 1023
-        values: dict[str, object] = {
-            "crm__standard_info__phone_2": "" if (e >> 10) & 3 else str(22000000 + f % 1000000),
-            "crm__standard_info__phone_3": (
-                "" if (e >> 12) & 15 else f"+47 9{(f >> 20) % 10000000:07d}"
-            ),
-            "crm__standard_info__email": _EMAILS[name << 2 | (e >> 17) & 3] if e >> 16 & 1 else "",
-            "crm__change_log__updated": _CHANGE_DATES[(e >> 19) & 2047],
-            "crm__change_log__updated_by": _EDITORS[(e >> 30) & 7],
-            "crm__change_log__update_method": "Import" if (e >> 33) & 15 == 0 else "Manual update",
-        }
-        names.append(_json(_NAMES[name]))
-        rests.append(",".join(_pair(k, v) for k, v in values.items()))
-    return tuple(names), tuple(rests)
-
-
-def _flow_pool() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Pre-encoded call-flow fields (with a leading comma) and their call state, by slot."""
-    fragments: list[str] = []
-    states: list[str] = []
-    for slot in range(_POOL_MASK + 1):
-        c = _mix(slot * _GOLDEN + 0xF10)
-        state = _CALLSTATES[c & 7]
-        values: dict[str, object] = {
-            "callflow__callstate__name": state,
-            "callflow__attempts_status__attempts": "" if (c >> 3) & 7 == 0 else (c >> 6) % 6,
-            "callflow__last_change__when": (
-                f"{_CHANGE_DATES[(c >> 9) & 2047]} {8 + (c >> 20) % 10:02d}:{(c >> 24) % 60:02d}"
-            ),
-            "product__BB100": "" if (c >> 30) & 3 else 1 + (c >> 32) % 3,
-            "product__TV200": "" if (c >> 34) & 1 else (c >> 35) % 2,
-        }
-        fragments.append("," + ",".join(_pair(k, v) for k, v in values.items()))
-        states.append(state)
-    return tuple(fragments), tuple(states)
-
-
-def _custom_value(kind: int, v: int) -> object:
-    if kind == _TEXT:
-        return _TEXTS[v & 15]
-    if kind == _INTEGER:
-        return "" if v % 7 == 0 else (v >> 8) % 400
-    if kind == _DATE:
-        return "" if v % 6 == 0 else _BIRTH_DATES[(v >> 8) & 1023]
-    if kind == _BOOLEAN:
-        return _BOOLS[v & 7]
-    return _CHOICES[v % 6]
-
-
-_STD_NAMES, _STD_REST = _standard_pool()
-_FLOW_FRAGMENTS, _FLOW_STATES = _flow_pool()
-_decode_record = msgspec.json.Decoder(dict[str, object]).decode
-
-
-#: How the customer id of record index i is written. Cube ids are the customer's own
-#: imported ids: consecutive numbers, numbers far apart, or not numbers at all.
-ID_STYLES: dict[str, tuple[Callable[[int, int], str], Callable[[int, str], int]]] = {
-    "dense": (lambda start, i: str(start + i), lambda start, text: int(text) - start),
-    "sparse": (
-        lambda start, i: str(start + i * 40_000),
-        lambda start, text: (
-            (int(text) - start) // 40_000 if (int(text) - start) % 40_000 == 0 else -1
-        ),
-    ),
-    "text": (
-        lambda start, i: f"NO-{start + i:x}-K",
-        lambda start, text: int(text.removeprefix("NO-").removesuffix("-K"), 16) - start,
-    ),
-}
-
-
-class _Container:
-    """A list of customers: an assignment, or one CRM of a data owner.
-
-    Position p of the list is the record with index ``first + p``; the index fixes the
-    customer id and all generated values, so growing or shrinking at either end keeps
-    every remaining customer as it was.
-
-    Records are rendered straight to JSON text from pools of pre-encoded fragments
-    (standard fields, custom fields, call-flow fields), picked by bits of a hash of the
-    index; that keeps a 500-row page around a millisecond. The dict form is the decoded
-    text, so both forms always agree.
-    """
-
-    def __init__(
-        self,
-        key: tuple[str, int, str],
-        *,
-        count: int,
-        custom_fields: list[CustomField],
-        unlisted_fields: list[int],
-        customer_id_start: int,
-        customer_id_style: str = "dense",
-        metadata: str,
-        access: str,
-        salt: int,
-        messy: bool = False,
-    ) -> None:
-        self.key = key
-        self.first = 0
-        self.count = count
-        self.custom_fields = list(custom_fields)
-        self.metadata = metadata
-        self.access = access
-        self.messy = messy
-        self.customer_id_start = customer_id_start
-        self.id_text, self._id_index = ID_STYLES[customer_id_style]
-        self.overrides: dict[int, dict[str, object]] = {}
-        self.version = 0
-        self._salt = salt
-        self._flow_salt = _mix(salt ^ 0xC0FFEE)
-        specs = [(cf.id, _KIND.get(cf.type, _OTHER)) for cf in custom_fields]
-        self._specs = sorted(specs + [(fid, _TEXT) for fid in unlisted_fields])
-        self._custom_pool: tuple[str, ...] | None = None
-        self._state_index: dict[tuple[int, str], array[int]] = {}
-
-    def snapshot(self) -> _Snap:
-        return _Snap(self.first, self.count, self.overrides, self.version)
-
-    def index_of(self, customer_id: str) -> int:
-        try:
-            idx = self._id_index(self.customer_id_start, customer_id)
-        except ValueError:
-            idx = self.first - 1
-        if not self.first <= idx < self.first + self.count:
-            raise KeyError(f"no customer {customer_id!r} in {self.key}")
-        return idx
-
-    def custom_pool(self) -> tuple[str, ...]:
-        """Pre-encoded custom fields (with a leading comma), by slot; built on first use."""
-        if self._custom_pool is None:
-            encoded: dict[tuple[str, type, object], str] = {}
-            fields = [
-                (f"crm__custom_info__{fid}", kind, _mix(self._salt ^ fid * _GOLDEN))
-                for fid, kind in self._specs
-            ]
-            pool: list[str] = []
-            for slot in range(_POOL_MASK + 1):
-                parts: list[str] = []
-                for key, kind, salt in fields:
-                    v = _mix(salt + slot * _GOLDEN)
-                    value = _custom_value(kind, v)
-                    if self.messy and (v >> 40) & 3 == 0:
-                        odd = _ODD_VALUES[kind]
-                        value = odd[(v >> 42) % len(odd)]
-                    # The type is part of the key because True == 1 for a dict.
-                    cache_key = (key, type(value), value)
-                    part = encoded.get(cache_key)
-                    if part is None:
-                        part = encoded[cache_key] = _pair(key, value)
-                    parts.append(part)
-                pool.append("," + ",".join(parts) if parts else "")
-            self._custom_pool = tuple(pool)
-        return self._custom_pool
-
-    def renderer(self) -> Callable[[int], str]:
-        """A function from index to the record's JSON text (the hot path: keep it lean)."""
-        t0, t1, salt, start = _T0, _T1, self._salt, self.customer_id_start
-        id_text = self.id_text
-        names, rests, custom = _STD_NAMES, _STD_REST, self.custom_pool()
-
-        def render(idx: int) -> str:
-            x = idx ^ salt
-            h = t0[x & 0xFFFF] ^ t1[(x >> 16) & 0xFFFF] ^ salt
-            slot = h & 0xFFF
-            r = h >> 24
-            phone = (
-                f'"{(90000000 if r & 8 else 40000000) + (r >> 4) % 10000000}"' if r & 7 else '""'
-            )
-            return (
-                f'{{"crm__customer_id":"{id_text(start, idx)}",'
-                f'"crm__standard_info__name":{names[slot]},'
-                f'"crm__standard_info__phone_1":{phone},{rests[slot]}{custom[(h >> 12) & 0xFFF]}}}'
-            )
-
-        return render
-
-    def _flow_slot(self, idx: int) -> int:
-        x = idx ^ self._flow_salt
-        return (_T0[x & 0xFFFF] ^ _T1[(x >> 16) & 0xFFFF]) & _POOL_MASK
-
-    def flow_renderer(self) -> Callable[[int], str]:
-        """As renderer(), for call-flow rows (the customer plus call-flow fields)."""
-        render, slot = self.renderer(), self._flow_slot
-
-        def render_flow(idx: int) -> str:
-            return f"{render(idx)[:-1]}{_FLOW_FRAGMENTS[slot(idx)]}}}"
-
-        return render_flow
-
-    def customer(self, idx: int, overrides: Mapping[int, dict[str, object]]) -> dict[str, object]:
-        rec = _decode_record(self.renderer()(idx))
-        changes = overrides.get(idx)
-        if changes:
-            rec.update((k, v) for k, v in changes.items() if not k.startswith(_FLOW_PREFIXES))
-        return rec
-
-    def callflow(self, idx: int, overrides: Mapping[int, dict[str, object]]) -> dict[str, object]:
-        rec = _decode_record(self.flow_renderer()(idx))
-        changes = overrides.get(idx)
-        if changes:
-            rec.update(changes)
-        return rec
-
-    def page(self, snap: _Snap, indices: Iterable[int], *, flow: bool) -> bytes:
-        """The JSON array of the records at `indices` (ordinary or call-flow rows)."""
-        render = self.flow_renderer() if flow else self.renderer()
-        overrides = snap.overrides
-        if overrides:
-            edited = self.callflow if flow else self.customer
-            rows = [_json(edited(i, overrides)) if i in overrides else render(i) for i in indices]
-        else:
-            rows = [render(i) for i in indices]
-        return f"[{','.join(rows)}]".encode()
-
-    def state_indices(self, snap: _Snap, state: str) -> array[int]:
-        """Indices of the records in call state `state`, in list order (cached per version)."""
-        cached = self._state_index.get((snap.version, state))
-        if cached is not None:
-            return cached
-        found: array[int] = array("q")
-        overrides = snap.overrides
-        for idx in range(snap.first, snap.first + snap.size):
-            changes = overrides.get(idx)
-            if changes and "callflow__callstate__name" in changes:
-                current = changes["callflow__callstate__name"]
-            else:
-                current = _FLOW_STATES[self._flow_slot(idx)]
-            if current == state:
-                found.append(idx)
-        if len(self._state_index) >= 8:
-            self._state_index.clear()
-        self._state_index[(snap.version, state)] = found
-        return found
 
 
 @dataclass
