@@ -9,7 +9,8 @@ Use it in-process::
 or from the command line: ``python -m tap_cube.simulator --help``.
 """
 
-from tap_cube.simulator.facade import CubeSimulator, main
+from tap_cube.simulator.cli import main
+from tap_cube.simulator.facade import CubeSimulator
 from tap_cube.simulator.fake_values import ID_STYLES as ID_STYLES  # public, not in __all__
 from tap_cube.simulator.model import Assignment, Crm, CustomField, RequestRecord, demo_assignments
 

@@ -94,11 +94,3 @@ def demo_assignments() -> list[Assignment]:
         ),
         Assignment(id=303, count=0, custom_fields=[CustomField(64, "Address street", "text")]),
     ]
-
-
-# The fields given to assignments created on the command line.
-PLAIN_FIELDS = (
-    CustomField(64, "Address street", "text"),
-    CustomField(70, "Antall i husstanden", "integer"),
-    CustomField(71, "Fødselsdato", "date"),
-)
