@@ -10,11 +10,10 @@ import tempfile
 import threading
 from typing import TYPE_CHECKING
 
-from tap_cube.simulator.facade import _NEXT_STYLES as NEXT_STYLES
-from tap_cube.simulator.facade import _QUIRKS as QUIRKS
 from tap_cube.simulator.facade import CubeSimulator
 from tap_cube.simulator.fake_values import ID_STYLES
 from tap_cube.simulator.model import Assignment, Crm, CustomField, demo_assignments
+from tap_cube.simulator.paging import NEXT_STYLES, QUIRKS
 
 if TYPE_CHECKING:
     from types import FrameType
