@@ -1,0 +1,25 @@
+"""A fake Headshed Cube REST API (a Django REST Framework server) for tests and benchmarks.
+
+Use it in-process::
+
+    with CubeSimulator(demo_assignments()) as sim:
+        requests.get(f"{sim.url}/assignments/101/customers/",
+                     headers={"Authorization": f"Token {sim.token}"})
+
+or from the command line: ``python -m tap_cube.simulator --help``.
+"""
+
+from tap_cube.simulator.cli import main
+from tap_cube.simulator.facade import CubeSimulator
+from tap_cube.simulator.fake_values import ID_STYLES as ID_STYLES  # public, not in __all__
+from tap_cube.simulator.model import Assignment, Crm, CustomField, RequestRecord, demo_assignments
+
+__all__ = [
+    "Assignment",
+    "Crm",
+    "CubeSimulator",
+    "CustomField",
+    "RequestRecord",
+    "demo_assignments",
+    "main",
+]
