@@ -54,6 +54,9 @@ class TapCube(Tap):
 
     name = "tap-cube"
     message_writer_class = BufferedRecordWriter
+    # Discovery reads the server (custom fields, data owners), so it validates the
+    # settings first, as a sync does, instead of failing later on what is wrong in them.
+    dynamic_catalog = True
     config_jsonschema = SETTINGS
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:

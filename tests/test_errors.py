@@ -55,7 +55,8 @@ def assert_fails_with(run, *fragments: str) -> None:
         ({"ca_bundle": "/nonexistent/ca.pem"}, ["ca_bundle", "not a readable file"]),
     ],
 )
-def test_invalid_config(tmp_path, overrides, fragments):
+@pytest.mark.parametrize("mode", [(), ("--discover",)], ids=["sync", "discover"])
+def test_invalid_config(tmp_path, overrides, fragments, mode):
     config = {
         "api_url": "https://acme.headshed.com/api/v1",
         "auth_token": TOKEN,
@@ -63,7 +64,7 @@ def test_invalid_config(tmp_path, overrides, fragments):
     }
     config.update(overrides)
     config = {k: v for k, v in config.items() if v is not None}
-    run = run_tap(config, tmp_path)
+    run = run_tap(config, tmp_path, *mode)
     assert_fails_with(run, "invalid configuration", *fragments)
 
 
