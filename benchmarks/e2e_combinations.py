@@ -38,6 +38,13 @@ class CombinationCost:
     rows: list[int] = field(default_factory=list)
     timings: list[Timing] = field(default_factory=list)
 
+    def add(self, timing: Timing, rows: int, round_label: str) -> None:
+        """Keep one run's figures, and say them."""
+        self.rows.append(rows)
+        self.timings.append(timing)
+        shown = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        progress(f"{round_label} {shown}: {timing.wall:.2f} s, {rows:,} rows")
+
     @property
     def wall(self) -> float:
         return statistics.median(t.wall for t in self.timings)
@@ -72,13 +79,7 @@ def run_combinations(
                 rows = count_rows(pg, database, STREAM)
             finally:
                 pg.drop(database)
-            cost.rows.append(rows)
-            cost.timings.append(timing)
-            shown = ", ".join(f"{k}={v}" for k, v in cost.settings.items())
-            progress(
-                f"round {attempt + 1} of {repeat}: combination {shown}: "
-                f"{timing.wall:.2f} s, {rows:,} rows"
-            )
+            cost.add(timing, rows, f"round {attempt + 1} of {repeat}: combination")
     return costs
 
 
@@ -133,11 +134,5 @@ def run_loader_alone(
                 rows = count_rows(pg, database, STREAM)
             finally:
                 pg.drop(database)
-            cost.rows.append(rows)
-            cost.timings.append(timing)
-            shown = ", ".join(f"{k}={v}" for k, v in cost.settings.items())
-            progress(
-                f"round {attempt + 1} of {repeat}: loader alone, {shown}: "
-                f"{timing.wall:.2f} s, {rows:,} rows"
-            )
+            cost.add(timing, rows, f"round {attempt + 1} of {repeat}: loader alone,")
     return costs

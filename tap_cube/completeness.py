@@ -15,6 +15,7 @@ import time
 import typing as t
 from datetime import UTC, datetime
 
+from tap_cube.client import Endpoint
 from tap_cube.deletions import deletion_records
 from tap_cube.errors import ApiError, IncompleteError
 from tap_cube.fetch import PageGoneError
@@ -22,7 +23,6 @@ from tap_cube.pagination import page_body
 from tap_cube.seen import SeenIds
 
 if t.TYPE_CHECKING:
-    import logging
     from collections.abc import Callable, Generator, Iterator
 
     from singer_sdk.helpers.types import Context
@@ -34,18 +34,12 @@ if t.TYPE_CHECKING:
 MAX_REREADS = 3
 
 
-class PartitionSource(t.Protocol):
-    """What a complete read needs of its stream."""
+class PartitionSource(Endpoint, t.Protocol):
+    """What a complete read needs of its stream, beyond what its client needs."""
 
     #: When the page whose records are being emitted arrived.
     page_extracted_at: datetime
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def logger(self) -> logging.Logger: ...
-    @property
-    def paginated(self) -> bool: ...
     @property
     def record_id_field(self) -> str | None: ...
     @property
@@ -54,15 +48,12 @@ class PartitionSource(t.Protocol):
     def client(self) -> CubeClient: ...
     @property
     def detects_deletions(self) -> bool: ...
-
-    def describe_partition(self, context: Context | None) -> str: ...
+    @property
+    def schema(self) -> dict[str, t.Any]: ...
 
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]: ...
 
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]: ...
-
-    @property
-    def schema(self) -> dict[str, t.Any]: ...
 
     def get_context_state(self, context: Context | None) -> dict[str, t.Any]: ...
 
