@@ -11,29 +11,19 @@ Run by hand, not in CI, from the project root, with PostgreSQL on 127.0.0.1:5432
     uv run python benchmarks/e2e.py --per-stream     # also: each stream `cube` loads
     uv run python benchmarks/e2e.py --loader-alone   # also: the loader alone, same settings
 
-The two pipelines, run one after the other in each round (their order alternating from
-round to round), each into a fresh database, each against a fresh simulator:
-
-- `meltano run`: `meltano run tap-cube target-postgres` in the `simulator` environment
-  of this project's meltano.yml, i.e. with its loader settings, selecting the
-  `customers` stream (`TAP_CUBE__SELECT`). Meltano's discovery run is part of it.
-- `pipe, loader defaults`: `tap-cube --catalog ... | target-postgres` with a loader
-  config that holds the connection and nothing else. The catalog (customers only) comes
-  from an untimed `--discover` run beforehand.
-
-Both use the executables that `meltano install` put in `benchmarks/.meltano/` (installed
-and compiled to bytecode by this script, untimed), so the tap, the loader and their
-versions are the same: what differs is Meltano and the loader's settings. The data: 4
-assignments x 50,000 customers with text, integer, date and boolean custom fields (`""`
-among them) from the project's Cube simulator, running in this script's process with no
-latency.
+The two pipelines (`meltano run` with this project's loader settings, and `tap-cube |
+target-postgres` with the loader's defaults; see e2e_pipelines.py for how each is built
+and timed, and on what data) run one after the other in each round, their order
+alternating from round to round, each into a fresh database, each against a fresh
+simulator. Both use the executables that `meltano install` put in `benchmarks/.meltano/`
+(installed and compiled to bytecode by this script, untimed), so the tap, the loader and
+their versions are the same: what differs is Meltano and the loader's settings.
 
 After each run the script checks, in PostgreSQL, that the table holds every customer
 once, and that the two pipelines loaded identical rows: the same columns with the same
 types, and the same checksum over all customer columns (the loader's `_sdc_*` columns
 aside, which hold times). It also checks that `_sdc_extracted_at` and `_sdc_batched_at`
-are set on every row. Wall time runs from starting the pipeline to its exit; CPU is that
-of the pipeline's processes (PostgreSQL's server processes not included).
+are set on every row.
 """
 
 from __future__ import annotations
