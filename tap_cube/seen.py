@@ -83,9 +83,7 @@ class SeenIds:
             self._remember(key)
             return True
         # A known hash: this id or another with the same hash; the table knows which.
-        exact = self._table()
-        self._flush(exact)
-        if exact.execute("SELECT 1 FROM ids WHERE id = ?", (key,)).fetchone():
+        if self._stored(key):
             return False
         self._remember(key)
         return True
@@ -97,9 +95,7 @@ class SeenIds:
         key = self._key(record_id, number)
         if key is None or hash(key) & _MAX_SMALL not in self._hashes:
             return False
-        exact = self._table()
-        self._flush(exact)
-        return exact.execute("SELECT 1 FROM ids WHERE id = ?", (key,)).fetchone() is not None
+        return self._stored(key)
 
     @property
     def small_numbers(self) -> BitMap:
@@ -124,6 +120,11 @@ class SeenIds:
         if type(record_id) is str:
             return record_id
         return msgspec.json.encode(record_id)
+
+    def _stored(self, key: int | str | bytes) -> bool:
+        exact = self._table()
+        self._flush(exact)
+        return exact.execute("SELECT 1 FROM ids WHERE id = ?", (key,)).fetchone() is not None
 
     def _remember(self, key: int | str | bytes) -> None:
         self._pending.append((key,))
