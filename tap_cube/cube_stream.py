@@ -18,6 +18,7 @@ from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
+from tap_cube.catalog import reconcile
 from tap_cube.client import CubeClient
 from tap_cube.coercion import RecordCoercion
 from tap_cube.completeness import CompleteRead
@@ -32,6 +33,7 @@ if t.TYPE_CHECKING:
     import requests
     from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
     from singer_sdk.helpers.types import Context
+    from singer_sdk.singerlib import Catalog
     from singer_sdk.tap_base import Tap
 
 
@@ -56,6 +58,8 @@ class CubeStream(RESTStream[t.Any]):
     optional: bool = False
     #: Whether detect_deletions applies: full lists keyed by `record_id_field`.
     tracks_deletions: bool = False
+    #: The partition's fields, which the SDK adds to every record from its context.
+    key_schema: t.ClassVar[dict[str, t.Any]] = {}
     # coerce() makes every record match the schema, cheaper than the SDK's generic
     # conformance, which walks the schema for every field of every record.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
@@ -66,14 +70,32 @@ class CubeStream(RESTStream[t.Any]):
         super().__init__(tap=tap, schema=schema)
         self.client = CubeClient(self, self.config, self.requests_session, gate)
         self._gate = gate
+        for name, prop in self.added_properties().items():
+            self.schema["properties"].setdefault(name, prop)
         if self.detects_deletions:
-            self.schema["properties"].setdefault(DELETED_AT, DELETED_AT_SCHEMA)
             # A full-table state says nothing new mid-stream, and it carries every
             # partition's delivered ids: write it when the stream is done.
             self.STATE_MSG_FREQUENCY = 1 << 62
         self._pipeline: PagePipeline | None = None
         self.skipped: list[str] = []
         self.page_extracted_at = datetime.now(UTC)
+
+    def added_properties(self) -> dict[str, dict[str, t.Any]]:
+        """What records carry whatever the schema says: the partition's fields and, when
+        deletions are detected, `_sdc_deleted_at`."""
+        added = dict(self.key_schema)
+        if self.detects_deletions:
+            added[DELETED_AT] = DELETED_AT_SCHEMA
+        return added
+
+    @override
+    def apply_catalog(self, catalog: Catalog) -> None:
+        """The given catalog's entry, reconciled first with what records carry (catalog.py)."""
+        entry = catalog.get_stream(self.name)
+        if entry is not None:
+            carried = [*self.key_schema, str(self.record_id_field), DELETED_AT]
+            reconcile(entry, self.added_properties(), carried if self.detects_deletions else None)
+        super().apply_catalog(catalog)
 
     # --- what to request ----------------------------------------------------------
 

@@ -16,6 +16,10 @@ class ConfigError(CubeError):
     """The configuration is invalid."""
 
 
+class CatalogError(CubeError):
+    """A given catalog cannot describe the records the tap emits."""
+
+
 class AuthenticationError(CubeError):
     """The server rejected the credentials (401)."""
 

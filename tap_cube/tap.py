@@ -84,6 +84,14 @@ class TapCube(Tap):
             raise ConfigError(msg)
         return errors
 
+    @override
+    def setup_mapper(self) -> None:
+        """The mapper, given the catalog once every stream has reconciled its entry with
+        what its records carry (CubeStream.apply_catalog), so that SCHEMA messages do too."""
+        if self.input_catalog is not None:
+            _ = self.streams  # builds the streams, which apply the catalog
+        super().setup_mapper()
+
     @cached_property
     def directory(self) -> Directory:
         """The campaigns and data owners the streams read, looked up once per run."""

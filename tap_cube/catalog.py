@@ -1,0 +1,78 @@
+"""A given catalog, reconciled with the records the tap emits.
+
+Meltano caches the catalog of its last discovery, so a sync may get one discovered with
+other settings (detect_deletions off) or by an older tap. The SDK takes the SCHEMA message
+and the schema records are fitted to from that catalog; but some fields are added to
+records whatever the schema says: the partition's fields (the SDK adds them from the
+context) and, with detect_deletions, `_sdc_deleted_at`. Each missing one is added to the
+catalog's entry (always selected), so that the SCHEMA describes every record; a catalog
+that contradicts them cannot be fitted and stops the run.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk.singerlib import Schema
+from singer_sdk.singerlib.catalog import Metadata
+
+from tap_cube.errors import CatalogError
+
+if t.TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from singer_sdk.singerlib import CatalogEntry
+
+RUN_DISCOVERY = (
+    "run discovery again (`tap-cube --discover`; with Meltano, `meltano run --refresh-catalog "
+    "…` or `meltano select` after changing the setting)"
+)
+
+
+def _types(prop: dict[str, t.Any]) -> set[str]:
+    types = prop.get("type")
+    if types is None:
+        return {"any"}
+    return {types} if isinstance(types, str) else set(types)
+
+
+def _described(prop: dict[str, t.Any]) -> str:
+    types = sorted(_types(prop) - {"null"}) or ["null"]
+    return " or ".join(types)
+
+
+def reconcile(
+    entry: CatalogEntry,
+    added: dict[str, dict[str, t.Any]],
+    deletion_fields: Collection[str] | None,
+) -> None:
+    """Make `entry` declare the `added` properties, or raise CatalogError saying why not.
+
+    `deletion_fields` are the fields of a deletion record when the stream emits them:
+    every other property must then allow null.
+    """
+    name = entry.stream or entry.tap_stream_id
+    schema = entry.schema.to_dict()
+    properties: dict[str, t.Any] = schema.setdefault("properties", {})
+    for field, prop in added.items():
+        declared = properties.get(field)
+        if declared is None:
+            properties[field] = dict(prop)
+        elif "any" not in _types(declared) and not _types(prop) - {"null"} <= _types(declared):
+            msg = (
+                f"{name}: the catalog declares {field} as {_described(declared)}, but tap-cube "
+                f"emits {_described(prop)}; {RUN_DISCOVERY}"
+            )
+            raise CatalogError(msg)
+        metadata = entry.metadata.setdefault(("properties", field), Metadata())
+        metadata.inclusion = Metadata.InclusionType.AUTOMATIC
+    if deletion_fields is not None:
+        for field, prop in properties.items():
+            nullable = "null" in _types(prop) or "any" in _types(prop)
+            if field not in deletion_fields and (not nullable or field in schema.get("required", ())):
+                msg = (
+                    f"{name}: the catalog says {field} may not be null, but with "
+                    f"detect_deletions a deletion record carries only its key; {RUN_DISCOVERY}"
+                )
+                raise CatalogError(msg)
+    entry.schema = Schema.from_dict(schema)

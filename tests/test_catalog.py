@@ -1,0 +1,117 @@
+"""A given catalog: the SCHEMA the tap emits always describes the records it emits.
+
+Meltano caches the catalog of its last discovery, so a sync may get one discovered with
+other settings (detect_deletions off) or by an older tap. Whatever the tap adds to records
+itself (the partition's keys, `_sdc_deleted_at`) must then be in the SCHEMA as well, or a
+target that builds its columns from the schema loses it; what cannot be reconciled stops
+the run with one line.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from tap_cube.deletions import DELETED_AT
+from tests.conftest import config_for, plain_assignment, run_tap
+from tests.test_deletions import deletions, last_state, run_with_state
+
+STREAMS = ("customers", "customer_custom_fields", "callflow_customers")
+
+
+def discovered_catalog(config: dict, tmp_path, edit=None) -> str:
+    """The catalog `--discover` gives for `config`, every stream selected, saved to a file."""
+    run = run_tap(config, tmp_path, "--discover")
+    assert run.returncode == 0, run.stderr
+    catalog = json.loads(run.stdout)
+    for stream in catalog["streams"]:
+        stream["metadata"][0]["metadata"]["selected"] = True  # breadcrumb [] comes first
+        if edit is not None:
+            edit(stream)
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(catalog))
+    return str(path)
+
+
+def assert_records_match_schemas(run) -> None:
+    """Every record validates against the latest SCHEMA of its stream, formats included."""
+    schemas: dict[str, dict] = {}
+    checker = jsonschema.Draft7Validator.FORMAT_CHECKER
+    for message in run.messages:
+        if message["type"] == "SCHEMA":
+            schemas[message["stream"]] = message["schema"]
+        elif message["type"] == "RECORD":
+            schema = schemas[message["stream"]]
+            record = message["record"]
+            assert set(record) <= set(schema["properties"]), (message["stream"], record)
+            jsonschema.validate(record, schema, format_checker=checker)
+
+
+def test_deletions_turned_on_after_discovery_are_in_the_schema(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 700), plain_assignment(8, 200)])
+    catalog = discovered_catalog(config_for(sim, [7, 8]), tmp_path)  # detect_deletions off
+    assert DELETED_AT not in json.loads(open(catalog).read())["streams"][0]["schema"]["properties"]
+
+    config = config_for(sim, [7, 8], detect_deletions=True)
+    first = run_tap(config, tmp_path, "--catalog", catalog)
+    assert first.returncode == 0, first.stderr
+    sim.set_count(7, 600, at="start")
+    second = run_with_state(config, tmp_path, last_state(first), "--catalog", catalog)
+    assert second.returncode == 0, second.stderr
+
+    assert len(deletions(second)) == 100
+    for stream in STREAMS:
+        schema = second.schema(stream)
+        assert schema["properties"][DELETED_AT] == {
+            "type": ["string", "null"],
+            "format": "date-time",
+        }
+    assert_records_match_schemas(first)
+    assert_records_match_schemas(second)
+
+
+def test_partition_keys_missing_from_a_catalog_are_in_the_schema(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 300)])
+    config = config_for(sim, [7])
+
+    def drop_assignment_id(stream: dict) -> None:
+        stream["schema"]["properties"].pop("assignment_id", None)
+        stream["metadata"] = [m for m in stream["metadata"] if "assignment_id" not in m["breadcrumb"]]
+
+    catalog = discovered_catalog(config, tmp_path, drop_assignment_id)
+    run = run_tap(config, tmp_path, "--catalog", catalog)
+    assert run.returncode == 0, run.stderr
+    assert run.schema()["properties"]["assignment_id"]["type"] == "integer"
+    assert {r["assignment_id"] for r in run.records()} == {7}
+    assert_records_match_schemas(run)
+
+
+@pytest.mark.parametrize(
+    ("field", "declared", "problem"),
+    [
+        (DELETED_AT, {"type": "integer"}, "declares _sdc_deleted_at as integer"),
+        ("assignment_id", {"type": ["string", "null"]}, "declares assignment_id as string"),
+        # A deletion record carries only its key: every other column must allow null.
+        ("crm__standard_info__name", {"type": "string"}, "crm__standard_info__name may not be null"),
+    ],
+)
+def test_a_catalog_that_cannot_match_the_records_stops_the_run(
+    simulator, tmp_path, field, declared, problem
+):
+    sim = simulator([plain_assignment(7, 300)])
+    config = config_for(sim, [7], detect_deletions=True)
+
+    def redeclare(stream: dict) -> None:
+        if stream["tap_stream_id"] == "customers":
+            stream["schema"]["properties"][field] = declared
+
+    catalog = discovered_catalog(config, tmp_path, redeclare)
+    run = run_tap(config, tmp_path, "--catalog", catalog)
+    assert run.returncode == 1
+    assert run.last_stderr_line.startswith("tap-cube: error: customers: the catalog ")
+    assert problem in run.last_stderr_line
+    assert "run discovery again" in run.last_stderr_line
+    assert "Traceback" not in run.stderr
+    assert run.records() == []
