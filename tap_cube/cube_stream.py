@@ -22,10 +22,12 @@ from tap_cube.catalog import reconcile
 from tap_cube.client import CubeClient
 from tap_cube.coercion import RecordCoercion
 from tap_cube.completeness import CompleteRead
+from tap_cube.converters import INT64_MAX, INT64_MIN
 from tap_cube.deletions import DELETED_AT, DELETED_AT_SCHEMA
 from tap_cube.errors import InaccessibleError
 from tap_cube.fetch import PagePipeline, RequestGate
 from tap_cube.pagination import CubeNextLinkPaginator, query_pairs
+from tap_cube.progress import PROGRESS_INTERVAL
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
@@ -35,6 +37,17 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.singerlib import Catalog
     from singer_sdk.tap_base import Tap
+
+
+def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
+    """An integer property with the int64 range that coerce() keeps to; others as they are.
+
+    Declaring it makes targets pick bigint: without it pipelinewise-target-postgres picks
+    numeric and target-duckdb HUGEINT.
+    """
+    if "integer" not in prop.get("type", ()):
+        return prop
+    return {**prop, "minimum": INT64_MIN, "maximum": INT64_MAX}
 
 
 class CubeStream(RESTStream[t.Any]):
@@ -58,6 +71,8 @@ class CubeStream(RESTStream[t.Any]):
     optional: bool = False
     #: Whether detect_deletions applies: full lists keyed by `record_id_field`.
     tracks_deletions: bool = False
+    #: Seconds between two progress lines of a long partition (tap_cube/progress.py).
+    progress_interval: float = PROGRESS_INTERVAL
     #: The partition's fields, which the SDK adds to every record from its context.
     key_schema: t.ClassVar[dict[str, t.Any]] = {}
     # coerce() makes every record match the schema, cheaper than the SDK's generic
@@ -70,8 +85,11 @@ class CubeStream(RESTStream[t.Any]):
         super().__init__(tap=tap, schema=schema)
         self.client = CubeClient(self, self.config, self.requests_session, gate)
         self._gate = gate
+        properties = self.schema["properties"]
         for name, prop in self.added_properties().items():
-            self.schema["properties"].setdefault(name, prop)
+            properties.setdefault(name, prop)
+        for name, prop in properties.items():
+            properties[name] = int64_bounded(prop)
         if self.detects_deletions:
             # A full-table state says nothing new mid-stream, and it carries every
             # partition's delivered ids: write it when the stream is done.
@@ -83,7 +101,7 @@ class CubeStream(RESTStream[t.Any]):
     def added_properties(self) -> dict[str, dict[str, t.Any]]:
         """What records carry whatever the schema says: the partition's fields and, when
         deletions are detected, `_sdc_deleted_at`."""
-        added = dict(self.key_schema)
+        added = {name: int64_bounded(prop) for name, prop in self.key_schema.items()}
         if self.detects_deletions:
             added[DELETED_AT] = DELETED_AT_SCHEMA
         return added

@@ -147,3 +147,28 @@ def test_a_catalog_without_the_catch_all_still_fits(simulator, tmp_path):
         assert_fits_and_keeps({**schema, "properties": schema["properties"]}, {}, record)
     (line,) = warnings_about(run.stderr, "customers", "crm__custom_info__70")
     assert "run discovery again to keep such values in _cube_unparsed" in line
+
+
+def test_every_integer_declares_the_bigint_range(simulator, tmp_path):
+    """Without bounds, pipelinewise-target-postgres makes integers `numeric` and target-duckdb
+    `HUGEINT`; the range of int64 (which coerce() keeps to) makes them `bigint` in every
+    target tested (see the README's Targets)."""
+    sim = messy_simulator(simulator)
+    config = config_for(
+        sim,
+        [9, 10],
+        crms=[{"data_owner_id": 3, "crm_type": "B2C"}],
+        start_date=str(date.today() - timedelta(days=3)),
+        detect_deletions=True,
+    )
+    run = run_tap(config, tmp_path, "--discover")
+    assert run.returncode == 0, run.stderr
+    integers = [
+        (stream["stream"], name, prop)
+        for stream in json.loads(run.stdout)["streams"]
+        for name, prop in stream["schema"]["properties"].items()
+        if "integer" in prop.get("type", ())
+    ]
+    assert {stream for stream, _, _ in integers} >= set(STREAMS)
+    for stream, name, prop in integers:
+        assert (prop.get("minimum"), prop.get("maximum")) == (-(2**63), 2**63 - 1), (stream, name)
