@@ -69,7 +69,9 @@ def reconcile(
     if deletion_fields is not None:
         for field, prop in properties.items():
             nullable = "null" in _types(prop) or "any" in _types(prop)
-            if field not in deletion_fields and (not nullable or field in schema.get("required", ())):
+            if field not in deletion_fields and (
+                not nullable or field in schema.get("required", ())
+            ):
                 msg = (
                     f"{name}: the catalog says {field} may not be null, but with "
                     f"detect_deletions a deletion record carries only its key; {RUN_DISCOVERY}"

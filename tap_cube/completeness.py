@@ -20,6 +20,7 @@ from tap_cube.deletions import deletion_records
 from tap_cube.errors import ApiError, IncompleteError
 from tap_cube.fetch import PageGoneError
 from tap_cube.pagination import page_body
+from tap_cube.progress import Progress
 from tap_cube.seen import SeenIds
 
 if t.TYPE_CHECKING:
@@ -48,6 +49,8 @@ class PartitionSource(Endpoint, t.Protocol):
     def client(self) -> CubeClient: ...
     @property
     def detects_deletions(self) -> bool: ...
+    @property
+    def progress_interval(self) -> float: ...
     @property
     def schema(self) -> dict[str, t.Any]: ...
 
@@ -144,6 +147,11 @@ class CompleteRead:
         """
         stream, where = self._stream, self._where
         record_id = stream.record_identity()
+        # Counted here, where the partition's pages are emitted in order: pages fetched
+        # ahead (of this partition or the next ones) are not read until they get here.
+        progress = Progress(
+            stream.logger, f"{stream.name}: {where}", interval=stream.progress_interval
+        )
         count: int | None = None
         changed_to: int | None = None
         distinct = pages = 0
@@ -188,6 +196,7 @@ class CompleteRead:
                         continue
                     self._delivered += 1
                     yield stream.coerce(record)
+                progress.update(pages, distinct, count, page_size)
         except PageGoneError:
             return f"ended at page {pages + 1}, which no longer exists (404 Invalid page.)"
         if not stream.paginated or count is None:
