@@ -7,12 +7,23 @@ import os
 import subprocess
 import sys
 import typing as t
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from tap_cube.simulator import Assignment, CubeSimulator, CustomField
+from tests.meltano_support import (
+    INSTALL_TIMEOUT,
+    INSTALLED_PLUGINS,
+    MELTANO,
+    MeltanoHome,
+    PgDatabase,
+)
 
 TOKEN = "sim-token-7f3a9c"  # distinctive, so a leak is found by a plain search
 USERNAME = "agent@example.no"
@@ -141,3 +152,57 @@ def pg_dsn() -> str:
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     return dsn
+
+
+@pytest.fixture(scope="session")
+def meltano(
+    pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> t.Callable[[str], MeltanoHome]:
+    """`meltano(name)`: a `.meltano` directory with the plugins installed, once per name.
+
+    Requests pg_dsn first, so that a machine without PostgreSQL skips before the slow
+    install. The plugins' downloads come from uv's cache after the first session.
+    """
+    if not MELTANO.exists():
+        pytest.fail(f"{MELTANO} is missing; run `uv sync` (meltano is in the dev group)")
+    base = tmp_path_factory.mktemp("meltano")
+    homes: dict[str, MeltanoHome] = {}
+
+    def home(name: str) -> MeltanoHome:
+        if name not in homes:
+            found = MeltanoHome(base / name)
+            found.run(
+                "install",
+                *INSTALLED_PLUGINS,
+                env={},
+                log=base / f"install-{name}.log",
+                timeout=INSTALL_TIMEOUT,
+            )
+            homes[name] = found
+        return homes[name]
+
+    return home
+
+
+@pytest.fixture
+def pg_database(pg_dsn: str) -> t.Iterator[PgDatabase]:
+    """A database of the test's own, dropped afterwards."""
+    name = f"tap_cube_e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        info = admin.info
+        database = PgDatabase(
+            name=name,
+            dsn=make_conninfo(pg_dsn, dbname=name),
+            host=info.host,
+            port=info.port,
+            user=info.user,
+            password=info.password or "",
+        )
+    try:
+        yield database
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

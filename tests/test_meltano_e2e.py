@@ -12,160 +12,25 @@ import datetime as dt
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import typing as t
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from tap_cube.coercion import CATCH_ALL
-from tap_cube.simulator import Assignment, Crm, CustomField
+from tap_cube.simulator import Assignment, Crm
+from tests.meltano_support import FIELD_TYPES, FIELDS, REPO, RUN_TIMEOUT, SCHEMA, SIM_TOKEN, tail
 from tests.test_coercion import represents, same_json
 
 if t.TYPE_CHECKING:
     from tap_cube.simulator import CubeSimulator
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parent.parent
-MELTANO = Path(sys.executable).with_name("meltano")
-SIM_TOKEN = "sim-token"  # what the `simulator` environment of meltano.yml sends
-SCHEMA = "cube"  # default_target_schema in meltano.yml
-INSTALL_TIMEOUT = 900
-RUN_TIMEOUT = 600
-
-FIELDS = [
-    CustomField(64, "Adresse", "text"),
-    CustomField(70, "Antall i husstanden", "integer"),
-    CustomField(71, "Fødselsdato", "date"),
-    CustomField(72, "Reservert mot telefonsalg", "boolean"),
-]
-FIELD_TYPES = {f"crm__custom_info__{f.id}": f.type for f in FIELDS}
-
-# Settings a developer may have exported for their own runs; none may leak into a test.
-FOREIGN_PREFIXES = ("MELTANO_", "TAP_CUBE_", "TARGET_POSTGRES_", "TARGET_CSV_")
-
-
-def tail(path: Path, lines: int = 60) -> str:
-    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass
-class MeltanoHome:
-    """One `.meltano` directory with the plugins installed, as one job's worker has it."""
-
-    sys_dir: Path
-
-    def env(self, extra: dict[str, str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_PREFIXES)}
-        env.update(
-            MELTANO_PROJECT_ROOT=str(REPO),
-            MELTANO_SYS_DIR_ROOT=str(self.sys_dir),
-            MELTANO_ENVIRONMENT="simulator",
-            MELTANO_CLI_LOG_LEVEL="info",
-        )
-        env.update(extra)
-        return env
-
-    def start(self, *args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            return subprocess.Popen(
-                [str(MELTANO), *args],
-                cwd=REPO,
-                env=self.env(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def run(self, *args: str, env: dict[str, str], log: Path, timeout: float = RUN_TIMEOUT) -> str:
-        process = self.start(*args, env=env, log=log)
-        try:
-            process.wait(timeout=timeout)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        assert process.returncode == 0, f"meltano {' '.join(args)} failed:\n{tail(log)}"
-        return log.read_text(encoding="utf-8", errors="replace")
-
-
-@pytest.fixture(scope="session")
-def meltano(
-    pg_dsn: str, tmp_path_factory: pytest.TempPathFactory
-) -> t.Callable[[str], MeltanoHome]:
-    """`meltano(name)`: a `.meltano` directory with the plugins installed, once per name.
-
-    Requests pg_dsn first, so that a machine without PostgreSQL skips before the slow
-    install. The plugins' downloads come from uv's cache after the first session.
-    """
-    if not MELTANO.exists():
-        pytest.fail(f"{MELTANO} is missing; run `uv sync` (meltano is in the dev group)")
-    base = tmp_path_factory.mktemp("meltano")
-    homes: dict[str, MeltanoHome] = {}
-
-    def home(name: str) -> MeltanoHome:
-        if name not in homes:
-            found = MeltanoHome(base / name)
-            found.run("install", env={}, log=base / f"install-{name}.log", timeout=INSTALL_TIMEOUT)
-            homes[name] = found
-        return homes[name]
-
-    return home
-
-
-@dataclass
-class PgDatabase:
-    name: str
-    dsn: str
-    host: str
-    port: int
-    user: str
-    password: str
-
-    def target_env(self) -> dict[str, str]:
-        """The loader's connection, as a deployment passes it: in the environment."""
-        return {
-            "TARGET_POSTGRES_HOST": self.host,
-            "TARGET_POSTGRES_PORT": str(self.port),
-            "TARGET_POSTGRES_USER": self.user,
-            # The loader demands a password even where the server trusts the client.
-            "TARGET_POSTGRES_PASSWORD": self.password,
-            "TARGET_POSTGRES_DATABASE": self.name,
-        }
-
-
-@pytest.fixture
-def pg_database(pg_dsn: str) -> t.Iterator[PgDatabase]:
-    """A database of the test's own, dropped afterwards."""
-    name = f"tap_cube_e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        info = admin.info
-        database = PgDatabase(
-            name=name,
-            dsn=make_conninfo(pg_dsn, dbname=name),
-            host=info.host,
-            port=info.port,
-            user=info.user,
-            password=info.password or "",
-        )
-    try:
-        yield database
-    finally:
-        with psycopg.connect(pg_dsn, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def sim_rows(sim: CubeSimulator, assignment_ids: list[int]) -> dict[tuple[int, str], dict]:
