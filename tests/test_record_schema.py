@@ -172,3 +172,24 @@ def test_every_integer_declares_the_bigint_range(simulator, tmp_path):
     assert {stream for stream, _, _ in integers} >= set(STREAMS)
     for stream, name, prop in integers:
         assert (prop.get("minimum"), prop.get("maximum")) == (-(2**63), 2**63 - 1), (stream, name)
+
+
+def test_flattening_turns_the_catch_all_into_json_text(simulator, tmp_path):
+    """The CSV workaround: with the SDK's flattening on, `_cube_unparsed` leaves the tap as
+    JSON text, which target-csv writes as is (it writes an object as a Python repr).
+
+    It relies on the catch-all declaring no `properties`: an object with `properties: {}`
+    would be flattened into no column at all, and its values lost.
+    """
+    sim = simulator([Assignment(9, 600, custom_fields=FIELDS, messy=True)])
+    config = config_for(sim, [9], flattening_enabled=True, flattening_max_depth=1)
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.schema()["properties"][CATCH_ALL] == {"type": ["string", "null"]}
+    served = {c["crm__customer_id"]: c for c in sim.customers(9)}
+    kept = [r for r in run.records() if r.get(CATCH_ALL)]
+    assert kept
+    for record in kept:
+        values = json.loads(record[CATCH_ALL])
+        original = served[record["crm__customer_id"]]
+        assert values == {name: original[name] for name in values}
