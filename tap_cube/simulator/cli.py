@@ -47,6 +47,16 @@ def _crm_arg(text: str) -> Crm:
         raise argparse.ArgumentTypeError(f"expected ID/B2C=COUNT, got {text!r}") from None
 
 
+def _removal_arg(text: str) -> tuple[int, int]:
+    ident, sep, count = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError(text)
+        return int(ident), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ID=COUNT, got {text!r}") from None
+
+
 def _write_atomically(path: str, text: str) -> None:
     # A reader polling for the file never sees it half-written.
     directory = os.path.dirname(os.path.abspath(path))
@@ -99,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ID/TYPE=COUNT",
         help="serve this data owner's CRM, e.g. 3/B2C=500 (repeatable)",
     )
+    parser.add_argument(
+        "--remove",
+        action="append",
+        type=_removal_arg,
+        default=[],
+        metavar="ID=COUNT",
+        help="serve assignment ID without its first COUNT customers, as if deleted in Cube",
+    )
     parser.add_argument("--quirk", action="append", choices=QUIRKS, default=[])
     parser.add_argument("--ready-file", help="write the base url here once listening")
     args = parser.parse_args(argv)
@@ -122,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
     )
+    for assignment_id, removed in args.remove:
+        served = len(simulator.customers(assignment_id))
+        simulator.set_count(assignment_id, max(0, served - removed), at="start")
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
