@@ -24,8 +24,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib import CatalogEntry
 
 RUN_DISCOVERY = (
-    "run discovery again (`tap-cube --discover`; with Meltano, `meltano run --refresh-catalog "
-    "…` or `meltano select` after changing the setting)"
+    "run discovery again (`tap-cube --discover`; with Meltano, `meltano run --refresh-catalog …`)"
 )
 
 

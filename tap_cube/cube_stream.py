@@ -110,7 +110,8 @@ class CubeStream(RESTStream[t.Any]):
     def apply_catalog(self, catalog: Catalog) -> None:
         """The given catalog's entry, reconciled first with what records carry (catalog.py)."""
         entry = catalog.get_stream(self.name)
-        if entry is not None:
+        # A stream the catalog leaves unselected emits nothing, so nothing to reconcile.
+        if entry is not None and entry.metadata.resolve_selection()[()]:
             carried = [*self.key_schema, str(self.record_id_field), DELETED_AT]
             reconcile(entry, self.added_properties(), carried if self.detects_deletions else None)
         super().apply_catalog(catalog)

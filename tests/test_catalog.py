@@ -21,13 +21,18 @@ from tests.test_deletions import deletions, last_state, run_with_state
 STREAMS = ("customers", "customer_custom_fields", "callflow_customers")
 
 
+def root(stream: dict) -> dict:
+    """The stream's own metadata (breadcrumb [])."""
+    return next(m["metadata"] for m in stream["metadata"] if m["breadcrumb"] == [])
+
+
 def discovered_catalog(config: dict, tmp_path, edit=None) -> str:
     """The catalog `--discover` gives for `config`, every stream selected, saved to a file."""
     run = run_tap(config, tmp_path, "--discover")
     assert run.returncode == 0, run.stderr
     catalog = json.loads(run.stdout)
     for stream in catalog["streams"]:
-        stream["metadata"][0]["metadata"]["selected"] = True  # breadcrumb [] comes first
+        root(stream)["selected"] = True
         if edit is not None:
             edit(stream)
     path = tmp_path / "catalog.json"
@@ -122,3 +127,19 @@ def test_a_catalog_that_cannot_match_the_records_stops_the_run(
     assert "run discovery again" in run.last_stderr_line
     assert "Traceback" not in run.stderr
     assert run.records() == []
+
+
+def test_an_unselected_stream_is_not_held_to_its_records(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 300)])
+    config = config_for(sim, [7], detect_deletions=True)
+
+    def unselect_and_break_callflow(stream: dict) -> None:
+        if stream["tap_stream_id"] == "callflow_customers":
+            root(stream)["selected"] = False
+            stream["schema"]["properties"][DELETED_AT] = {"type": "integer"}
+
+    catalog = discovered_catalog(config, tmp_path, unselect_and_break_callflow)
+    run = run_tap(config, tmp_path, "--catalog", catalog)
+    assert run.returncode == 0, run.stderr
+    assert run.records("callflow_customers") == []
+    assert len(run.records()) == 300
