@@ -226,6 +226,8 @@ def endpoint_of(url: str) -> tuple[str, str | None, str] | None:
     path = parts.path.removeprefix("/api/v1")
     for pattern, endpoint, stream in ENDPOINTS:
         if re.fullmatch(pattern, path):
+            # External users' /client_access/campaigns lists what /campaigns does.
+            path = path.removeprefix("/client_access")
             request = path + (f"?{parts.query}" if parts.query else "")
             return endpoint, stream, request
     return None
