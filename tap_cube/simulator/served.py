@@ -48,10 +48,11 @@ def _elided_row(row: dict[str, object], number: int) -> dict[str, object]:
     copy = dict(row)
     for field in _IDENTITIES:
         value = copy.get(field)
+        # The row's own id with the number appended: distinct from every other's.
         if type(value) is int:
-            copy[field] = value + 10_000_000 + number
+            copy[field] = value * 1_000_000 + number
         elif isinstance(value, str) and value.isdigit():
-            copy[field] = str(int(value) + 10_000_000 + number)
+            copy[field] = f"{value}{number:06d}"
         elif isinstance(value, str) and value:
             copy[field] = f"{value}-{number}"
         # "" (an anonymized customer) stays "": such rows share it.
