@@ -344,7 +344,7 @@ def test_campaigns_and_call_outcomes(sim, session):
     row = window["results"][0]
     # As CallOutcomes.md writes it: milliseconds and an offset without a colon (winter).
     assert re.fullmatch(
-        r"2026-02-[0-9]{2}T[0-9:]{8}\.[0-9]{3}\+0100",
+        r"2026-03-0[1-5]T[0-9:]{8}\.[0-9]{3}\+0100",
         row["call_outcome__report_as__submitted_when_timestamp"],
     )
     assert {"crm__customer_id", "call_outcome__type", "segment__name", "campaign__name"} <= set(row)
