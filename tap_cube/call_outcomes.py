@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from typing_extensions import override
 
+from tap_cube.converters import instant
 from tap_cube.errors import ApiError, ConfigError
 from tap_cube.schema import CUSTOM_FIELD_PREFIX
 from tap_cube.streams import CampaignStream, CrmStream, CustomersBase
@@ -23,6 +24,10 @@ if t.TYPE_CHECKING:
 
 CALL_OUTCOME_TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
 CALL_OUTCOME_SUBMITTED_WHEN = "call_outcome__report_as__submitted_when"
+#: The local minute a row was submitted, as the 2019 notes name it.
+CALL_OUTCOME_SUBMITTED_WHEN_2019 = "call_outcome__submitted_when"
+#: Where a row says when it was submitted, best first: the timestamp, then the minute.
+SUBMITTED = (CALL_OUTCOME_TIMESTAMP, CALL_OUTCOME_SUBMITTED_WHEN, CALL_OUTCOME_SUBMITTED_WHEN_2019)
 CALL_OUTCOME_EXTRA = "call_outcome__extra"
 PRODUCT_EXTRA = "product__extra"
 SUBMISSION_SEQ = "submission_seq"
@@ -32,10 +37,29 @@ CALL_OUTCOME_PROPERTIES: dict[str, t.Any] = {
     "call_outcome__comment": {"type": ["string", "null"]},
     "call_outcome__report_as__submitted_by": {"type": ["string", "null"]},
     "call_outcome__report_as__submitted_in_department": {"type": ["string", "null"]},
+    "call_outcome__report_as__submitted_in_team": {
+        "type": ["string", "null"],
+        "description": "The notes' name for submitted_in_department since 2022",
+    },
     CALL_OUTCOME_SUBMITTED_WHEN: {"type": ["string", "null"]},
+    CALL_OUTCOME_SUBMITTED_WHEN_2019: {
+        "type": ["string", "null"],
+        "description": "submitted_when as the 2019 notes name it",
+    },
+    "call_outcome__submitted_by": {
+        "type": ["string", "null"],
+        "description": "submitted_by as the 2019 notes name it",
+    },
+    "call_outcome__submitted_in_department": {
+        "type": ["string", "null"],
+        "description": "submitted_in_department as the 2019 notes name it",
+    },
     CALL_OUTCOME_TIMESTAMP: {"type": "string", "format": "date-time"},
     "call_outcome__additional_input_text": {"type": ["string", "null"]},
     "campaign__name": {"type": ["string", "null"]},
+    "assignment__name": {"type": ["string", "null"], "description": "Assignment era"},
+    "client__short_name": {"type": ["string", "null"], "description": "Assignment era"},
+    "crm_type__name": {"type": ["string", "null"], "description": "B2C or B2B (2019 notes)"},
     "campaign__crm_type": {"type": ["string", "null"]},
     "data_owner__name": {"type": ["string", "null"]},
     "segment__name": {"type": ["string", "null"]},
@@ -63,6 +87,11 @@ PRODUCT_PROPERTIES: dict[str, t.Any] = {
         "description": "The free-form product__extra__<label> fields, keyed by label",
     },
 }
+
+
+def bookmark_of(timestamp: str) -> str:
+    """A bookmark: the instant of an RFC 3339 date-time, in UTC, to the microsecond."""
+    return instant(timestamp).astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _api_date(day: date) -> str:
@@ -108,9 +137,7 @@ class DayWindowStream(CustomersBase):
 
         def identify(record: dict[str, t.Any]) -> object:
             customer = record.get("crm__customer_id")
-            submitted = record.get(CALL_OUTCOME_TIMESTAMP) or record.get(
-                CALL_OUTCOME_SUBMITTED_WHEN
-            )
+            submitted = next((record[f] for f in SUBMITTED if record.get(f)), None)
             if customer is None or not submitted:
                 return None
             same = (customer, submitted)
@@ -155,7 +182,7 @@ class DayWindowStream(CustomersBase):
         lookback = timedelta(days=int(self.config.get("call_outcomes_lookback_days", 1)))
         span = timedelta(days=int(self.config.get("call_outcomes_window_days", 30)) - 1)
         if bookmark:
-            start = datetime.fromisoformat(str(bookmark)).date() - lookback
+            start = instant(str(bookmark)).astimezone(self.zone).date() - lookback
         elif self.config.get("start_date"):
             start = datetime.fromisoformat(str(self.config["start_date"])).date()
         else:
@@ -183,20 +210,32 @@ class DayWindowStream(CustomersBase):
             }
             record[column] = extras or None
         if not record.get(CALL_OUTCOME_TIMESTAMP):
-            # The notes' examples carry only the local minute; it still orders and keys.
-            when = record.get(CALL_OUTCOME_SUBMITTED_WHEN)
-            if not when:
+            # Rows of the notes' examples carry only the local minute: it is the instant
+            # (in the `timezone` setting's zone) that orders and keys them.
+            when = next((record[f] for f in SUBMITTED[1:] if record.get(f)), None)
+            if when is None:
                 msg = (
                     f"{self.name}: the server sent a row without {CALL_OUTCOME_TIMESTAMP} "
                     "or its submitted_when; it cannot be keyed. Report it to Headshed."
                 )
                 raise ApiError(msg)
-            record[CALL_OUTCOME_TIMESTAMP] = datetime.fromisoformat(str(when)).isoformat()
+            record[CALL_OUTCOME_TIMESTAMP] = when
         return super().coerce(record)
 
     @override
+    def _increment_stream_state(
+        self, latest_record: dict[str, t.Any], *, context: Context | None = None
+    ) -> None:
+        # The SDK keeps the greatest bookmark by comparing text; text in UTC, all of one
+        # width, compares as the instants do, whatever offsets the rows were sent with.
+        value = latest_record.get(CALL_OUTCOME_TIMESTAMP)
+        if isinstance(value, str):
+            latest_record = {**latest_record, CALL_OUTCOME_TIMESTAMP: bookmark_of(value)}
+        super()._increment_stream_state(latest_record, context=context)
+
+    @override
     def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
-        started = datetime.now(UTC).isoformat(timespec="seconds")
+        started = bookmark_of(datetime.now(UTC).isoformat())
         for start, end in self.windows(context):
             window = {**(context or {}), "from_date": _api_date(start), "to_date": _api_date(end)}
             yield from super().read_partition(window)

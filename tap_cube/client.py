@@ -14,7 +14,7 @@ import time
 import typing as t
 from functools import cached_property
 from http import HTTPStatus
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import backoff
 import requests
@@ -247,9 +247,11 @@ class CubeClient:
                     f"401 ({exc.detail}). Check the credentials in the tap-cube settings."
                 )
                 raise AuthenticationError(msg) from None
-            if exc.status == HTTPStatus.NOT_FOUND and query and exc.detail == "Invalid page.":
+            if exc.status == HTTPStatus.NOT_FOUND and exc.from_api and _asks_a_page(query):
+                # The API's own 404 (a DRF body, in whatever language) for a numbered page
+                # of a list whose first page it served: that page is gone.
                 msg = (
-                    f"{where}: page ?{query} no longer exists (404 Invalid page.); rows "
+                    f"{where}: page ?{query} no longer exists (404 {exc.detail}); rows "
                     "were removed while the list was read"
                 )
                 raise PageGoneError(msg) from None
@@ -307,3 +309,8 @@ class CubeClient:
 
 def _partition_key(context: Context | None) -> tuple[t.Any, ...]:
     return tuple(context.values()) if context else ()
+
+
+def _asks_a_page(query: str | None) -> bool:
+    """Whether a request's query names a page number (DRF's `page`)."""
+    return bool(query) and any(name == "page" for name, _ in parse_qsl(query or ""))

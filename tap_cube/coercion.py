@@ -11,13 +11,23 @@ the schema does not declare. The README's coercion table describes the same rule
 
 from __future__ import annotations
 
+import functools
 import typing as t
 
-from tap_cube.converters import CONVERTERS, INT64_MAX, INT64_MIN, UNFIT, any_of, kind_of
+from tap_cube.converters import (
+    CONVERTERS,
+    INT64_MAX,
+    INT64_MIN,
+    UNFIT,
+    any_of,
+    kind_of,
+    to_date_time,
+)
 from tap_cube.errors import ApiError
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import tzinfo
 
 #: The catch-all column: values that fit no declared column, keyed by field.
 CATCH_ALL = "_cube_unparsed"
@@ -50,7 +60,8 @@ class RecordCoercion:
     recognised inline, and only the rest go through their kind's converter.
     """
 
-    def __init__(self, properties: dict[str, t.Any]) -> None:
+    def __init__(self, properties: dict[str, t.Any], zone: tzinfo | None = None) -> None:
+        """`zone`: where date-times without an offset are local times (None: unfit)."""
         self.keeps_unfit = CATCH_ALL in properties
         fields = {name: prop for name, prop in properties.items() if name != CATCH_ALL}
         self.declared = frozenset(fields)
@@ -67,6 +78,8 @@ class RecordCoercion:
             if kind == "any":
                 continue
             convert = CONVERTERS.get(kind) or any_of(frozenset(kind.split(" or ")))
+            if kind == "date-time" and zone is not None:
+                convert = functools.partial(to_date_time, zone=zone)
             self.converters[name] = convert
             if kind == "text" or (kind in ("integer", "boolean", "date") and nullable):
                 by_kind.setdefault(kind, []).append(name)

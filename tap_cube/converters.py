@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import typing as t
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 
 if t.TYPE_CHECKING:
@@ -38,10 +38,11 @@ _NUMBER_TEXT = re.compile(
 )
 _ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})", re.ASCII)
 _NORWEGIAN_DATE = re.compile(r"([0-9]{1,2})\.([0-9]{1,2})\.([0-9]{4})", re.ASCII)
-# RFC 3339, as JSON Schema's "date-time" format requires; a space may stand for the T.
+# A date-time as Cube writes it: RFC 3339, or with a space for the T, without seconds,
+# with an offset without a colon ("+0100", "+01"), or without an offset (local time).
 _DATE_TIME = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]"
-    r"([0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[-+][0-9]{2}:[0-9]{2}))",
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2})(:[0-9]{2}(?:\.[0-9]+)?)?"
+    r"(?:([Zz])|([-+][0-9]{2})(?::?([0-9]{2}))?)?",
     re.ASCII,
 )
 _BOOLEAN_TEXT = {
@@ -134,19 +135,55 @@ def to_date(value: object) -> object:
     return value if iso == value else iso  # the same object when it already fits
 
 
-def to_date_time(value: object) -> object:
-    """An RFC 3339 timestamp with its offset; a space between date and time becomes T."""
+def to_date_time(value: object, zone: tzinfo | None = None) -> object:
+    """An RFC 3339 date-time, its digits as sent: "2020-02-12T10:27:06.477+0100" becomes
+    "2020-02-12T10:27:06.477+01:00", "2018-11-27 09:24" (no offset: a local time of
+    `zone`) "2018-11-27T09:24:00+01:00".
+
+    A local time the clock skips (spring) gets the offset before the change, one it
+    passes twice (autumn) the first of its instants: zoneinfo's fold=0, the same answer
+    on every run. Without `zone` a time without an offset is UNFIT: its instant unknown.
+    """
     if type(value) is not str:
         return UNFIT
     match = _DATE_TIME.fullmatch(value.strip())
     if match is None:
         return UNFIT
-    text = f"{match[1]}T{match[2]}"
+    day, minute, seconds, utc, hours, minutes = match.groups()
+    wall = f"{day}T{minute}{seconds or ':00'}"
     try:
-        datetime.fromisoformat(text.upper())
-    except ValueError:  # 25:00, 2020-02-30, +24:00
+        # fromisoformat takes at most 6 fractional digits; the text keeps them all.
+        local = datetime.fromisoformat(wall[:26])
+    except ValueError:  # 25:00, 2020-02-30
         return UNFIT
+    if utc:
+        offset = "Z"
+    elif hours:
+        offset = f"{hours}:{minutes or '00'}"
+        if int(hours[1:]) > 23 or int(minutes or 0) > 59:
+            return UNFIT
+    elif zone is not None:
+        offset = _offset_text(local.replace(tzinfo=zone).utcoffset())
+    else:
+        return UNFIT
+    text = wall + offset
     return value if text == value else text  # the same object when it already fits
+
+
+def _offset_text(offset: timedelta | None) -> str:
+    """+HH:MM of a UTC offset (zoneinfo's are whole minutes)."""
+    minutes = int((offset or timedelta()).total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def instant(value: str) -> datetime:
+    """The aware datetime of an RFC 3339 date-time as to_date_time writes them."""
+    wall, offset = value[:-6], value[-6:]
+    if value.endswith(("Z", "z")):
+        wall, offset = value[:-1], "+00:00"
+    head, dot, fraction = wall.partition(".")
+    return datetime.fromisoformat(head + dot + fraction[:6] + offset)
 
 
 def to_text(value: object) -> object:

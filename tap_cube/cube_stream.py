@@ -28,9 +28,11 @@ from tap_cube.errors import InaccessibleError
 from tap_cube.fetch import PagePipeline, RequestGate
 from tap_cube.pagination import CubeNextLinkPaginator, query_pairs
 from tap_cube.progress import PROGRESS_INTERVAL
+from tap_cube.settings import DEFAULT_TIMEZONE, zone_of
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
+    from zoneinfo import ZoneInfo
 
     import requests
     from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
@@ -260,7 +262,12 @@ class CubeStream(RESTStream[t.Any]):
     @cached_property
     def _coercion(self) -> RecordCoercion:
         # The schema the SCHEMA message carries: a given catalog's, else the discovered one.
-        return RecordCoercion(self.effective_schema.get("properties", {}))
+        return RecordCoercion(self.effective_schema.get("properties", {}), self.zone)
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        """Where Cube's local times (without an offset) are: the `timezone` setting."""
+        return zone_of(self.config.get("timezone") or DEFAULT_TIMEZONE)
 
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """The record, every value of its declared type or kept in the catch-all column."""

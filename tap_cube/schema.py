@@ -44,7 +44,8 @@ def customer_properties(key_fields: dict[str, dict[str, t.Any]]) -> dict[str, t.
 
 
 def type_of_metadata(row: dict[str, t.Any]) -> str:
-    kind = str(row.get("type") or "text").lower()
+    # Some servers of 2021 name `type` `data__type` (CustomerCustomFields.md, November).
+    kind = str(row.get("type") or row.get("data__type") or "text").lower()
     return kind if kind in FIELD_TYPES else "text"
 
 

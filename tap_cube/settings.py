@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typing as t
 from importlib import metadata
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from singer_sdk import typing as th
 
@@ -17,6 +18,19 @@ def _version() -> str:
 
 #: The most pages fetched at once: more only invites throttling (and 429s pause all).
 MAX_CONCURRENCY = 32
+#: Cube is Norwegian: its local times are Oslo's unless the tenant says otherwise.
+DEFAULT_TIMEZONE = "Europe/Oslo"
+
+
+def zone_of(name: object) -> ZoneInfo:
+    """The time zone a `timezone` setting names; ValueError when there is none such."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(name)
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a directory
+        raise ValueError(name) from exc
+
 
 #: The tap's `config_jsonschema`; the rules it cannot say are in `validation`.
 SETTINGS: dict[str, t.Any] = th.PropertiesList(
@@ -108,6 +122,16 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
         description=(
             "Campaigns whose call outcomes and product registrations to read; default: "
             "every campaign of the configured assignments and data owners."
+        ),
+    ),
+    th.Property(
+        "timezone",
+        th.StringType,
+        default=DEFAULT_TIMEZONE,
+        title="Time zone",
+        description=(
+            "IANA time zone of the local times Cube sends without an offset (a row's "
+            "submitted_when minute, a timestamp without offset), e.g. Europe/Oslo."
         ),
     ),
     th.Property(

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from tap_cube.directory import discovers_crms
 from tap_cube.errors import ConfigError, scrubber
-from tap_cube.settings import MAX_CONCURRENCY, SETTINGS
+from tap_cube.settings import MAX_CONCURRENCY, SETTINGS, zone_of
 
 if t.TYPE_CHECKING:
     import logging
@@ -38,6 +38,7 @@ def check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
         *_partition_errors(config),
         *_number_errors(config),
         *_start_date_errors(config.get("start_date")),
+        *_timezone_errors(config.get("timezone")),
         *_ca_bundle_errors(config.get("ca_bundle")),
     ]
 
@@ -185,6 +186,19 @@ def _number_errors(config: t.Mapping[str, t.Any]) -> list[str]:
 def _start_date_errors(start_date: object) -> list[str]:
     if start_date is not None and not _is_date(start_date):
         return [f"start_date {start_date!r} is not a date; use YYYY-MM-DD"]
+    return []
+
+
+def _timezone_errors(name: object) -> list[str]:
+    if name is None:
+        return []
+    try:
+        zone_of(name)
+    except ValueError:
+        return [
+            f"timezone {name!r} is not a known IANA time zone; use a name such as "
+            "Europe/Oslo or UTC"
+        ]
     return []
 
 

@@ -61,10 +61,25 @@ dates_as_text = st.one_of(
     st.from_regex(r"[0-9]{1,5}[-.][0-9]{1,2}[-.][0-9]{1,5}", fullmatch=True),
     st.datetimes().map(lambda d: d.isoformat(sep=" ")),
 )
+offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59)
+date_times_as_text = st.one_of(
+    # As Cube writes them: offsets without a colon, a space for the T, no offset at all.
+    st.builds(
+        lambda moment, minutes, style: written(moment, minutes, style),
+        st.datetimes(min_value=dt.datetime(1900, 1, 1)),
+        offsets,
+        st.sampled_from(["colon", "no colon", "hours", "Z", "naive", "minute"]),
+    ),
+    st.from_regex(
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
+        r"(Z|[-+][0-9]{2}(:?[0-9]{2})?)?",
+        fullmatch=True,
+    ),
+)
 booleans_as_text = st.sampled_from(
     sorted(TRUE_WORDS | FALSE_WORDS | {"kanskje", "y", "n"})
 ).flatmap(mixed_case)
-odd_text = st.one_of(numbers_as_text, dates_as_text, booleans_as_text).flatmap(
+odd_text = st.one_of(numbers_as_text, dates_as_text, date_times_as_text, booleans_as_text).flatmap(
     lambda text: st.tuples(blanks, st.just(text), blanks).map("".join)
 )
 json_scalars = st.one_of(
@@ -84,6 +99,21 @@ json_values = st.one_of(
     st.lists(st.integers() | st.text(max_size=3), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3), max_size=2),
 )
+
+
+def written(moment: dt.datetime, minutes: int, style: str) -> str:
+    """`moment` at a UTC offset of `minutes`, written in one of Cube's styles."""
+    sign = "-" if minutes < 0 else "+"
+    hours, rest = divmod(abs(minutes), 60)
+    offset = {
+        "colon": f"{sign}{hours:02d}:{rest:02d}",
+        "no colon": f"{sign}{hours:02d}{rest:02d}",
+        "hours": f"{sign}{hours:02d}",
+        "Z": "Z",
+    }.get(style, "")
+    if style == "minute":
+        return moment.strftime("%Y-%m-%d %H:%M")
+    return moment.isoformat() + offset
 
 
 # --------------------------------------------------------------------------- the oracle
@@ -127,6 +157,20 @@ def day_of(text: str) -> dt.date | None:
     return None
 
 
+def instant_of(text: str) -> dt.datetime | None:
+    """The instant a date-time with an offset names, by strptime (which takes +0100,
+    +01:00 and Z alike); None without an offset or when it is no date-time."""
+    text = text.strip().replace(" ", "T", 1)
+    if re.search(r"[-+][0-9]{2}$", text):
+        text += "00"
+    for pattern in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z"):
+        try:
+            return dt.datetime.strptime(re.sub(r"(\.[0-9]{6})[0-9]+", r"\1", text), pattern)
+        except ValueError:
+            continue
+    return None
+
+
 def represents(kind: str, typed: object, original: object) -> bool:
     """Whether the typed column's value is the original value, in the column's type."""
     if typed is None:
@@ -146,6 +190,12 @@ def represents(kind: str, typed: object, original: object) -> bool:
             and isinstance(original, str)
             and day_of(original) == dt.date.fromisoformat(typed)
         )
+    if kind == "date-time":
+        if not isinstance(typed, str) or not isinstance(original, str):
+            return False
+        sent, emitted = instant_of(original), instant_of(typed)
+        # The same instant at the same offset: the same wall-clock time, too.
+        return sent is not None and sent == emitted and sent.utcoffset() == emitted.utcoffset()
     if " or " in kind or kind == "null":
         return same_json(typed, original)
     if kind == "text":
@@ -203,16 +253,18 @@ def schema_of(properties: dict[str, t.Any]) -> dict[str, t.Any]:
 
 # --------------------------------------------------------------------------- tests
 
-TYPED_FIELDS = {f"field_{kind}": dict(prop) for kind, prop in FIELD_TYPES.items()}
+#: The custom-field types, and the date-time of call outcomes and product registrations.
+KINDS = {**FIELD_TYPES, "date-time": {"type": ["string", "null"], "format": "date-time"}}
+TYPED_FIELDS = {f"field_{kind}": dict(prop) for kind, prop in KINDS.items()}
 
 
-@pytest.mark.parametrize("kind", sorted(FIELD_TYPES))
+@pytest.mark.parametrize("kind", sorted(KINDS))
 @settings(
     max_examples=EXAMPLES_PER_TYPE, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 @given(value=json_values)
 def test_every_value_fits_its_type_or_is_kept(kind, value):
-    schema = schema_of({"value": FIELD_TYPES[kind]})
+    schema = schema_of({"value": KINDS[kind]})
     original = {"value": value}
     record = RecordCoercion(schema["properties"])(json.loads(json.dumps(original)))
     assert_fits_and_keeps(schema, original, record)
@@ -261,11 +313,16 @@ def test_records_with_all_types_and_unknown_fields(original):
         ("text", False, "false"),
         ("text", "", ""),
         ("text", {"a": 1}, None),
+        ("date-time", "2020-02-12T10:27:06.477+0100", "2020-02-12T10:27:06.477+01:00"),
+        ("date-time", "2020-02-12T10:27:06+01", "2020-02-12T10:27:06+01:00"),
+        ("date-time", "2020-02-12 10:27:06Z", "2020-02-12T10:27:06Z"),
+        ("date-time", "2020-02-12T10:27:06", None),  # no offset, and no time zone given
+        ("date-time", "2020-02-30T10:27:06Z", None),
     ],
 )
 def test_documented_coercions(kind, sent, typed):
     """The README's coercion table, row by row."""
-    coercion = RecordCoercion(schema_of({"f": FIELD_TYPES[kind]})["properties"])
+    coercion = RecordCoercion(schema_of({"f": KINDS[kind]})["properties"])
     record = coercion({"f": sent})
     assert record["f"] == typed
     assert type(record["f"]) is type(typed)

@@ -67,9 +67,11 @@ def test_empty_page_with_a_next_link_is_read_again(simulator, tmp_path):
     assert "reading it again from page 1" in run.stderr
 
 
-def test_invalid_page_mid_list_is_read_again(simulator, tmp_path):
+@pytest.mark.parametrize("detail", ["Invalid page.", "Ugyldig side."])
+def test_invalid_page_mid_list_is_read_again(simulator, tmp_path, detail):
+    """The API's 404 for a later page: whatever language its detail is in."""
     sim = simulator([plain_assignment(7, 1500)])
-    sim.fail_next("/customers/?page=3", 404, json.dumps({"detail": "Invalid page."}))
+    sim.fail_next("/customers/?page=3", 404, json.dumps({"detail": detail}))
     run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path)
     assert run.returncode == 0, run.stderr
     records = ids_of(run.records())

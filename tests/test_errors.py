@@ -211,6 +211,14 @@ def test_invalid_start_date_names_the_setting(tmp_path):
     assert_fails_with(run, "start_date '2024-13-45' is not a date; use YYYY-MM-DD")
 
 
+@pytest.mark.parametrize("zone", ["Europe/Olso", "../etc/passwd", "", "+01:00"])
+def test_unknown_timezone_names_the_setting(tmp_path, zone):
+    config: dict[str, object] = {"api_url": "https://acme.headshed.com/api/v1"}
+    config |= {"auth_token": TOKEN, "assignment_ids": [1], "timezone": zone}
+    run = run_tap(config, tmp_path)
+    assert_fails_with(run, f"timezone {zone!r} is not a known IANA time zone")
+
+
 def test_array_setting_from_the_environment_shows_the_accepted_form(tmp_path):
     config = {"api_url": "https://acme.headshed.com/api/v1", "auth_token": TOKEN}
     run = run_tap(config, tmp_path, "--config", "ENV", env={"TAP_CUBE_ASSIGNMENT_IDS": "1,2"})

@@ -17,6 +17,7 @@ import time
 import typing as t
 import uuid
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -354,13 +355,17 @@ def test_meltano_run_with_data_owners_discovered(simulator, meltano, pg_database
         for table, rows in served.items():
             # upserted on the key: the lookback window again, plus the two new sales
             assert sum(count_by(conn, table, "crm__customer_id").values()) == len(rows), table
+        # Product rows carry only the local minute of their sale (its instant in Oslo).
         # The loader may keep the time in UTC; generated sales are all in working hours.
+        minute = dt.datetime.fromisoformat(stamp[:16]).replace(tzinfo=ZoneInfo("Europe/Oslo"))
+        times = (minute.strftime("%H:%M:%S"), minute.astimezone(dt.UTC).strftime("%H:%M:%S"))
         twins = conn.execute(
             sql.SQL(
                 "SELECT crm__customer_id, submission_seq FROM {}.product_registrations "
                 "WHERE to_char(call_outcome__report_as__submitted_when_timestamp, "
-                "'HH24:MI:SS') IN ('21:15:07', '20:15:07') ORDER BY submission_seq"
-            ).format(sql.Identifier(SCHEMA))
+                "'HH24:MI:SS') IN (%s, %s) ORDER BY submission_seq"
+            ).format(sql.Identifier(SCHEMA)),
+            times,
         ).fetchall()
         types = column_types(conn, "product_registrations")
     assert twins == [("", 1), ("", 2)], types["call_outcome__report_as__submitted_when_timestamp"]

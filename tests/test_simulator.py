@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import collections
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -341,7 +342,11 @@ def test_campaigns_and_call_outcomes(sim, session):
     window = session.get(url, params={"from_date": "20260201", "to_date": "20260305"}).json()
     assert window["count"] == 5 * 3  # outcomes exist from 1 March only
     row = window["results"][0]
-    assert row["call_outcome__report_as__submitted_when_timestamp"].endswith("+01:00")
+    # As CallOutcomes.md writes it: milliseconds and an offset without a colon (winter).
+    assert re.fullmatch(
+        r"2026-03-0[1-5]T[0-9:]{8}\.[0-9]{3}\+0100",
+        row["call_outcome__report_as__submitted_when_timestamp"],
+    )
     assert {"crm__customer_id", "call_outcome__type", "segment__name", "campaign__name"} <= set(row)
     assert sim.call_outcomes(1011, date(2026, 2, 1), date(2026, 3, 5)) == window["results"]
 
@@ -414,11 +419,15 @@ def test_data_owner_outcomes_and_product_registrations(session):
         anonymized = [r for r in registrations if r["crm__customer_id"] == ""]
         assert anonymized
         assert {r["crm__standard_info__name"] for r in anonymized} == {"Anonymized"}
+        # As Products.md shows them: only the local minute, no timestamp.
+        assert not any(
+            "call_outcome__report_as__submitted_when_timestamp" in r for r in registrations
+        )
         twice = collections.Counter(
-            (r["crm__customer_id"], r["call_outcome__report_as__submitted_when_timestamp"])
+            (r["crm__customer_id"], r["call_outcome__report_as__submitted_when"])
             for r in registrations
         )
-        assert max(twice.values()) == 2  # a sale of two products: one customer, one second
+        assert max(twice.values()) == 2  # a sale of two products: one customer, one minute
         per_owner = pages(
             session, sim, "/data_owners/7/crm/B2C/product_registrations/?" + urlencode(window)
         )

@@ -23,6 +23,7 @@ from tap_cube.simulator.outcomes import CallOutcomes
 from tap_cube.simulator.page_cache import PageCache
 from tap_cube.simulator.paging import NEXT_STYLES, QUIRKS, Paginator
 from tap_cube.simulator.routes import Router
+from tap_cube.simulator.served import ServedBodies
 from tap_cube.simulator.server import Listener
 from tap_cube.simulator.store import Store
 from tap_cube.simulator.views import Views
@@ -153,7 +154,10 @@ class CubeSimulator:
             self._cache, lambda: self.origin, page_size, next_style, quirk_set
         )
         views = Views(self._store, self._campaigns, self._outcomes, self._paginator, self._cache)
-        self._router = Router(self._store, self._campaigns, views, self._credentials, self._faults)
+        self._served = ServedBodies(lambda: self.origin)
+        self._router = Router(
+            self._store, self._campaigns, views, self._credentials, self._faults, self._served
+        )
         self._listener = Listener(host, port, tls, self._router.respond, self.requests, self._cache)
 
     # ------------------------------------------------------------------ lifecycle
@@ -301,6 +305,19 @@ class CubeSimulator:
     ) -> None:
         """Merge `changes` into the outcome at `position` (0-based) within `day`."""
         self._outcomes.update(campaign_id, day, position, changes)
+
+    # ------------------------------------------------------------------ served bodies
+
+    def serve(self, path: str, body: bytes | str, window: tuple[date, date] | None = None) -> None:
+        """Answer GET `path` (e.g. "/campaigns/140/call_outcomes/") with `body` verbatim.
+
+        For a page whose `count` exceeds its rows, the rows it elides are served on the
+        pages after it (see served.py). With `window`, only requests for from_date and
+        to_date around it get the body, other windows an empty list. Authentication and
+        scripted faults apply as to any request; the path must be one the API routes.
+        """
+        raw = body.encode() if isinstance(body, str) else body
+        self._served.serve(f"/api/v1/{path.lstrip('/')}", raw, window)
 
     # ------------------------------------------------------------------ scripted faults
 

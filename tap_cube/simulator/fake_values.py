@@ -122,7 +122,7 @@ def _standard_pool() -> tuple[tuple[str, ...], tuple[str, ...]]:
         values: dict[str, object] = {
             "crm__standard_info__phone_2": "" if (e >> 10) & 3 else str(22000000 + f % 1000000),
             "crm__standard_info__phone_3": (
-                "" if (e >> 12) & 15 else f"+47 9{(f >> 20) % 10000000:07d}"
+                "" if (e >> 12) & 15 else f"+479{(f >> 20) % 10000000:07d}"
             ),
             "crm__standard_info__email": _EMAILS[name << 2 | (e >> 17) & 3] if e >> 16 & 1 else "",
             "crm__change_log__updated": _CHANGE_DATES[(e >> 19) & 2047],

@@ -50,13 +50,14 @@ _PRODUCT_CATALOG = (
 
 
 def _oslo_offset(day: date) -> str:
-    """UTC offset of Europe/Oslo in working hours of `day` (no tzdata needed)."""
+    """UTC offset of Europe/Oslo in working hours of `day` (no tzdata needed), as Cube
+    writes it: without a colon ("+0100")."""
 
     def last_sunday(month: int) -> date:
         d = date(day.year, month, 31)
         return d - timedelta(days=(d.weekday() + 1) % 7)
 
-    return "+02:00" if last_sunday(3) <= day < last_sunday(10) else "+01:00"
+    return "+0200" if last_sunday(3) <= day < last_sunday(10) else "+0100"
 
 
 def _outcome_hash(camp: Campaign, day: date, k: int) -> int:
@@ -85,10 +86,11 @@ def generated_outcome(
     rec["call_outcome__subtype"] = subtypes[(h >> 44) % len(subtypes)]
     rec["call_outcome__comment"] = _COMMENTS[(h >> 48) & 7]
     rec["call_outcome__report_as__submitted_by"] = EDITORS[(h >> 36) & 7]
-    rec["call_outcome__report_as__submitted_in_department"] = "Default"
+    rec["call_outcome__report_as__submitted_in_team"] = "Default"
     rec["call_outcome__report_as__submitted_when"] = stamp
+    # As CallOutcomes.md shows it: milliseconds, and an offset without a colon.
     rec["call_outcome__report_as__submitted_when_timestamp"] = (
-        f"{day}T{stamp[11:]}:{(h >> 32) % 60:02d}{_oslo_offset(day)}"
+        f"{day}T{stamp[11:]}:{(h >> 32) % 60:02d}.{(h >> 8) % 1000:03d}{_oslo_offset(day)}"
     )
     rec["call_outcome__extra__Produkt"] = _PRODUCTS[(h >> 52) & 3] if kind == "Salg" else ""
     rec["call_outcome__extra__Bindingstid"] = _BINDING[(h >> 54) & 3] if kind == "Salg" else ""
@@ -108,6 +110,15 @@ def generated_outcome(
     return rec
 
 
+def product_row(outcome: dict[str, object], product: dict[str, object]) -> dict[str, object]:
+    """A product registration: its sale's outcome row and the product, with only the local
+    minute of the sale, as Products.md shows them (no `…_submitted_when_timestamp`)."""
+    row = {**outcome, **product}
+    if "call_outcome__report_as__submitted_when_timestamp" not in product:
+        row.pop("call_outcome__report_as__submitted_when_timestamp", None)
+    return row
+
+
 def generated_products(
     camp: Campaign, day: date, k: int, outcome: dict[str, object]
 ) -> list[dict[str, object]]:
@@ -119,14 +130,12 @@ def generated_products(
     # Two of the same product happen (two mobile subscriptions in one call).
     for i in range(1 + (p & 1)):
         code, title, price = _PRODUCT_CATALOG[(p >> (2 + 2 * i)) & 3]
-        rows.append(
-            {
-                **outcome,
-                "product__code": code,
-                "product__title": title,
-                "product__price": price,
-                "product__extra__Bindingstid": _BINDING[(p >> (8 + 2 * i)) & 3],
-                "product__extra__Antall": "" if (p >> 12) & 1 else 1 + (p >> 13) % 3,
-            }
-        )
+        product: dict[str, object] = {
+            "product__code": code,
+            "product__title": title,
+            "product__price": price,
+            "product__extra__Bindingstid": _BINDING[(p >> (8 + 2 * i)) & 3],
+            "product__extra__Antall": "" if (p >> 12) & 1 else 1 + (p >> 13) % 3,
+        }
+        rows.append(product_row(outcome, product))
     return rows

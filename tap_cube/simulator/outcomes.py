@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING
 
 from tap_cube.simulator.container import anonymize
 from tap_cube.simulator.fake_values import encode
-from tap_cube.simulator.outcome_rows import generated_outcome, generated_products
+from tap_cube.simulator.outcome_rows import generated_outcome, generated_products, product_row
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from tap_cube.simulator.campaigns import Campaign, Campaigns
     from tap_cube.simulator.container import Snapshot
+
+_TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
+_SUBMITTED_WHEN = "call_outcome__report_as__submitted_when"
 
 #: A campaign with its container's snapshot and its days: (day, number of outcomes).
 Segment = tuple["Campaign", "Snapshot", list[tuple[date, int]]]
@@ -74,7 +77,7 @@ class CallOutcomes:
         outcome = self._outcome(camp, snap, day, k)
         given = self._products.get((camp.id, day, k))
         if given is not None:
-            return [{**outcome, **product} for product in given]
+            return [product_row(outcome, product) for product in given]
         return generated_products(camp, day, k, outcome)
 
     def _segments(self, camps: Iterable[Campaign], lo: date, hi: date) -> list[Segment]:
@@ -149,6 +152,10 @@ class CallOutcomes:
     ) -> dict[str, object]:
         camp = self._campaigns.by_id[campaign_id]
         changes = dict(changes or {})
+        stamp = changes.get(_TIMESTAMP)
+        if isinstance(stamp, str) and _SUBMITTED_WHEN not in changes:
+            # One submission: its local minute is the timestamp's (product rows show only it).
+            changes[_SUBMITTED_WHEN] = f"{stamp[:10]} {stamp[11:16]}"
         if anonymized:
             blank: dict[str, object] = {}
             anonymize(blank, camp.container.customer(camp.container.first, {}))

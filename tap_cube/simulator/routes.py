@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from tap_cube.simulator.campaigns import Campaigns
     from tap_cube.simulator.container import Container
     from tap_cube.simulator.faults import FaultPlan
+    from tap_cube.simulator.served import ServedBodies
     from tap_cube.simulator.store import Store
     from tap_cube.simulator.views import Views
 
@@ -31,12 +32,14 @@ class Router:
         views: Views,
         credentials: Credentials,
         faults: FaultPlan,
+        served: ServedBodies,
     ) -> None:
         self._store = store
         self._campaigns = campaigns
         self._views = views
         self._credentials = credentials
         self._faults = faults
+        self._served = served
 
     def respond(self, target: str, req: Request) -> Answer:
         """The answer to a request; `target` is its path and query exactly as sent."""
@@ -52,7 +55,7 @@ class Router:
             return denied
         if req.method not in ("GET", "HEAD"):
             return error(405, f'Method "{req.method}" not allowed.')
-        answer = view(req)
+        answer = self._served.answer(req) or view(req)
         if answer.status != 200:
             return answer
         return self._faults.after_success(answer, req.path + "?" + req.query)

@@ -1,0 +1,186 @@
+"""Date-times as Cube writes them: the converter, local times, DST, and bookmarks.
+
+Cube writes `…submitted_when_timestamp` with an offset without a colon
+("2020-02-12T10:27:06.477+0100") and product rows with only the local minute
+("2018-11-27 09:24"); both must become RFC 3339 date-times naming the same instant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import FormatChecker  # type: ignore[import-untyped]
+from rfc3339_validator import validate_rfc3339  # type: ignore[import-untyped]
+
+from tap_cube.call_outcomes import bookmark_of
+from tap_cube.coercion import CATCH_ALL_PROPERTY, RecordCoercion
+from tap_cube.converters import UNFIT, instant, to_date_time
+from tests.test_coercion import instant_of, written
+
+OSLO = ZoneInfo("Europe/Oslo")
+UTC = dt.UTC
+#: Zones with DST gaps and overlaps on both hemispheres, a half-hour one, and UTC.
+ZONES = [ZoneInfo(name) for name in ("Europe/Oslo", "America/Sao_Paulo", "Asia/Kolkata", "UTC")]
+
+
+def test_jsonschema_really_checks_date_time_formats():
+    """Without rfc3339-validator jsonschema silently passes any date-time: it is installed."""
+    checker = FormatChecker()
+    assert checker.conforms("2020-02-12T10:27:06.477+01:00", "date-time")
+    assert not checker.conforms("2020-02-12T10:27:06.477+0100", "date-time")
+    assert not checker.conforms("2018-11-27 09:24", "date-time")
+
+
+@pytest.mark.parametrize(
+    ("sent", "emitted"),
+    [
+        ("2020-02-12T10:27:06.477+0100", "2020-02-12T10:27:06.477+01:00"),  # the notes
+        ("2020-02-12T10:27:06.477+01:00", "2020-02-12T10:27:06.477+01:00"),
+        ("2020-02-12T10:27:06+01", "2020-02-12T10:27:06+01:00"),
+        ("2020-02-12T10:27:06-0330", "2020-02-12T10:27:06-03:30"),
+        ("2020-02-12T10:27:06Z", "2020-02-12T10:27:06Z"),
+        ("2020-02-12t10:27:06z", "2020-02-12T10:27:06Z"),
+        ("2020-02-12 10:27:06+01:00", "2020-02-12T10:27:06+01:00"),
+        (" 2020-02-12T10:27+0100 ", "2020-02-12T10:27:00+01:00"),
+        ("2020-02-12T10:27:06.123456789+0100", "2020-02-12T10:27:06.123456789+01:00"),
+    ],
+)
+def test_date_times_with_an_offset_need_no_time_zone(sent, emitted):
+    assert to_date_time(sent) == emitted
+    assert to_date_time(sent, OSLO) == emitted
+    assert validate_rfc3339(emitted)
+
+
+def test_a_date_time_that_fits_is_returned_as_is():
+    sent = "2020-02-12T10:27:06+01:00"
+    assert to_date_time(sent) is sent
+
+
+@pytest.mark.parametrize(
+    ("sent", "emitted"),
+    [
+        ("2018-11-27 09:24", "2018-11-27T09:24:00+01:00"),  # Products.md: the local minute
+        ("2020-06-12T10:27:06.477", "2020-06-12T10:27:06.477+02:00"),  # summer time
+        # The hour the clocks skip (last Sunday of March, 02:00 -> 03:00): the offset
+        # before the change, so 02:30+01:00, which is 03:30+02:00.
+        ("2026-03-29 02:30", "2026-03-29T02:30:00+01:00"),
+        # The hour the clocks pass twice (last Sunday of October): the first of them.
+        ("2026-10-25 02:30", "2026-10-25T02:30:00+02:00"),
+    ],
+)
+def test_local_times_take_the_offset_of_the_time_zone(sent, emitted):
+    assert to_date_time(sent, OSLO) == emitted
+    assert to_date_time(sent) is UNFIT  # without a zone, its instant is unknown
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "2020-02-30T10:00:00Z",
+        "2020-02-12T24:00:00Z",
+        "2020-02-12T10:60:00Z",
+        "2020-02-12T10:27:06+2400",
+        "2020-02-12T10:27:06+0160",
+        "2020-02-12",
+        "20200212T102706Z",
+        "2020-02-12T10:27:06 +01:00",
+        "yesterday",
+        "",
+    ],
+)
+def test_what_is_no_date_time_is_unfit(sent):
+    assert to_date_time(sent, OSLO) is UNFIT
+
+
+@pytest.mark.parametrize("sent", [20200212, 1.5, None, True, ["2020-02-12T10:27:06Z"]])
+def test_only_text_can_be_a_date_time(sent):
+    assert to_date_time(sent, OSLO) is UNFIT
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    moment=st.datetimes(min_value=dt.datetime(1900, 1, 1)),
+    minutes=st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59),
+    style=st.sampled_from(["colon", "no colon", "hours", "Z"]),
+)
+def test_any_offset_style_gives_the_same_instant_in_rfc_3339(moment, minutes, style):
+    if style == "hours":
+        minutes -= minutes % 60 if minutes >= 0 else -(-minutes % 60)
+    if style == "Z":
+        minutes = 0
+    sent = written(moment, minutes, style)
+    emitted = to_date_time(sent)
+    assert isinstance(emitted, str), sent
+    assert validate_rfc3339(emitted), (sent, emitted)
+    named = moment.replace(tzinfo=dt.timezone(dt.timedelta(minutes=minutes)))
+    assert instant_of(emitted) == named
+    assert instant(emitted) == named
+    assert to_date_time(emitted) is emitted  # converting again changes nothing
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    local=st.datetimes(min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2100, 1, 1)),
+    zone=st.sampled_from(ZONES),
+    minute_only=st.booleans(),
+)
+def test_local_times_get_the_zones_offset_deterministically(local, zone, minute_only):
+    """Any local time, DST gaps and overlaps included: the instant of fold=0, every time."""
+    if minute_only:
+        local = local.replace(second=0, microsecond=0)
+        sent = local.strftime("%Y-%m-%d %H:%M")
+    else:
+        sent = local.isoformat()
+    emitted = to_date_time(sent, zone)
+    assert isinstance(emitted, str), sent
+    assert validate_rfc3339(emitted), (sent, emitted)
+    expected = local.replace(tzinfo=zone, fold=0)
+    assert instant(emitted) == expected
+    assert instant(emitted).utcoffset() == expected.utcoffset()
+    # The wall-clock digits are kept as sent.
+    assert instant(emitted).replace(tzinfo=None) == local
+    assert to_date_time(sent, zone) == emitted
+
+
+def test_the_coercion_of_a_stream_reads_local_times_in_its_zone():
+    properties = {
+        "when": {"type": "string", "format": "date-time"},
+        **CATCH_ALL_PROPERTY,
+    }
+    record = RecordCoercion(properties, ZoneInfo("America/New_York"))({"when": "2018-11-27 09:24"})
+    assert record == {"when": "2018-11-27T09:24:00-05:00"}
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    moments=st.lists(
+        st.tuples(
+            st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2040, 1, 1)),
+            st.integers(min_value=-12 * 60, max_value=14 * 60),
+            st.sampled_from(["colon", "no colon", "Z"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_the_bookmark_is_the_latest_instant_across_mixed_offsets(moments):
+    """The SDK keeps the greatest bookmark by comparing text: bookmarks compare as instants."""
+    sent = [written(moment, 0 if style == "Z" else m, style) for moment, m, style in moments]
+    emitted = [t for t in (to_date_time(s) for s in sent) if isinstance(t, str)]
+    assert len(emitted) == len(sent)
+    latest = max(emitted, key=instant)
+    assert max(bookmark_of(t) for t in emitted) == bookmark_of(latest)
+    assert instant(bookmark_of(latest)) == instant(latest)
+    assert all(bookmark_of(t).endswith("+00:00") for t in emitted)
+    assert len({len(bookmark_of(t)) for t in emitted}) == 1  # one width: text order works
+
+
+def test_a_bookmark_across_the_autumn_overlap_is_the_later_instant():
+    """02:10+01:00 is after 02:50+02:00; as text they compare the other way round."""
+    first, later = "2026-10-25T02:50:00+02:00", "2026-10-25T02:10:00+01:00"
+    assert first > later
+    assert bookmark_of(later) > bookmark_of(first)
