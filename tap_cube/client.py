@@ -247,9 +247,12 @@ class CubeClient:
                     f"401 ({exc.detail}). Check the credentials in the tap-cube settings."
                 )
                 raise AuthenticationError(msg) from None
-            if exc.status == HTTPStatus.NOT_FOUND and query and exc.detail == "Invalid page.":
+            if exc.status == HTTPStatus.NOT_FOUND and query and exc.from_api:
+                # The API itself says a later page is not there: rows were removed while
+                # paging (DRF's "Invalid page."), or the partition went. Reading again
+                # from the first page tells which, whatever language `detail` is in.
                 msg = (
-                    f"{where}: page ?{query} no longer exists (404 Invalid page.); rows "
+                    f"{where}: page ?{query} no longer exists (404 {exc.detail}); rows "
                     "were removed while the list was read"
                 )
                 raise PageGoneError(msg) from None
