@@ -46,6 +46,13 @@ def query_for_page(base_params: QueryPairs, page: int) -> str:
     return urlencode(sorted([*base_params, ("page", str(page))]))
 
 
+#: The kinds of `next` link the tap does not follow.
+LEAVES_BY_PATH = "leaves the list (another path)"
+LEAVES_BY_QUERY = "leaves the list (without its own parameters)"
+REPEATS_REQUEST = "repeats the request"
+REPEATS_PAGE = "repeats a page already read"
+
+
 class CubeNextLinkPaginator(BaseHATEOASPaginator):
     """Follows `next` links; where a link is unusable, reads on by DRF's page number.
 
@@ -114,19 +121,29 @@ class CubeNextLinkPaginator(BaseHATEOASPaginator):
 
     def link_problem(self, link: ParseResult) -> str | None:
         """Why `link` is no page of this list still to read, or None when it is one."""
+        kind = self.link_kind(link)
+        if kind == LEAVES_BY_PATH:
+            return f"names another list ({link.path})"
+        if kind == LEAVES_BY_QUERY:
+            pairs = set(query_pairs(link.query))
+            changed = sorted({name for name, _ in set(self.first_params) - pairs})
+            return f"drops or changes {', '.join(changed)} of this list{_shown(link.query)}"
+        return None if kind is None else f"{kind}{_shown(link.query)}"
+
+    def link_kind(self, link: ParseResult) -> str | None:
+        """Which kind of unusable link `link` is (LEAVES_BY_PATH, ...), or None: usable."""
         pairs = query_pairs(link.query)
         # Only the path's end is compared: a proxy may put the API under another prefix.
         segments = _segments(link.path)
         tail = segments[-len(self._list_segments) :] if self._list_segments else segments
         if segments and tail != self._list_segments:
-            return f"names another list ({link.path})"
-        changed = sorted({name for name, _ in set(self.first_params) - set(pairs)})
-        if changed:
-            return f"drops or changes {', '.join(changed)} of this list{_shown(link.query)}"
+            return LEAVES_BY_PATH
+        if not set(self.first_params) <= set(pairs):
+            return LEAVES_BY_QUERY
         if pairs == self._current:
-            return f"repeats the request{_shown(link.query)}"
+            return REPEATS_REQUEST
         if pairs in self._seen:
-            return f"repeats a page already read{_shown(link.query)}"
+            return REPEATS_PAGE
         return None
 
     @override
