@@ -175,7 +175,7 @@ class TapCube(Tap):
                 is_flag=False,
                 flag_value="",
                 default=None,
-                metavar="[=DIR]",
+                metavar="[DIR]",
                 help=(
                     "Describe what the server sends (per endpoint: era, next links, each "
                     "field's JSON type and format class, never a value) and exit. With "

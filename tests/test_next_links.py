@@ -12,7 +12,16 @@ import json
 from datetime import date, timedelta
 
 import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from tap_cube.pagination import (
+    CubeNextLinkPaginator,
+    query_for_page,
+    query_pairs,
+    remember_body,
+)
 from tap_cube.simulator import Crm, CustomField
 from tests.conftest import config_for, plain_assignment, run_tap
 
@@ -43,8 +52,12 @@ def warnings_about_links(stderr):
 def test_next_link_that_repeats_the_request_reads_on_by_page_number(
     simulator, tmp_path, concurrency
 ):
-    # As the notes' data-owner customers example: `next` is the URL just requested.
-    sim = simulator([], crms=[crm(3, count=120)], page_size=50, quirks=("crm_next_repeats",))
+    # As the notes' data-owner customers example: `next` is the URL just requested, on
+    # the proxy's host (which does not exist: credentials go to the configured one only).
+    sim = simulator(
+        [], crms=[crm(3, count=120)], page_size=50, next_style="foreign",
+        quirks=("crm_next_repeats",),
+    )  # fmt: skip
     config = discovering(sim, max_concurrent_requests=concurrency)
     run = run_tap(config, tmp_path, timeout=120)
     assert run.returncode == 0, run.stderr
@@ -159,3 +172,53 @@ def test_later_page_gone_is_decided_by_status_and_shape_not_its_text(simulator, 
     ids = [r["crm__customer_id"] for r in run.records()]
     assert len(ids) == len(set(ids)) == 1500
     assert "reading it again from page 1" in run.stderr
+
+
+# --- the paginator alone, over generated lists and link styles ---------------------------
+
+LIST_PATH = "/data_owners/3/crm/B2C/product_registrations/"
+WINDOW = (("from_date", "20240101"), ("to_date", "20240131"))
+
+
+def link_for(style, page, pages):
+    """The `next` link a server of `style` puts on `page` of `pages`."""
+    origin = "http://cube-internal.proxy.local:8080/api/v1"
+    if page >= pages:
+        return None
+    if style == "drf":
+        return f"{origin}{LIST_PATH}?from_date=20240101&page={page + 1}&to_date=20240131"
+    if style == "repeats":
+        suffix = "" if page == 1 else f"&page={page}"
+        return f"{origin}{LIST_PATH}?from_date=20240101&to_date=20240131{suffix}"
+    if style == "elsewhere":
+        return f"{origin}/data_owners/3/crm/B2C/call_outcomes/?from_date=20240131&to_date=20240131"
+    return f"?from_date=20240101&page={page + 1}&to_date=20240131"  # relative
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    count=st.integers(min_value=0, max_value=2000),
+    size=st.integers(min_value=5, max_value=500),
+    styles=st.lists(st.sampled_from(["drf", "repeats", "elsewhere", "relative"]), min_size=1),
+)
+def test_every_page_is_asked_for_once_whatever_the_links(count, size, styles):
+    pages = max(1, -(-count // size))
+    paginator = CubeNextLinkPaginator("data owner 3 (B2C)", LIST_PATH, WINDOW)
+    asked: list[str | None] = [None]
+    unusable = []
+    while not paginator.finished:
+        page = len(asked)
+        response = requests.Response()
+        rows = min(size, count - (page - 1) * size)
+        style = styles[(page - 1) % len(styles)]
+        body = {"count": count, "next": link_for(style, page, pages), "results": [{}] * rows}
+        remember_body(response, body)
+        paginator.advance(response)
+        unusable.append(paginator.unusable_link is not None)
+        if not paginator.finished:
+            asked.append(paginator.token_query())
+    expected = [None] + [query_for_page(WINDOW, n) for n in range(2, pages + 1)]
+    assert [q and query_pairs(q) for q in asked] == [q and query_pairs(q) for q in expected]
+    for page, flagged in enumerate(unusable, start=1):
+        style = styles[(page - 1) % len(styles)]
+        assert flagged == (page < pages and style in ("repeats", "elsewhere"))

@@ -11,7 +11,7 @@ import json
 from datetime import date, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tap_cube.formats import STRING_CLASSES, StandIns, format_class, json_type, length_class
@@ -271,6 +271,7 @@ def tagged(cls, values):
 other_string_values = st.one_of([tagged(cls, values) for cls, values in OTHER_STRINGS.items()])
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(date_time_values(), other_string_values))
 def test_format_classes_and_stand_ins(case):
     cls, value = case
@@ -283,6 +284,7 @@ def test_format_classes_and_stand_ins(case):
         assert stand_in != value
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(min_value=100_000, max_value=999_999), unique=True, max_size=200))
 def test_stand_ins_keep_ids_distinct_and_consistent(ids):
     stand_ins = StandIns()
