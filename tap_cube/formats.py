@@ -181,7 +181,9 @@ class StandIns:
         candidate: object = value
         for _ in range(self._TRIES):
             candidate = self._make(value, cls)
-            if format_class(candidate) == cls and (kind, candidate) not in self._taken:
+            # The value itself only where its class holds nothing else ("", "0").
+            fresh = candidate != value and (kind, candidate) not in self._taken
+            if fresh and format_class(candidate) == cls:
                 break
         self._given[(kind, value)] = candidate
         self._taken.add((kind, candidate))
