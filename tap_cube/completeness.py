@@ -71,6 +71,8 @@ class CompleteRead:
         self.pages = 0
         self._delivered = 0
         self._duplicates = 0
+        #: Why a `next` link of this partition was not followed, from the first one seen.
+        self._unusable_link: str | None = None
 
     def records(self) -> Iterator[dict[str, t.Any]]:
         """The records of the partition, each exactly once, or an error that says why not."""
@@ -96,11 +98,18 @@ class CompleteRead:
                         self._delivered,
                     )
             else:
+                reads = f"read {MAX_REREADS + 1} times, the last read {problem}"
+                if self._unusable_link is None:
+                    why = f"the list kept changing while it was read; {reads}"
+                else:
+                    why = (
+                        "the server's next links are unusable and reading on by page "
+                        f"number did not add up either; {reads}"
+                    )
                 msg = (
-                    f"{where}: the list kept changing while it was read; read "
-                    f"{MAX_REREADS + 1} times, the last read {problem}. Records may be "
-                    "missing, so the run stops rather than load an incomplete list: run it "
-                    "again later, and report it to Headshed if it persists."
+                    f"{where}: {why}. Records may be missing, so the run stops rather than "
+                    "load an incomplete list: run it again later, and report it to Headshed "
+                    "if it persists."
                 )
                 raise IncompleteError(msg)
             if stream.detects_deletions:
@@ -177,6 +186,17 @@ class CompleteRead:
                         "instead of paging forever. Report it to Headshed."
                     )
                     raise ApiError(msg)
+                if page.unusable_link and self._unusable_link is None:
+                    self._unusable_link = page.unusable_link
+                    stream.logger.warning(
+                        "%s: %s: the server's next links are unusable (page %d's link %s); "
+                        "reading on by page number on the list's own path and query, "
+                        "checked against its count",
+                        stream.name,
+                        where,
+                        pages,
+                        page.unusable_link,
+                    )
                 if not page.records and page_body(page.response).get("next"):
                     return f"got an empty page {pages} that links to a next one"
                 for record in page.records:
@@ -198,7 +218,7 @@ class CompleteRead:
                     yield stream.coerce(record)
                 progress.update(pages, distinct, count, page_size)
         except PageGoneError:
-            return f"ended at page {pages + 1}, which no longer exists (404 Invalid page.)"
+            return f"ended at page {pages + 1}, which the server no longer has (404)"
         if not stream.paginated or count is None:
             return None
         if changed_to is not None:

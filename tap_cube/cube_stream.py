@@ -142,7 +142,8 @@ class CubeStream(RESTStream[t.Any]):
     def paginator_for(self, context: Context | None) -> CubeNextLinkPaginator:
         """The paginator of one partition's list."""
         params = query_pairs(urlencode(self.first_page_params(context), doseq=True))
-        return CubeNextLinkPaginator(self.describe_partition(context), params)
+        list_path = self.get_url(context).removeprefix(self.url_base)
+        return CubeNextLinkPaginator(self.describe_partition(context), list_path, params)
 
     @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:

@@ -20,12 +20,7 @@ from dataclasses import dataclass, field
 from typing_extensions import override
 
 from tap_cube.errors import Cancelled, CubeError
-from tap_cube.pagination import (
-    next_query,
-    page_body,
-    query_for_page,
-    query_pairs,
-)
+from tap_cube.pagination import query_for_page, query_pairs
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -37,7 +32,7 @@ if t.TYPE_CHECKING:
 
 
 class PageGoneError(CubeError):
-    """A later page answered `404 Invalid page.`: rows were removed while paging."""
+    """A later page answered the API's 404 (`Invalid page.`): rows were removed while paging."""
 
 
 @dataclass(slots=True)
@@ -47,6 +42,9 @@ class Page:
     count: int | None
     records: list[dict[str, t.Any]]
     response: requests.Response
+    #: Why this page's `next` link was not followed (the next page was asked for by
+    #: number instead); None when it was, or when there is none. Set as it is emitted.
+    unusable_link: str | None = None
 
 
 class RequestGate:
@@ -252,6 +250,7 @@ class PagePipeline:
         """Learn from an emitted page what to fetch next, and check it against the plan."""
         plan.pages_read += 1
         plan.paginator.advance(page.response)
+        page.unusable_link = plan.paginator.unusable_link
         if plan.pages_read == 1 and (
             plan.last_predicted is not None or (not plan.peeked and self._predict(plan, page))
         ):
@@ -261,12 +260,16 @@ class PagePipeline:
             plan.todo.append(plan.paginator.token_query())
 
     def _predict(self, plan: _Plan, first: Page) -> bool:
-        """Queue every page number the first page implies, if its links have DRF's shape."""
+        """Queue every page number the first page implies, if page 2 comes by its number.
+
+        That is the case when the first page links to page 2 as DRF numbers it, or when
+        its link is unusable and the paginator reads on by page number.
+        """
         if self._concurrency == 1 or not first.records or first.count is None:
             return False
-        link = next_query(page_body(first.response).get("next"))
+        second = plan.paginator.query_after_first(first.response)
         params = plan.paginator.first_params
-        if link is None or query_pairs(link) != query_pairs(query_for_page(params, 2)):
+        if second is None or query_pairs(second) != query_pairs(query_for_page(params, 2)):
             return False
         last = math.ceil(first.count / len(first.records))
         if last < 2:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing as t
 import weakref
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlparse
 
 from singer_sdk.pagination import BaseHATEOASPaginator
 from typing_extensions import override
@@ -37,18 +37,6 @@ def page_body(response: requests.Response) -> dict[str, t.Any]:
     return body
 
 
-def next_query(next_link: object) -> str | None:
-    """The query of a `next` link, the only part of it the tap trusts.
-
-    DRF builds absolute links from what its proxy passes on, so they may name `http://`
-    or an internal host. Requests always go to the configured base URL and the stream's
-    own path; the link only says which page comes next.
-    """
-    if not next_link or not isinstance(next_link, str):
-        return None
-    return urlsplit(next_link).query
-
-
 def query_pairs(query: str) -> QueryPairs:
     return tuple(sorted(parse_qsl(query, keep_blank_values=True)))
 
@@ -58,15 +46,44 @@ def query_for_page(base_params: QueryPairs, page: int) -> str:
     return urlencode(sorted([*base_params, ("page", str(page))]))
 
 
-class CubeNextLinkPaginator(BaseHATEOASPaginator):
-    """Follows `next` links until they are null, refusing to revisit a page or leave the list."""
+#: The kinds of `next` link the tap does not follow.
+LEAVES_BY_PATH = "leaves the list (another path)"
+LEAVES_BY_QUERY = "leaves the list (without its own parameters)"
+REPEATS_REQUEST = "repeats the request"
+REPEATS_PAGE = "repeats a page already read"
 
-    def __init__(self, description: str, first_params: QueryPairs) -> None:
+
+class CubeNextLinkPaginator(BaseHATEOASPaginator):
+    """Follows `next` links; where a link is unusable, reads on by DRF's page number.
+
+    A link is unusable when it repeats a page already read (the notes' data-owner
+    customers example links to the request itself) or leaves the list: another path,
+    or a query without this list's own parameters (the notes' product registrations
+    link to another window of `/call_outcomes/`). Then, while the page's `count` says
+    rows remain, the next page is the list's own path and query with `page=N+1`; the
+    complete read (tap_cube/completeness.py) checks what that serves like any list.
+
+    Only a link's query is ever requested: DRF builds absolute links from what its proxy
+    passes on, so they may name `http://` or an internal host. Requests always go to the
+    configured base URL and the stream's own path; the link only says which page is next.
+    """
+
+    def __init__(self, description: str, list_path: str, first_params: QueryPairs) -> None:
         super().__init__()
         self._description = description
+        #: The list's path below the API's base, e.g. /data_owners/3/B2C/customers/.
+        self._list_path = list_path
+        self._list_segments = _segments(list_path)
         #: The query of the list's first page, from which DRF derives the others.
         self.first_params = first_params
         self._seen: set[QueryPairs] = {first_params}
+        #: The query of the page just read.
+        self._current = first_params
+        #: The number of the page just read, and the rows read up to it.
+        self._page_number = 1
+        self._rows = 0
+        #: Why the link of the page just read was not followed; None when it was (or null).
+        self.unusable_link: str | None = None
 
     @override
     def get_next_url(self, response: requests.Response) -> str | None:
@@ -74,32 +91,86 @@ class CubeNextLinkPaginator(BaseHATEOASPaginator):
         return link if isinstance(link, str) and link else None
 
     @override
-    def advance(self, response: requests.Response) -> None:
-        next_value = self.get_next(response)
-        if next_value is None:
-            super().advance(response)
-            return
-        pairs = query_pairs(next_value.query)
-        changed = sorted({name for name, _ in set(self.first_params) - set(pairs)})
-        if changed:
-            # A link to another list (another window, say): following it would mix that
-            # list's rows into this one and leave the rest of this one unread.
+    def get_next(self, response: requests.Response) -> ParseResult | None:
+        """The next page: the server's link if it names one of this list, else by number."""
+        body = page_body(response)
+        self._rows += len(body["results"])
+        link = self.get_next_url(response)
+        self.unusable_link = None if link is None else self.link_problem(urlparse(link))
+        if link is None or self.unusable_link is None:
+            return urlparse(link) if link else None
+        count = body.get("count")
+        if not isinstance(count, int):
             msg = (
-                f"{self._description}: the server's next link (?{next_value.query}) drops or "
-                f"changes {', '.join(changed)} of this list; stopping instead of reading "
-                "another list. Retry later or report it to Headshed."
+                f"{self._description}: the server's next link {self.unusable_link}, and its "
+                "page has no count to read on by page number; stopping instead of looping "
+                "or reading another list. Retry later or report it to Headshed."
             )
             raise ApiError(msg)
+        if not body["results"] or self._rows >= count:
+            return None  # by its count the list is read; the complete read checks that
+        query = query_for_page(self.first_params, self._page_number + 1)
+        if query_pairs(query) in self._seen:
+            msg = (
+                f"{self._description}: the server's next link {self.unusable_link}, and "
+                f"page {self._page_number + 1} was read already; stopping instead of "
+                "looping. Retry later or report it to Headshed."
+            )
+            raise ApiError(msg)
+        return urlparse(f"?{query}")
+
+    def link_problem(self, link: ParseResult) -> str | None:
+        """Why `link` is no page of this list still to read, or None when it is one."""
+        kind = self.link_kind(link)
+        if kind == LEAVES_BY_PATH:
+            return f"names another list ({link.path})"
+        if kind == LEAVES_BY_QUERY:
+            pairs = set(query_pairs(link.query))
+            changed = sorted({name for name, _ in set(self.first_params) - pairs})
+            return f"drops or changes {', '.join(changed)} of this list{_shown(link.query)}"
+        return None if kind is None else f"{kind}{_shown(link.query)}"
+
+    def link_kind(self, link: ParseResult) -> str | None:
+        """Which kind of unusable link `link` is (LEAVES_BY_PATH, ...), or None: usable."""
+        pairs = query_pairs(link.query)
+        # Only the path's end is compared: a proxy may put the API under another prefix.
+        segments = _segments(link.path)
+        tail = segments[-len(self._list_segments) :] if self._list_segments else segments
+        if segments and tail != self._list_segments:
+            return LEAVES_BY_PATH
+        if not set(self.first_params) <= set(pairs):
+            return LEAVES_BY_QUERY
+        if pairs == self._current:
+            return REPEATS_REQUEST
         if pairs in self._seen:
-            msg = (
-                f"{self._description}: the server's next link (?{next_value.query}) repeats "
-                "a page already read; stopping instead of looping. Retry later or report "
-                "it to Headshed."
-            )
-            raise ApiError(msg)
-        self._seen.add(pairs)
+            return REPEATS_PAGE
+        return None
+
+    @override
+    def advance(self, response: requests.Response) -> None:
         super().advance(response)
+        if self.finished:
+            return
+        pairs = query_pairs(self.token_query() or "")
+        self._seen.add(pairs)
+        self._current = pairs
+        numbered = dict(pairs).get("page", "")
+        self._page_number = int(numbered) if numbered.isdigit() else self._page_number + 1
+
+    def query_after_first(self, first: requests.Response) -> str | None:
+        """The query a fresh read of the list asks for after its first page `first`."""
+        fresh = CubeNextLinkPaginator(self._description, self._list_path, self.first_params)
+        next_value = fresh.get_next(first)
+        return None if next_value is None else next_value.query
 
     def token_query(self) -> str | None:
         value: ParseResult | None = self.current_value
         return None if value is None else value.query
+
+
+def _segments(path: str) -> tuple[str, ...]:
+    return tuple(segment for segment in path.split("/") if segment)
+
+
+def _shown(query: str) -> str:
+    return f" (?{query})" if query else ""

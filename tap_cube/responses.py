@@ -39,9 +39,11 @@ class ClientStatusError(FatalAPIError):
 
     def __init__(self, response: requests.Response) -> None:
         self.status = response.status_code
-        self.detail = response_detail(response)
+        detail = api_detail(response)
         #: Whether the API itself answered (DRF's JSON `detail`), not the web server.
-        self.from_api = self.detail != (response.reason or "no explanation given")
+        self.from_api = detail is not None
+        #: The server's own explanation: DRF's `detail`, else a short status text.
+        self.detail = detail if detail is not None else response.reason or "no explanation given"
         super().__init__(f"{self.status} {response.reason}: {self.detail}")
 
 
@@ -61,15 +63,15 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def response_detail(response: requests.Response) -> str:
-    """The server's own explanation: DRF's `detail`, else a short status text."""
+def api_detail(response: requests.Response) -> str | None:
+    """DRF's explanation, a JSON object's string `detail`; None when the body is not one."""
     try:
         body = response.json()
     except ValueError:
-        return response.reason or "no explanation given"
+        return None
     if isinstance(body, dict) and isinstance(body.get("detail"), str):
         return t.cast("str", body["detail"])
-    return response.reason or "no explanation given"
+    return None
 
 
 def describe_failure(error: object) -> str:

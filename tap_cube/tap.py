@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typing as t
 from functools import cached_property, partial
+from pathlib import Path
 
+import click
 from singer_sdk import Tap
 from typing_extensions import override
 
@@ -20,6 +22,7 @@ from tap_cube.directory import Directory
 from tap_cube.errors import ConfigError, install_scrubber
 from tap_cube.fetch import RequestGate
 from tap_cube.output import BufferedRecordWriter
+from tap_cube.probe import probe
 from tap_cube.schema import custom_properties, merge_properties
 from tap_cube.settings import SETTINGS
 from tap_cube.streams import (
@@ -43,7 +46,6 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
-    import click
     from singer_sdk.streams import Stream
 
     from tap_cube.cube_stream import CubeStream
@@ -169,6 +171,49 @@ class TapCube(Tap):
             super().cb_discover(ctx, param, value)
         finally:
             ctx.close()
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command line, plus `--probe[=DIR]`."""
+        command = super().get_singer_command()
+        command.params.append(
+            click.Option(
+                ["--probe"],
+                is_flag=False,
+                flag_value="",
+                default=None,
+                metavar="[DIR]",
+                help=(
+                    "Describe what the server sends (per endpoint: era, next links, each "
+                    "field's JSON type and format class, never a value) and exit. With "
+                    "--probe=DIR, also write a redacted fixture per endpoint into DIR."
+                ),
+                callback=cls.cb_probe,
+                expose_value=False,
+            )
+        )
+        return command
+
+    @classmethod
+    def cb_probe(cls, ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        """`--probe`: read the first pages the configuration reaches, print their shapes."""
+        if value is None:
+            return
+        config = ctx.params.get("config")
+        try:
+            tap = cls(
+                config=getattr(config, "config", None) or {},
+                parse_env_config=bool(getattr(config, "parse_env", False)),
+                validate_config=True,
+                setup_mapper=False,
+            )
+            fixture_dir = Path(value) if value else None
+            text = probe(tap.streams.values(), str(tap.config["api_url"]), fixture_dir)
+        finally:
+            ctx.close()
+        click.echo(text)
+        ctx.exit()
 
     def _schema(
         self, stream_name: str, base: dict[str, t.Any], discover: Callable[[], dict[str, t.Any]]

@@ -261,60 +261,6 @@ def test_windowed_streams_incremental_with_anonymized_sales(simulator, tmp_path)
     assert len(second.records("crm_customers")) == 120 + 60 + 120  # full tables stay full
 
 
-def test_documented_next_link_quirks(simulator, tmp_path):
-    start = TODAY - timedelta(days=4)
-    quirky = simulator(
-        [],
-        crms=[crm(3)],
-        outcomes_start=start,
-        page_size=3,
-        next_style="http",
-        quirks=("product_next_elsewhere",),
-    )
-    config = discovering(quirky, start_date=start.isoformat())
-    run = run_tap(config, tmp_path)
-    assert run.returncode == 0, run.stderr
-    # Links name /call_outcomes/ and http://; only their query is used, on the stream's path.
-    expected = [
-        r
-        for c in quirky.campaigns()
-        for r in quirky.product_registrations(c["campaign__id"], start, TODAY)
-    ]
-    assert len(run.records("product_registrations")) == len(expected) > 3
-    product_pages = [
-        q for _, q in window_queries(quirky, "/product_registrations/") if "page=" in q
-    ]
-    assert product_pages
-
-    repeating = simulator([], crms=[crm(3)], page_size=50, quirks=("crm_next_repeats",))
-    run = run_tap(discovering(repeating), tmp_path, timeout=60)
-    assert run.returncode != 0
-    assert "data owner 3 (B2C): the server's next link (?) repeats a page already read" in (
-        run.last_stderr_line
-    )
-    customer_pages = window_queries(repeating, "/B2C/customers/")
-    assert len(customer_pages) <= 3  # discovery's sample and the sync's first page, no loop
-
-
-def test_next_link_to_another_list_stops_the_run(simulator, tmp_path):
-    start = TODAY - timedelta(days=2)
-    sim = simulator([], crms=[crm(3)], outcomes_start=start)
-    row = sim.product_registrations((3, "B2C"), start, TODAY)[0]
-    elsewhere = {
-        "count": 781,
-        "next": "https://xxxx.headshed.com/api/v1/data_owners/3/crm/B2C/call_outcomes/"
-        "?from_date=20200212&to_date=20200212",
-        "previous": None,
-        "results": [row],
-    }
-    sim.fail_next("/data_owners/3/crm/B2C/product_registrations/?", 200, json.dumps(elsewhere))
-    run = run_tap(discovering(sim, start_date=start.isoformat()), tmp_path)
-    assert run.returncode != 0
-    assert "data owner 3 (B2C)" in run.last_stderr_line
-    assert "drops or changes from_date, to_date of this list" in run.last_stderr_line
-    assert not any("20200212" in r.query for r in sim.requests)
-
-
 def test_campaign_without_crm_type_is_left_out_with_a_warning(simulator, tmp_path):
     sim = simulator([], crms=[crm(3), crm(4)])
     rows = [

@@ -648,3 +648,12 @@ def test_jobs_on_disjoint_assignments_delete_exactly_their_own(
         assert customer_keys(conn, deleted=True) == removed
         assert customer_keys(conn, deleted=False) == everything - removed
     assert {a for a, _ in removed} == {41, 43}
+
+
+def test_meltano_config_test_reads_a_record(simulator, meltano, tmp_path):
+    # `meltano config test` runs the tap and waits for a first record; the tap's own
+    # options (--probe among them) must leave that path as the SDK made it.
+    sim = simulator([Assignment(31, 30, custom_fields=FIELDS)], token=SIM_TOKEN)
+    env = {"TAP_CUBE_API_URL": sim.url, "TAP_CUBE_ASSIGNMENT_IDS": "[31]"}
+    log = meltano("a").run("config", "test", "tap-cube", env=env, log=tmp_path / "test.log")
+    assert "Plugin configuration is valid" in log

@@ -28,7 +28,7 @@ NEXT_STYLES = ("foreign", "http", "same", "cursor")
 #: Oddities of the integration notes' examples, served on request:
 #: "crm_next_repeats": a data owner's customers list answers with `next` equal to the
 #: request URL (no page parameter); "product_next_elsewhere": product-registration pages
-#: link to the matching `/call_outcomes/` path (with this list's query).
+#: link to the matching `/call_outcomes/` path, for the last day of the window only.
 QUIRKS = ("crm_next_repeats", "product_next_elsewhere")
 
 
@@ -57,12 +57,7 @@ class Paginator:
             return page
         start = (page - 1) * self.page_size
         stop = min(count, start + self.page_size)
-        following = self._link(req, page + 1) if page < pages else b"null"
-        if page < pages and "crm_next_repeats" in self.quirks and _is_crm_customers(req.path):
-            # As the notes' example: `next` is the URL just requested, page and all.
-            following = encode(
-                f"{self._origin_for(req)}{req.path}" + (f"?{req.query}" * bool(req.query))
-            )
+        following = self._next_link(req, page) if page < pages else b"null"
         preceding = self._link(req, page - 1) if page > 1 else b"null"
 
         def render() -> bytes:
@@ -98,6 +93,20 @@ class Paginator:
             return error(404, "Invalid page.")
         return page
 
+    def _next_link(self, req: Request, page: int) -> bytes:
+        """The link to the page after `page`, or what the notes' examples show instead."""
+        origin = self._origin_for(req)
+        if "crm_next_repeats" in self.quirks and _is_crm_customers(req.path):
+            # `next` is the URL just requested, page and all.
+            return encode(f"{origin}{req.path}" + (f"?{req.query}" * bool(req.query)))
+        if "product_next_elsewhere" in self.quirks and req.path.endswith("/product_registrations/"):
+            # `next` names the call-outcomes list, and a window of its own: the last day.
+            path = req.path.removesuffix("/product_registrations/") + "/call_outcomes/"
+            day = req.param("to_date")
+            query = urlencode({"from_date": day, "to_date": day}) if day else ""
+            return encode(f"{origin}{path}" + (f"?{query}" if query else ""))
+        return self._link(req, page + 1)
+
     def _link(self, req: Request, page: int) -> bytes:
         """An absolute next/previous link as DRF builds it (parameters sorted)."""
         params = {k: v for k, v in req.params.items() if k not in ("page", "cursor")}
@@ -108,11 +117,7 @@ class Paginator:
             else:
                 params["page"] = [str(page)]
         query = urlencode(sorted(params.items()), doseq=True)
-        path = req.path
-        if "product_next_elsewhere" in self.quirks and path.endswith("/product_registrations/"):
-            # As the notes' example: the link names the call-outcomes list instead.
-            path = path.removesuffix("/product_registrations/") + "/call_outcomes/"
-        return encode(f"{self._origin_for(req)}{path}" + (f"?{query}" if query else ""))
+        return encode(f"{self._origin_for(req)}{req.path}" + (f"?{query}" if query else ""))
 
     def _origin_for(self, req: Request) -> str:
         if self.next_style == "foreign":
