@@ -15,6 +15,7 @@ import json
 import typing as t
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlparse, urlsplit
 
 from tap_cube.call_outcomes import DayWindowStream
@@ -51,8 +52,10 @@ class Endpoint:
     reads: dict[str, Counter[str]] = field(default_factory=dict)
     rows_stopping: int = 0
     problems: list[str] = field(default_factory=list)
-    #: The first page with rows, as the server sent it.
+    #: The first page with rows, as the server sent it, and its path and query below
+    #: api_url.
     sample: dict[str, t.Any] | None = None
+    sample_request: str = ""
 
     @property
     def era(self) -> str:
@@ -108,6 +111,8 @@ def read_endpoint(stream: CubeStream, api_url: str) -> Endpoint:
             with_rows += 1
             if endpoint.sample is None:
                 endpoint.sample = body
+                api_path = urlsplit(api_url).path.rstrip("/")
+                endpoint.sample_request = stream.page_path(context, None).removeprefix(api_path)
             if with_rows >= PARTITIONS_WITH_ROWS:
                 break
     return endpoint
@@ -208,7 +213,9 @@ def report(endpoint: Endpoint) -> list[str]:
 
 
 def write_fixture(endpoint: Endpoint, directory: Path) -> Path:
-    """The redacted first page with rows, and its metadata, as `<stream>.json` files."""
+    """The redacted first page with rows as `<stream>.json`, in the conformance suite's
+    fixture format (tests/fixtures/): copied into tests/fixtures/reports/, it is run there
+    as the notes' examples are."""
     assert endpoint.sample is not None
     stream = endpoint.stream
     rows = StandIns().redact(endpoint.sample["results"])
@@ -217,16 +224,23 @@ def write_fixture(endpoint: Endpoint, directory: Path) -> Path:
         if stream.paginated
         else rows
     )
-    metadata = {
-        "source": "probe",
+    fixture = {
+        "id": f"probe-{stream.name}",
+        "source": {
+            "file": "tap-cube --probe",
+            "date": datetime.now(UTC).date().isoformat(),
+            "era": endpoint.era,
+            "next_link": sorted(endpoint.link_styles),
+        },
         "endpoint": stream.path,
+        "request": endpoint.sample_request,
         "stream": stream.name,
-        "era": endpoint.era,
-        "next_link": sorted(endpoint.link_styles),
+        "draft": False,
+        "repairs": [],
+        "also_in": [],
+        "body": body,
     }
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{stream.name}.json"
-    path.write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    meta = directory / f"{stream.name}.meta.json"
-    meta.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

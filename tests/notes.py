@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from tap_cube.simulator import Assignment, Crm
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "notes"
+REPORTS_DIR = Path(__file__).parent / "fixtures" / "reports"
 OSLO = ZoneInfo("Europe/Oslo")
 SERIES = frozenset(
     {"call_outcomes", "crm_call_outcomes", "product_registrations", "crm_product_registrations"}
@@ -104,9 +105,11 @@ class NotesFixture:
         return self.is_page and not self.body.get("next") and self.count > len(self.rows)
 
 
-def load_fixtures() -> list[NotesFixture]:
+def load_fixtures(directory: Path = FIXTURE_DIR) -> list[NotesFixture]:
+    """The fixtures of one folder: the notes' examples, or the redacted pages users sent
+    (`tap-cube --probe=DIR`, copied into REPORTS_DIR)."""
     fixtures = []
-    for path in sorted(FIXTURE_DIR.glob("*.json")):
+    for path in sorted(directory.glob("*.json")):
         data = json.loads(path.read_text("utf-8"))
         fixtures.append(
             NotesFixture(

@@ -29,6 +29,7 @@ from tests.notes import (
     EXTRA_COLUMNS,
     KEY_FIELD,
     OSLO,
+    REPORTS_DIR,
     SERIES,
     NotesFixture,
     load_fixtures,
@@ -38,19 +39,10 @@ from tests.notes import (
 
 FIXTURES = load_fixtures()
 READ = [f for f in FIXTURES if f.stream is not None]
-NEEDS_FALLBACK = pytest.mark.xfail(
-    strict=True, reason="needs the page-number fallback for unusable next links"
-)
 
 
-def _params(fixtures: list[NotesFixture], *, verbatim: bool) -> list[t.Any]:
-    params = []
-    for fixture in fixtures:
-        marks = []
-        if verbatim and fixture.keyed and fixture.next_is_unusable:
-            marks.append(NEEDS_FALLBACK)
-        params.append(pytest.param(fixture, id=fixture.id, marks=marks))
-    return params
+def _params(fixtures: list[NotesFixture]) -> list[t.Any]:
+    return [pytest.param(fixture, id=fixture.id) for fixture in fixtures]
 
 
 def _run(simulator, tmp_path, fixture: NotesFixture, body: t.Any, **settings: t.Any):
@@ -97,7 +89,7 @@ def assert_kept(row: dict[str, t.Any], record: dict[str, t.Any], schema: dict[st
 PARTIAL = [f for f in READ if f.keyed and f.is_page and f.count > len(f.rows)]
 
 
-@pytest.mark.parametrize("fixture", _params(PARTIAL, verbatim=False))
+@pytest.mark.parametrize("fixture", _params(PARTIAL))
 def test_every_documented_row_is_read(simulator, tmp_path, fixture: NotesFixture):
     rows = fixture.rows
     run = _run(simulator, tmp_path, fixture, _rows_alone(fixture))
@@ -109,7 +101,7 @@ def test_every_documented_row_is_read(simulator, tmp_path, fixture: NotesFixture
         assert_kept(row, record, schema)
 
 
-@pytest.mark.parametrize("fixture", _params(READ, verbatim=True))
+@pytest.mark.parametrize("fixture", _params(READ + load_fixtures(REPORTS_DIR)))
 def test_every_example_is_read_verbatim(simulator, tmp_path, fixture: NotesFixture):
     # Page 1 holds the rows the example shows, fewer than the pages after it: page numbers
     # cannot be predicted from it (as from a real server's), so its links are followed
@@ -182,11 +174,7 @@ def _rows_alone(fixture: NotesFixture) -> t.Any:
     "verbatim",
     [
         pytest.param(False, id="rows"),
-        pytest.param(
-            True,
-            id="verbatim",
-            marks=[NEEDS_FALLBACK] if any(f.next_is_unusable for f in NEWEST.values()) else [],
-        ),
+        pytest.param(True, id="verbatim"),
     ],
 )
 def test_one_run_reads_the_newest_example_of_every_stream(simulator, tmp_path, verbatim):

@@ -154,9 +154,9 @@ def test_redacted_fixtures_keep_every_format_and_replace_every_value(server, tmp
     assert f"redacted fixture: {fixtures / 'crm_customers.json'}" in run.stdout
     served = served_rows(server)
     for stream in ("customers", "crm_customers", "crm_product_registrations", "campaigns"):
-        body = json.loads((fixtures / f"{stream}.json").read_text(encoding="utf-8"))
-        meta = json.loads((fixtures / f"{stream}.meta.json").read_text(encoding="utf-8"))
-        assert meta["source"] == "probe"
+        meta = json.loads((fixtures / f"{stream}.json").read_text(encoding="utf-8"))
+        body = meta.pop("body")
+        assert meta["source"]["file"] == "tap-cube --probe"
         assert meta["stream"] == stream
         assert meta["endpoint"].startswith("/")
         rows = body if isinstance(body, list) else body["results"]
@@ -199,8 +199,10 @@ def test_a_redacted_fixture_reads_back_through_the_tap(
 ):
     fixtures = tmp_path / "fixtures"
     assert run_tap(probe_config(server), tmp_path, f"--probe={fixtures}").returncode == 0
-    body = (fixtures / f"{stream}.json").read_text(encoding="utf-8")
-    rows = json.loads(body)["results"]
+    fixture = json.loads((fixtures / f"{stream}.json").read_text(encoding="utf-8"))
+    assert fixture["request"].split("?")[0] == served_at
+    body = json.dumps(fixture["body"])
+    rows = fixture["body"]["results"]
 
     replay = simulator([plain_assignment(7, 3)], crms=[Crm(3, "B2C", 3)], outcomes_start=START)
     replay.fail_next(served_at, 200, body, times=20)
