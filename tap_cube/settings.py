@@ -18,6 +18,9 @@ def _version() -> str:
 #: The most pages fetched at once: more only invites throttling (and 429s pause all).
 MAX_CONCURRENCY = 32
 
+#: The share of a partition's delivered rows one run may mark deleted, by default.
+DEFAULT_MAX_DELETION_SHARE = 0.5
+
 #: The tap's `config_jsonschema`; the rules it cannot say are in `validation`.
 SETTINGS: dict[str, t.Any] = th.PropertiesList(
     th.Property(
@@ -178,6 +181,17 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
             "After an assignment or data owner was read completely, emit a record with "
             "_sdc_deleted_at for each customer (or custom field) it served last time "
             "but not now. Needs a target that keeps _sdc_deleted_at (record metadata)."
+        ),
+    ),
+    th.Property(
+        "max_deletion_share",
+        th.NumberType,
+        default=DEFAULT_MAX_DELETION_SHARE,
+        title="Maximum deletion share",
+        description=(
+            "With detect_deletions: the share (0 to 1) of the rows a partition delivered "
+            "before that one run may mark deleted. A partition that would lose more (an "
+            "empty answer, say) deletes nothing and the run fails; set 1 to allow it."
         ),
     ),
     th.Property(
