@@ -100,8 +100,8 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
         th.DateType,
         title="Start date",
         description=(
-            "First day of call outcomes and product registrations to read on the first "
-            "run (YYYY-MM-DD); those streams are offered when it is set."
+            "First day of call outcomes and product registrations to read (YYYY-MM-DD); "
+            "no run reads before it. Those streams are offered when it is set."
         ),
     ),
     th.Property(
