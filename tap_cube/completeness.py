@@ -169,7 +169,8 @@ class CompleteRead:
         """
         stream, where = self._stream, self._where
         record_id = stream.record_identity()
-        forms = IdForms(stream.record_id_field)
+        field = stream.record_id_field
+        forms = IdForms(field)
         count: int | None = None
         changed_to: int | None = None
         distinct = pages = 0
@@ -206,11 +207,14 @@ class CompleteRead:
                             "the run stops. Report it to Headshed."
                         )
                         raise ApiError(msg)
+                    # The key is the id as sent unless fitting it to its column changed it.
+                    reformed = field is not None and key is not record.get(field)
                     if not served.add(key):
-                        forms.check_repeat(record, key, where)
+                        forms.check_repeat(key, reformed, record, where)
                         self._duplicates += 1
                         continue
-                    forms.note(record, key)
+                    if reformed:
+                        forms.add(key)
                     distinct += 1
                     if served is not emitted and not emitted.add(key):
                         continue
@@ -230,27 +234,25 @@ class CompleteRead:
 
 
 class IdForms:
-    """Which ids of one read came in another JSON type than their key's (5 for "5").
+    """The ids of one read whose key is not the id as sent (the text "5" for a 5).
 
     A page shift repeats a row as the server rendered it before; an id repeated in
-    another type is another record, which the target would store in the same row.
+    another form is another record, which the target would store in the same row.
     """
 
     def __init__(self, field: str | None) -> None:
-        self._field = field
+        self._field = str(field)
         self._reformed = SeenIds()
 
-    def _reformed_now(self, record: dict[str, t.Any], key: object) -> bool:
-        return type(record.get(str(self._field))) is not type(key)
+    def add(self, key: object) -> None:
+        """Remember that `key`, seen for the first time in this read, was sent otherwise."""
+        self._reformed.add(key)
 
-    def note(self, record: dict[str, t.Any], key: object) -> None:
-        """Remember the form of an id seen for the first time in this read."""
-        if self._field is not None and self._reformed_now(record, key):
-            self._reformed.add(key)
-
-    def check_repeat(self, record: dict[str, t.Any], key: object, where: str) -> None:
+    def check_repeat(
+        self, key: object, reformed: bool, record: dict[str, t.Any], where: str
+    ) -> None:
         """Stop the run when a repeated id came in another form than the first time."""
-        if self._field is None or self._reformed_now(record, key) == (key in self._reformed):
+        if reformed == (key in self._reformed):
             return
         sent = msgspec.json.encode(record.get(self._field)).decode()
         msg = (

@@ -234,11 +234,13 @@ class CubeStream(RESTStream[t.Any]):
         fit = self._coercion.converters.get(field)
         if fit is None:
             return lambda record: record.get(field)
+        # Ids already of their column's type are their own key: the usual case, cheaply.
+        kind = {"text": str, "integer": int}.get(self._coercion.kinds[field])
 
         def identify(record: dict[str, t.Any]) -> object:
             sent = record.get(field)
-            if sent is None:
-                return None
+            if sent is None or type(sent) is kind:
+                return sent
             key = fit(sent)
             return sent if key is UNFIT else key
 

@@ -202,17 +202,18 @@ def read_in_process(
 
     The state goes through JSON both ways, as between two real runs.
     """
+    from tap_cube.cube_stream import CubeStream
     from tap_cube.tap import TapCube
 
     given = json.loads(json.dumps(state)) if state is not None else None
     tap = TapCube(config=config, state=given)
     reader = tap.streams[stream]
+    assert isinstance(reader, CubeStream)
+    records: list[dict[str, t.Any]] = []
     try:
-        records = [
-            record
-            for context in reader.partitions or [None]
-            for record in reader.get_records(context)
-        ]
+        for context in reader.partitions or [{}]:
+            records += t.cast("list[dict[str, t.Any]]", list(reader.get_records(context)))
     finally:
         reader.close()
-    return records, json.loads(json.dumps(tap.state))
+    after: dict[str, t.Any] = json.loads(json.dumps(tap.state))
+    return records, after

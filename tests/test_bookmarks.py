@@ -22,12 +22,15 @@ def outcome_windows(sim, since: int = 0) -> list[str]:
 def bookmark(run) -> str:
     state = [m["value"] for m in run.messages if m["type"] == "STATE"][-1]
     (partition,) = state["bookmarks"]["call_outcomes"]["partitions"]
-    return partition["replication_key_value"]
+    return str(partition["replication_key_value"])
 
 
 def state_with(value: object, campaign: object = CAMPAIGN) -> dict:
-    partition = {"context": {"campaign_id": campaign}, "replication_key": STAMP}
-    partition["replication_key_value"] = value
+    partition = {
+        "context": {"campaign_id": campaign},
+        "replication_key": STAMP,
+        "replication_key_value": value,
+    }
     return {"bookmarks": {"call_outcomes": {"partitions": [partition]}}}
 
 

@@ -40,8 +40,8 @@ def config(cube, **overrides) -> dict:
     }
 
 
-def deletions(records: list[dict]) -> list[object]:
-    return [r["crm__customer_id"] for r in records if r.get("_sdc_deleted_at")]
+def deletions(records: list[dict]) -> list[str]:
+    return [str(r["crm__customer_id"]) for r in records if r.get("_sdc_deleted_at")]
 
 
 json_ids = st.one_of(
@@ -114,3 +114,14 @@ def test_custom_field_ids_in_any_form_are_not_deleted_on_the_next_run(static_cub
     again, _ = read_in_process(settings_, state, "customer_custom_fields")
     assert [r for r in again if r.get("_sdc_deleted_at")] == []
     del static_cube.bodies["/assignments/7/crm_custom_fields/"]
+
+
+@pytest.mark.parametrize("record_id", [None, {"n": 5}, [5]], ids=["null", "object", "list"])
+def test_an_id_that_fits_no_key_stops_the_run_with_one_line(static_cube, record_id):
+    static_cube.serve_customers(7, [customer("a"), customer(record_id)])
+    with pytest.raises(CubeError) as failure:
+        read_in_process(config(static_cube), None)
+    message = str(failure.value)
+    assert "\n" not in message
+    assert "crm__customer_id" in message
+    assert "cannot be keyed" in message

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import typing as t
 import zlib
 
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
+from tap_cube.cube_stream import CubeStream
 from tap_cube.deletions import STATE_KEY
 from tap_cube.errors import CubeError
 from tap_cube.tap import TapCube
@@ -34,7 +36,8 @@ def run_with_state(config, tmp_path, state, *args: str):
 
 
 def partition(state: dict, stream: str = "customers") -> dict:
-    return state["bookmarks"][stream]["partitions"][0]
+    found: dict = state["bookmarks"][stream]["partitions"][0]
+    return found
 
 
 def b64(data: bytes) -> str:
@@ -263,7 +266,10 @@ def test_any_state_loads_and_behaves_or_fails_with_one_line(static_cube, state):
         assert known is not None, f"accepted undecodable ids {mine[0][STATE_KEY]!r}"
         previous = known
     stream = tap.streams["customers"]
-    records = list(stream.get_records({"assignment_id": 7}))
+    assert isinstance(stream, CubeStream)
+    try:
+        records = t.cast("list[dict[str, t.Any]]", list(stream.get_records({"assignment_id": 7})))
+    finally:
+        stream.close()
     deleted = {r["crm__customer_id"] for r in records if r.get("_sdc_deleted_at")}
     assert deleted == previous - set(served_ids)
-    stream.close()
