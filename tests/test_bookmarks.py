@@ -61,10 +61,10 @@ def test_a_row_stamped_2099_does_not_become_the_bookmark(simulator, tmp_path):
     assert "2099-01-01T12:00:00+01:00" in {r[STAMP] for r in first.records("call_outcomes")}
     assert datetime.fromisoformat(bookmark(first)) <= datetime.now(UTC)
     assert datetime.fromisoformat(bookmark(first)) >= started - timedelta(minutes=1)
-    warnings = [line for line in first.stderr.splitlines() if "2099-01-01" in line]
-    assert warnings, first.stderr[-2000:]
-    assert "WARNING" in warnings[0]
-    assert "campaign 2021" in warnings[0]
+    warnings = [line for line in first.stderr.splitlines() if "WARNING" in line]
+    clamped = [line for line in warnings if "2099-01-01" in line]
+    assert clamped, first.stderr[-2000:]
+    assert "campaign 2021" in clamped[0]
 
     # The next run reads the lookback window again instead of nothing, for good.
     since = len(sim.requests)
@@ -86,9 +86,8 @@ def test_a_future_bookmark_in_the_state_is_clamped_with_a_warning(simulator, tmp
     assert outcome_windows(sim) == [
         f"from_date={day(TODAY - timedelta(days=1))}&to_date={day(TODAY)}"
     ]
-    warnings = [line for line in run.stderr.splitlines() if "2099-05-01" in line]
-    assert warnings, run.stderr[-2000:]
-    assert "WARNING" in warnings[0]
+    warnings = [line for line in run.stderr.splitlines() if "WARNING" in line]
+    assert [line for line in warnings if "2099-05-01" in line], run.stderr[-2000:]
     assert datetime.fromisoformat(bookmark(run)) <= datetime.now(UTC)
 
 
