@@ -16,6 +16,7 @@ import json
 import typing as t
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from tap_cube.deletions import STATE_KEY, decode_ids
 from tap_cube.errors import StateError
@@ -125,7 +126,7 @@ def _check_bookmark(partition: dict[str, t.Any], shape: StreamShape, where: str 
         return
     value = partition["replication_key_value"]
     if parse_bookmark(value) is None:
-        shown = json.dumps(value)[:60]
+        shown = _json(value)[:60]
         _fail(shape, where, f"its bookmark {shown} is not an ISO 8601 timestamp")
 
 
@@ -147,17 +148,24 @@ def _fail(shape: StreamShape, where: str | None, problem: str) -> t.NoReturn:
     raise StateError(msg)
 
 
+def _json(value: object) -> str:
+    """A state value as JSON; the SDK reads a state's fractions as Decimal."""
+    return json.dumps(
+        value, sort_keys=True, default=lambda v: float(v) if isinstance(v, Decimal) else repr(v)
+    )
+
+
 def _context_text(context: object) -> str:
-    return json.dumps(context, sort_keys=True, default=repr)
+    return _json(context)
 
 
 def _kind(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return f"the boolean {json.dumps(value)}"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
+        return f"the boolean {_json(value)}"
+    if isinstance(value, int | float | Decimal):
+        return f"the number {_json(value)}"
     if isinstance(value, str):
-        return f"the text {json.dumps(value)[:40]}"
+        return f"the text {_json(value)[:40]}"
     return "a list" if isinstance(value, list) else "an object"

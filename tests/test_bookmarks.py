@@ -122,10 +122,11 @@ def test_start_date_bounds_a_run_with_an_older_bookmark(simulator, tmp_path):
     [
         ("yesterday", CAMPAIGN),
         (20240101, CAMPAIGN),
+        (20240101.5, CAMPAIGN),
         (["2024-01-01"], CAMPAIGN),
         ("2024-01-01T10:00:00+01:00", str(CAMPAIGN)),
     ],
-    ids=["not a timestamp", "a number", "a list", "campaign as text"],
+    ids=["not a timestamp", "a number", "a fraction", "a list", "campaign as text"],
 )
 def test_a_damaged_bookmark_fails_with_one_line(simulator, tmp_path, value, campaign):
     start = TODAY - timedelta(days=3)

@@ -136,6 +136,10 @@ def test_a_damaged_state_fails_with_one_line_instead_of_losing_deletions(
         assert "customers" in line, line
     assert "meltano state" in line, line
     assert "Traceback" not in second.stderr
+    if damage is DAMAGES["context of a float"]:
+        assert (
+            '{"assignment_id": 7.0}: assignment_id must be an integer, not the number 7.0' in line
+        )
 
 
 def test_a_state_of_partitions_no_longer_configured_is_kept_as_is(simulator, tmp_path):
