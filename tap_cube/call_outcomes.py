@@ -10,11 +10,13 @@ import typing as t
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
+from singer_sdk.helpers._state import PROGRESS_MARKERS
 from typing_extensions import override
 
 from tap_cube.converters import instant
 from tap_cube.errors import ApiError, ConfigError
 from tap_cube.schema import CUSTOM_FIELD_PREFIX
+from tap_cube.state import parse_bookmark
 from tap_cube.streams import CampaignStream, CrmStream, CustomersBase
 
 if t.TYPE_CHECKING:
@@ -92,6 +94,11 @@ PRODUCT_PROPERTIES: dict[str, t.Any] = {
 def bookmark_of(timestamp: str) -> str:
     """A bookmark: the instant of an RFC 3339 date-time, in UTC, to the microsecond."""
     return instant(timestamp).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+#: How far past the run's clock a timestamp may lie without a warning: the offset of a
+#: local time sent without one (at most 14 hours) and clocks that differ a little.
+CLOCK_TOLERANCE = timedelta(days=1)
 
 
 def _api_date(day: date) -> str:
@@ -176,23 +183,56 @@ class DayWindowStream(CustomersBase):
             )
         return super().describe_partition(context)
 
-    def windows(self, context: Context | None) -> Iterator[tuple[date, date]]:
-        """Date windows from the bookmark (less the lookback) or start_date, up to today."""
-        bookmark = self.get_context_state(context).get("replication_key_value")
+    def windows(self, context: Context | None, now: datetime) -> Iterator[tuple[date, date]]:
+        """Date windows from the bookmark (less the lookback) or start_date, up to today.
+
+        start_date bounds every run, not only the first: a window never starts before
+        it, and a start_date in the future reads nothing until that day.
+        """
+        bookmark = parse_bookmark(self.get_context_state(context).get("replication_key_value"))
         lookback = timedelta(days=int(self.config.get("call_outcomes_lookback_days", 1)))
         span = timedelta(days=int(self.config.get("call_outcomes_window_days", 30)) - 1)
-        if bookmark:
-            start = instant(str(bookmark)).astimezone(self.zone).date() - lookback
-        elif self.config.get("start_date"):
-            start = datetime.fromisoformat(str(self.config["start_date"])).date()
-        else:
+        first_day = self.config.get("start_date")
+        if bookmark is None and not first_day:
             msg = f"{self.name} needs start_date (the first day to read), e.g. 2024-01-01"
             raise ConfigError(msg)
-        today = date.today()
+        starts = [date.fromisoformat(str(first_day))] if first_day else []
+        if bookmark is not None:
+            # Days are Cube's days: in the `timezone` setting's zone.
+            starts.append(bookmark.astimezone(self.zone).date() - lookback)
+        start = max(starts)
+        today = now.astimezone(self.zone).date()
         while start <= today:
             end = min(start + span, today)
             yield start, end
             start = end + timedelta(days=1)
+
+    def clamp_bookmark(
+        self, holder: dict[str, t.Any], now: datetime, context: Context | None, of: str
+    ) -> None:
+        """Keep `holder`'s bookmark from passing `now`, the run's clock.
+
+        A timestamp later than the run is no time the data has reached: kept as the
+        bookmark, it would make every later run start after the rows still to come.
+        Within CLOCK_TOLERANCE it is a time without its offset or a clock running
+        ahead, and clamped quietly; beyond it, with a warning.
+        """
+        value = holder.get("replication_key_value")
+        stamp = parse_bookmark(value)
+        if stamp is None or stamp <= now:
+            return
+        clock = bookmark_of(now.isoformat())
+        if stamp > now + CLOCK_TOLERANCE:
+            self.logger.warning(
+                "%s: %s: %s %s is later than this run's clock (%s); the bookmark is the "
+                "clock instead, so no later row is skipped",
+                self.name,
+                self.describe_partition(context),
+                of,
+                value,
+                clock,
+            )
+        holder["replication_key_value"] = clock
 
     @override
     def discovery_declares(self, field: str) -> bool:
@@ -235,17 +275,23 @@ class DayWindowStream(CustomersBase):
 
     @override
     def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
-        started = bookmark_of(datetime.now(UTC).isoformat())
-        for start, end in self.windows(context):
+        # The run's clock, read when the partition's read starts.
+        now = datetime.now(UTC)
+        state = self.get_context_state(context)
+        self.clamp_bookmark(state, now, context, "the state's bookmark")
+        for start, end in self.windows(context, now):
             window = {**(context or {}), "from_date": _api_date(start), "to_date": _api_date(end)}
             yield from super().read_partition(window)
-        state = self.get_context_state(context)
+        # The SDK keeps this read's latest timestamp here until the stream is done.
+        latest = state.get(PROGRESS_MARKERS)
+        if isinstance(latest, dict):
+            self.clamp_bookmark(latest, now, context, "a row stamped")
         if not state.get("replication_key_value"):
             # A partition without rows still has been read up to now; without this
             # bookmark every run would read it again from start_date. Records found
             # later replace it with their own latest timestamp.
             state["replication_key"] = CALL_OUTCOME_TIMESTAMP
-            state["replication_key_value"] = started
+            state["replication_key_value"] = bookmark_of(now.isoformat())
 
 
 class CallOutcomesStream(CampaignStream, DayWindowStream):

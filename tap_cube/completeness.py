@@ -15,8 +15,10 @@ import time
 import typing as t
 from datetime import UTC, datetime
 
+import msgspec
+
 from tap_cube.client import Endpoint
-from tap_cube.deletions import deletion_records
+from tap_cube.deletions import STATE_KEY, RemovedIds, encode_ids
 from tap_cube.errors import ApiError, IncompleteError
 from tap_cube.fetch import PageGoneError
 from tap_cube.pagination import page_body
@@ -40,6 +42,8 @@ class PartitionSource(Endpoint, t.Protocol):
 
     #: When the page whose records are being emitted arrived.
     page_extracted_at: datetime
+    #: Why deletions were withheld in partitions read so far (see `_deletions`).
+    withheld_deletions: list[str]
 
     @property
     def record_id_field(self) -> str | None: ...
@@ -51,6 +55,8 @@ class PartitionSource(Endpoint, t.Protocol):
     def detects_deletions(self) -> bool: ...
     @property
     def progress_interval(self) -> float: ...
+    @property
+    def max_deletion_share(self) -> float: ...
     @property
     def schema(self) -> dict[str, t.Any]: ...
 
@@ -132,19 +138,38 @@ class CompleteRead:
         )
 
     def _deletions(self, served: SeenIds, emitted: SeenIds) -> Iterator[dict[str, t.Any]]:
-        """Deletion records for what this complete read no longer served (deletions.py)."""
-        stream = self._stream
+        """Deletion records for what this complete read no longer served (deletions.py).
+
+        A partition that would lose more than max_deletion_share of the rows it
+        delivered deletes nothing: one empty or short answer from a server in trouble
+        must not wipe a copy. It keeps every id delivered so far, and the stream fails
+        once its other partitions are read (CubeStream.get_records).
+        """
+        stream, where = self._stream, self._where
         field = str(stream.record_id_field)
         state = stream.get_context_state(self._context)
-        deleted = 0
-        for record in deletion_records(
-            state, served, emitted, field, stream.schema["properties"][field]
-        ):
-            deleted += 1
-            yield record
-        if deleted:
+        removed = RemovedIds(state.get(STATE_KEY), served, emitted)
+        share = stream.max_deletion_share
+        if removed and len(removed) > share * removed.delivered:
+            state[STATE_KEY] = removed.delivered_ids()
+            empty = " (the list came back empty)" if not len(served) else ""
+            withheld = (
+                f"{where}: {len(removed)} of the {removed.delivered} rows it delivered "
+                f"before would be marked deleted{empty}"
+            )
+            stream.logger.warning(
+                "%s, more than max_deletion_share (%s) allows; nothing is marked deleted "
+                "there and its rows stay live",
+                withheld,
+                share,
+            )
+            stream.withheld_deletions.append(withheld)
+            return
+        yield from removed.records(field, stream.schema["properties"][field])
+        state[STATE_KEY] = encode_ids(served.small_numbers, served.other_ids())
+        if removed:
             stream.logger.info(
-                "%s: %d records are no longer served; marked deleted", self._where, deleted
+                "%s: %d records are no longer served; marked deleted", where, len(removed)
             )
 
     def _read_once(
@@ -161,6 +186,8 @@ class CompleteRead:
         progress = Progress(
             stream.logger, f"{stream.name}: {where}", interval=stream.progress_interval
         )
+        field = stream.record_id_field
+        forms = IdForms(field)
         count: int | None = None
         changed_to: int | None = None
         distinct = pages = 0
@@ -208,9 +235,14 @@ class CompleteRead:
                             "the run stops. Report it to Headshed."
                         )
                         raise ApiError(msg)
+                    # The key is the id as sent unless fitting it to its column changed it.
+                    reformed = field is not None and key is not record.get(field)
                     if not served.add(key):
+                        forms.check_repeat(key, reformed, record, where)
                         self._duplicates += 1
                         continue
+                    if reformed:
+                        forms.add(key)
                     distinct += 1
                     if served is not emitted and not emitted.add(key):
                         continue
@@ -219,6 +251,8 @@ class CompleteRead:
                 progress.update(pages, distinct, count, page_size)
         except PageGoneError:
             return f"ended at page {pages + 1}, which the server no longer has (404)"
+        finally:
+            forms.close()
         if not stream.paginated or count is None:
             return None
         if changed_to is not None:
@@ -226,3 +260,37 @@ class CompleteRead:
         if distinct != count:
             return f"served {distinct} of the {count} records its count announced"
         return None
+
+
+class IdForms:
+    """The ids of one read whose key is not the id as sent (the text "5" for a 5).
+
+    A page shift repeats a row as the server rendered it before; an id repeated in
+    another form is another record, which the target would store in the same row.
+    """
+
+    def __init__(self, field: str | None) -> None:
+        self._field = str(field)
+        self._reformed = SeenIds()
+
+    def add(self, key: object) -> None:
+        """Remember that `key`, seen for the first time in this read, was sent otherwise."""
+        self._reformed.add(key)
+
+    def check_repeat(
+        self, key: object, reformed: bool, record: dict[str, t.Any], where: str
+    ) -> None:
+        """Stop the run when a repeated id came in another form than the first time."""
+        if reformed == (key in self._reformed):
+            return
+        sent = msgspec.json.encode(record.get(self._field)).decode()
+        msg = (
+            f"{where}: the server lists {self._field} {sent} and another record whose "
+            f"{self._field} is also {msgspec.json.encode(key).decode()} once fitted to its "
+            "column; the target would keep one row for both, so the run stops rather than "
+            "lose one. Report it to Headshed."
+        )
+        raise ApiError(msg)
+
+    def close(self) -> None:
+        self._reformed.close()

@@ -22,13 +22,13 @@ from tap_cube.catalog import reconcile
 from tap_cube.client import CubeClient
 from tap_cube.coercion import RecordCoercion
 from tap_cube.completeness import CompleteRead
-from tap_cube.converters import INT64_MAX, INT64_MIN
+from tap_cube.converters import INT64_MAX, INT64_MIN, UNFIT
 from tap_cube.deletions import DELETED_AT, DELETED_AT_SCHEMA
-from tap_cube.errors import InaccessibleError
+from tap_cube.errors import DeletionsWithheldError, InaccessibleError
 from tap_cube.fetch import PagePipeline, RequestGate
 from tap_cube.pagination import CubeNextLinkPaginator, query_pairs
 from tap_cube.progress import PROGRESS_INTERVAL
-from tap_cube.settings import DEFAULT_TIMEZONE, zone_of
+from tap_cube.settings import DEFAULT_MAX_DELETION_SHARE, DEFAULT_TIMEZONE, zone_of
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
@@ -98,6 +98,7 @@ class CubeStream(RESTStream[t.Any]):
             self.STATE_MSG_FREQUENCY = 1 << 62
         self._pipeline: PagePipeline | None = None
         self.skipped: list[str] = []
+        self.withheld_deletions: list[str] = []
         self.page_extracted_at = datetime.now(UTC)
 
     def added_properties(self) -> dict[str, dict[str, t.Any]]:
@@ -235,6 +236,14 @@ class CubeStream(RESTStream[t.Any]):
                 self.logger.warning(
                     "%s: skipped because not accessible: %s", self.name, ", ".join(self.skipped)
                 )
+            if self.withheld_deletions:
+                msg = (
+                    f"{self.name}: {'; '.join(self.withheld_deletions)}, more than "
+                    f"max_deletion_share ({self.max_deletion_share:g}) allows, so nothing was "
+                    "marked deleted there and those rows stay live. If Cube really removed "
+                    "them, run once with max_deletion_share: 1 (TAP_CUBE_MAX_DELETION_SHARE=1)"
+                )
+                raise DeletionsWithheldError(msg)
 
     def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
         """The records of one partition, each exactly once, or an error that says why not.
@@ -254,11 +263,30 @@ class CubeStream(RESTStream[t.Any]):
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]:
         """What identifies a record within its partition (None: the record lacks it).
 
+        The id as its key column will hold it: ids that the target stores in one row
+        are one id (5 and "5" in a text column; 5, "5" and 5.0 in an integer column),
+        for de-duplication, the delivered ids in state and deletion records alike. An
+        id that fits no column is returned as sent; coerce() then stops the run.
         A fresh function for each read of a partition, for identities that depend on the
         records before.
         """
         field = self.record_id_field
-        return lambda record: record.get(field) if field else None
+        if field is None:
+            return lambda record: None
+        fit = self._coercion.converters.get(field)
+        if fit is None:
+            return lambda record: record.get(field)
+        # Ids already of their column's type are their own key: the usual case, cheaply.
+        kind = {"text": str, "integer": int}.get(self._coercion.kinds[field])
+
+        def identify(record: dict[str, t.Any]) -> object:
+            sent = record.get(field)
+            if sent is None or type(sent) is kind:
+                return sent
+            key = fit(sent)
+            return sent if key is UNFIT else key
+
+        return identify
 
     @cached_property
     def _coercion(self) -> RecordCoercion:
@@ -288,6 +316,11 @@ class CubeStream(RESTStream[t.Any]):
     @cached_property
     def detects_deletions(self) -> bool:
         return self.tracks_deletions and bool(self.config.get("detect_deletions"))
+
+    @cached_property
+    def max_deletion_share(self) -> float:
+        """The share of a partition's rows that one run may mark deleted."""
+        return float(self.config.get("max_deletion_share", DEFAULT_MAX_DELETION_SHARE))
 
     def _is_last_partition(self, context: Context | None) -> bool:
         partitions = self.partitions

@@ -7,12 +7,16 @@ that it did not serve this time is emitted once more as a deletion record (its k
 touched, and only once the partition is known to be complete.
 
 The ids live in the partition's state, compactly: numeric ids below 2**32 as a
-serialized roaring bitmap, any others as a zlib-compressed JSON list.
+serialized roaring bitmap, any others as a zlib-compressed JSON list. An id is in the
+form its key column holds (see `CubeStream.record_identity`), so what is stored, what
+is compared and what a deletion record carries are the same value.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import itertools
 import typing as t
 import zlib
 from datetime import UTC, datetime
@@ -21,7 +25,7 @@ import msgspec
 from pyroaring import BitMap
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from tap_cube.seen import SeenIds
 
@@ -32,64 +36,86 @@ DELETED_AT = "_sdc_deleted_at"
 DELETED_AT_SCHEMA: dict[str, t.Any] = {"type": ["string", "null"], "format": "date-time"}
 
 
-def encode_ids(seen: SeenIds) -> dict[str, str]:
-    """A partition's delivered ids, for its state."""
-    numbers = BitMap(seen.small_numbers)
+def encode_ids(numbers: BitMap, others: Iterable[int | str | bytes]) -> dict[str, str]:
+    """Delivered ids, for a partition's state: small numbers, and every other id."""
+    numbers = BitMap(numbers)
     numbers.run_optimize()
-    others = [key.decode() if isinstance(key, bytes) else key for key in seen.other_ids()]
+    kept: list[int | str] = []
+    for key in others:
+        if isinstance(key, bytes):
+            msg = "compound ids (of rows without an id) are not kept in state"
+            raise TypeError(msg)
+        kept.append(key)
     return {
         "numbers": base64.b64encode(numbers.serialize()).decode("ascii"),
-        "others": base64.b64encode(zlib.compress(msgspec.json.encode(others), 6)).decode("ascii"),
+        "others": base64.b64encode(zlib.compress(msgspec.json.encode(kept), 6)).decode("ascii"),
     }
 
 
 def decode_ids(encoded: object) -> tuple[BitMap, list[int | str]]:
-    """The ids of `encode_ids`; nothing for a state that has none (or another shape)."""
+    """The ids of `encode_ids`; a ValueError saying what is wrong for anything else."""
     if not isinstance(encoded, dict):
-        return BitMap(), []
+        msg = "is not an object of numbers and others"
+        raise ValueError(msg)
+    for part in ("numbers", "others"):
+        if not isinstance(encoded.get(part), str):
+            msg = f"lacks its {part} (base64 text)"
+            raise ValueError(msg)
     try:
-        numbers = BitMap.deserialize(base64.b64decode(encoded["numbers"]))
-        others = msgspec.json.decode(zlib.decompress(base64.b64decode(encoded["others"])))
-    except (KeyError, TypeError, ValueError, zlib.error, msgspec.DecodeError):
-        return BitMap(), []
-    return numbers, [key for key in others if isinstance(key, int | str)]
+        numbers = BitMap.deserialize(base64.b64decode(encoded["numbers"], validate=True))
+    except (binascii.Error, ValueError, IndexError):
+        msg = "has numbers that are not a serialized roaring bitmap (cut short or altered?)"
+        raise ValueError(msg) from None
+    try:
+        others = msgspec.json.decode(
+            zlib.decompress(base64.b64decode(encoded["others"], validate=True))
+        )
+    except (binascii.Error, ValueError, zlib.error, msgspec.DecodeError):
+        msg = "has others that are not a compressed JSON list (cut short or altered?)"
+        raise ValueError(msg) from None
+    if not isinstance(others, list) or not all(type(key) in (int, str) for key in others):
+        msg = "has others that are not a list of ids (numbers and text)"
+        raise ValueError(msg)
+    return numbers, others
 
 
-def removed_ids(
-    previous: object, served: SeenIds, emitted: SeenIds | None = None
-) -> Iterator[int | str]:
-    """Ids delivered before (last run, or earlier in this one) that `served` lacks.
+class RemovedIds:
+    """Ids delivered before (last run, or earlier in this one) that a complete read lacks.
 
-    `emitted` holds what this run emitted when that is more than the complete read
-    `served` (a partition read again after it changed): those rows are in the target
-    too, and gone from Cube.
+    `previous` is the partition's delivered ids from its state (checked when the state
+    was loaded), `served` what the complete read served, and `emitted` what this run
+    emitted when that is more than `served` (a partition read again after it changed):
+    those rows are in the target too, and gone from Cube.
     """
-    numbers, others = decode_ids(previous)
-    if emitted is not None and emitted is not served:
-        numbers |= emitted.small_numbers
-        others += [key for key in emitted.other_ids() if isinstance(key, int | str)]
-    yield from numbers - served.small_numbers
-    seen: set[int | str] = set()
-    for key in others:
-        if key not in seen and key not in served:
-            seen.add(key)
-            yield key
 
+    def __init__(self, previous: object, served: SeenIds, emitted: SeenIds) -> None:
+        numbers, others = decode_ids(previous) if previous is not None else (BitMap(), [])
+        if emitted is not served:
+            numbers |= emitted.small_numbers
+            others += [key for key in emitted.other_ids() if isinstance(key, int | str)]
+        self._delivered_numbers = numbers
+        self._delivered_others = list(dict.fromkeys(others))
+        self._numbers = numbers - served.small_numbers
+        self._others = [key for key in self._delivered_others if key not in served]
 
-def deletion_records(
-    state: dict[str, t.Any],
-    served: SeenIds,
-    emitted: SeenIds,
-    key_field: str,
-    key_schema: Mapping[str, t.Any],
-) -> Iterator[dict[str, t.Any]]:
-    """A deletion record for each id delivered before but not served by a complete read.
+    def __len__(self) -> int:
+        return len(self._numbers) + len(self._others)
 
-    Afterwards the partition's state remembers what this read served, for the next run.
-    """
-    types = key_schema.get("type", [])
-    as_number = "integer" in ([types] if isinstance(types, str) else types)
-    deleted_at = datetime.now(UTC).isoformat()
-    for key in removed_ids(state.get(STATE_KEY), served, emitted):
-        yield {key_field: int(key) if as_number else str(key), DELETED_AT: deleted_at}
-    state[STATE_KEY] = encode_ids(served)
+    @property
+    def delivered(self) -> int:
+        """How many ids were delivered before."""
+        return len(self._delivered_numbers) + len(self._delivered_others)
+
+    def delivered_ids(self) -> dict[str, str]:
+        """Every id delivered before, for a state that deletes nothing now."""
+        return encode_ids(self._delivered_numbers, self._delivered_others)
+
+    def records(
+        self, key_field: str, key_schema: Mapping[str, t.Any]
+    ) -> Iterator[dict[str, t.Any]]:
+        """A deletion record for each removed id, keyed as its row is."""
+        types = key_schema.get("type", [])
+        as_number = "integer" in ([types] if isinstance(types, str) else types)
+        deleted_at = datetime.now(UTC).isoformat()
+        for key in itertools.chain(self._numbers, self._others):
+            yield {key_field: int(key) if as_number else str(key), DELETED_AT: deleted_at}

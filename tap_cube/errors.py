@@ -40,6 +40,14 @@ class IncompleteError(CubeError):
     """A list could not be read completely: records would be missing."""
 
 
+class StateError(CubeError):
+    """The given state cannot be trusted: what it says would be read wrongly."""
+
+
+class DeletionsWithheldError(CubeError):
+    """A partition would lose more of its rows than max_deletion_share allows."""
+
+
 class RetriesExhaustedError(CubeError):
     """A request kept failing with retriable errors."""
 

@@ -122,7 +122,7 @@ def probe_contexts(stream: CubeStream) -> t.Iterator[Context]:
     """The contexts of the first pages to read: the latest day window, for windowed lists."""
     for partition in (stream.partitions or [{}])[:PARTITIONS_TRIED]:
         if isinstance(stream, DayWindowStream):
-            windows = list(stream.windows(partition))
+            windows = list(stream.windows(partition, datetime.now(UTC)))
             if windows:
                 start, end = windows[-1]
                 dates = {"from_date": start.strftime("%Y%m%d"), "to_date": end.strftime("%Y%m%d")}

@@ -11,22 +11,29 @@ from pyroaring import BitMap
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
-_MAX_NUMERIC = (1 << 63) - 1  # SQLite's INTEGER range
+_MIN_NUMERIC, _MAX_NUMERIC = -(1 << 63), (1 << 63) - 1  # SQLite's INTEGER range
 _MAX_SMALL = (1 << 32) - 1
 _PENDING_LIMIT = 10_000
 
 
 def numeric_id(record_id: object) -> int | None:
-    """The id as a non-negative integer when it is one written canonically.
+    """The id as an integer, when it is one: an int, or an int's own decimal text.
 
-    "00123" is not "123" to Cube, so only ids without a sign or leading zero qualify.
+    An id and its decimal text are one id ("5" is 5, "-5" is -5, "0" is 0); text that
+    is not how an int is written ("05", "+5", "5.0", " 5") is text, as it is to Cube.
     """
     if type(record_id) is str:
-        if record_id.isascii() and record_id.isdigit() and record_id[0] != "0":
+        digits = record_id[1:] if record_id[:1] == "-" else record_id
+        if (
+            digits.isascii()
+            and digits.isdigit()
+            and (digits[0] != "0" or record_id == "0")
+            and len(digits) <= 19
+        ):
             number = int(record_id)
-            return number if number <= _MAX_NUMERIC else None
+            return number if _MIN_NUMERIC <= number <= _MAX_NUMERIC else None
         return None
-    if type(record_id) is int and 0 < record_id <= _MAX_NUMERIC:
+    if type(record_id) is int and _MIN_NUMERIC <= record_id <= _MAX_NUMERIC:
         return record_id
     return None
 
@@ -68,7 +75,7 @@ class SeenIds:
             self._small.add(small)
             return True
         number = numeric_id(record_id)
-        if number is not None and number <= _MAX_SMALL:
+        if number is not None and 0 <= number <= _MAX_SMALL:
             if number in self._small:
                 return False
             self._small.add(number)
@@ -90,7 +97,7 @@ class SeenIds:
 
     def __contains__(self, record_id: object) -> bool:
         number = numeric_id(record_id)
-        if number is not None and number <= _MAX_SMALL:
+        if number is not None and 0 <= number <= _MAX_SMALL:
             return number in self._small
         key = self._key(record_id, number)
         if key is None or hash(key) & _MAX_SMALL not in self._hashes:
@@ -99,11 +106,11 @@ class SeenIds:
 
     @property
     def small_numbers(self) -> BitMap:
-        """The numeric ids below 2**32, as a bitmap."""
+        """The numeric ids from 0 to 2**32 - 1, as a bitmap."""
         return self._small
 
     def other_ids(self) -> Iterator[int | str | bytes]:
-        """Every other id: larger numbers, text, and encoded compound ids."""
+        """Every other id: other numbers, text, and encoded compound ids."""
         if not self._hashes:
             return
         exact = self._table()
@@ -113,12 +120,15 @@ class SeenIds:
 
     @staticmethod
     def _key(record_id: object, number: int | None) -> int | str | bytes | None:
+        """The one form an id is kept in: an int, text, or the JSON of anything else."""
         if number is not None:
             return number
         if record_id is None:
             return None
         if type(record_id) is str:
             return record_id
+        if type(record_id) is int:
+            return str(record_id)  # beyond SQLite's integers: as its decimal text
         return msgspec.json.encode(record_id)
 
     def _stored(self, key: int | str | bytes) -> bool:

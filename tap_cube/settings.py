@@ -32,6 +32,9 @@ def zone_of(name: object) -> ZoneInfo:
         raise ValueError(name) from exc
 
 
+#: The share of a partition's delivered rows one run may mark deleted, by default.
+DEFAULT_MAX_DELETION_SHARE = 0.5
+
 #: The tap's `config_jsonschema`; the rules it cannot say are in `validation`.
 SETTINGS: dict[str, t.Any] = th.PropertiesList(
     th.Property(
@@ -111,8 +114,8 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
         th.DateType,
         title="Start date",
         description=(
-            "First day of call outcomes and product registrations to read on the first "
-            "run (YYYY-MM-DD); those streams are offered when it is set."
+            "First day of call outcomes and product registrations to read (YYYY-MM-DD); "
+            "no run reads before it. Those streams are offered when it is set."
         ),
     ),
     th.Property(
@@ -202,6 +205,17 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
             "After an assignment or data owner was read completely, emit a record with "
             "_sdc_deleted_at for each customer (or custom field) it served last time "
             "but not now. Needs a target that keeps _sdc_deleted_at (record metadata)."
+        ),
+    ),
+    th.Property(
+        "max_deletion_share",
+        th.NumberType,
+        default=DEFAULT_MAX_DELETION_SHARE,
+        title="Maximum deletion share",
+        description=(
+            "With detect_deletions: the share (0 to 1) of the rows a partition delivered "
+            "before that one run may mark deleted. A partition that would lose more (an "
+            "empty answer, say) deletes nothing and the run fails; set 1 to allow it."
         ),
     ),
     th.Property(

@@ -25,6 +25,7 @@ from tap_cube.output import BufferedRecordWriter
 from tap_cube.probe import probe
 from tap_cube.schema import custom_properties, merge_properties
 from tap_cube.settings import SETTINGS
+from tap_cube.state import StreamShape, check_state
 from tap_cube.streams import (
     CALLFLOW_PROPERTIES,
     CallflowBase,
@@ -40,7 +41,12 @@ from tap_cube.streams import (
     discover_customer_schema,
     extend_schema,
 )
-from tap_cube.validation import check_settings, warn_unknown_settings, warn_unoffered_streams
+from tap_cube.validation import (
+    check_settings,
+    warn_future_start_date,
+    warn_unknown_settings,
+    warn_unoffered_streams,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,6 +55,22 @@ if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream
 
     from tap_cube.cube_stream import CubeStream
+
+
+#: Every stream the tap may offer, whatever the configuration.
+STREAM_CLASSES: tuple[type[CubeStream], ...] = (
+    CustomersStream,
+    CustomerCustomFieldsStream,
+    CallflowCustomersStream,
+    CrmCustomersStream,
+    CrmCustomFieldsStream,
+    CrmCallflowCustomersStream,
+    CampaignsStream,
+    CallOutcomesStream,
+    ProductRegistrationsStream,
+    CrmCallOutcomesStream,
+    CrmProductRegistrationsStream,
+)
 
 
 class TapCube(Tap):
@@ -79,6 +101,7 @@ class TapCube(Tap):
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         warn_unknown_settings(self.config, self.config_jsonschema, self.logger)
+        warn_future_start_date(self.config, self.logger)
         errors = super()._validate_config(raise_errors=False)
         errors += check_settings(self.config)
         if errors and raise_errors:
@@ -93,6 +116,12 @@ class TapCube(Tap):
         if self.input_catalog is not None:
             _ = self.streams  # builds the streams, which apply the catalog
         super().setup_mapper()
+
+    @override
+    def load_state(self, state: dict[str, t.Any]) -> None:
+        """Check the given state whole first: what cannot be trusted stops the run."""
+        check_state(state, [StreamShape.of(stream_class) for stream_class in STREAM_CLASSES])
+        super().load_state(state)
 
     @cached_property
     def directory(self) -> Directory:

@@ -180,6 +180,9 @@ def _number_errors(config: t.Mapping[str, t.Any]) -> list[str]:
         errors.append("request_timeout must be greater than 0")
     if isinstance(wait, int | float | Decimal) and wait < 0:
         errors.append("max_retry_wait must not be negative")
+    share = config.get("max_deletion_share")
+    if isinstance(share, int | float | Decimal) and not 0 <= share <= 1:
+        errors.append("max_deletion_share must be between 0 and 1 (1 allows any deletion)")
     return errors
 
 
@@ -239,6 +242,17 @@ def warn_unknown_settings(
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             logger.warning("unknown setting %r is ignored%s", key, hint)
+
+
+def warn_future_start_date(config: t.Mapping[str, t.Any], logger: logging.Logger) -> None:
+    """A start_date in the future reads nothing until then: say so, in case it is a typo."""
+    start_date = config.get("start_date")
+    if _is_date(start_date) and date.fromisoformat(str(start_date)) > date.today():
+        logger.warning(
+            "start_date %s is in the future: call outcomes and product registrations are "
+            "read from that day on, nothing before",
+            start_date,
+        )
 
 
 #: What a stream needs from the configuration to be offered.

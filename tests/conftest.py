@@ -206,3 +206,79 @@ def pg_database(pg_dsn: str) -> t.Iterator[PgDatabase]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+class StaticCube:
+    """A fake Cube of the tests' own, not the simulator: fixed JSON bodies by path.
+
+    `bodies` maps a path substring to the JSON body answered for it (200); any other
+    path answers an empty list (a plain one for custom-field metadata and campaigns, an
+    empty DRF page otherwise). Authentication is not checked.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: dict[str, t.Any] = {}
+        cube = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                found = [body for part, body in cube.bodies.items() if part in self.path]
+                plain = "custom_fields" in self.path or "/campaigns" in self.path
+                empty = [] if plain else {"count": 0, "next": None, "results": []}
+                body = json.dumps(found[0] if found else empty).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/api/v1"
+
+    def serve_customers(self, assignment_id: int, customers: list[dict[str, t.Any]]) -> None:
+        """One DRF page holding `customers`, for the assignment's customers list."""
+        page = {"count": len(customers), "next": None, "previous": None, "results": customers}
+        self.bodies[f"/assignments/{assignment_id}/customers/"] = page
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def static_cube() -> t.Iterator[StaticCube]:
+    cube = StaticCube()
+    yield cube
+    cube.stop()
+
+
+def read_in_process(
+    config: dict[str, t.Any], state: dict[str, t.Any] | None, stream: str = "customers"
+) -> tuple[list[dict[str, t.Any]], dict[str, t.Any]]:
+    """Every partition's records of one stream, read in this process; and the state after.
+
+    The state goes through JSON both ways, as between two real runs.
+    """
+    from tap_cube.cube_stream import CubeStream
+    from tap_cube.tap import TapCube
+
+    given = json.loads(json.dumps(state)) if state is not None else None
+    tap = TapCube(config=config, state=given)
+    reader = tap.streams[stream]
+    assert isinstance(reader, CubeStream)
+    records: list[dict[str, t.Any]] = []
+    try:
+        for context in reader.partitions or [{}]:
+            records += t.cast("list[dict[str, t.Any]]", list(reader.get_records(context)))
+    finally:
+        reader.close()
+    after: dict[str, t.Any] = json.loads(json.dumps(tap.state))
+    return records, after

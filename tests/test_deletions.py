@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tap_cube.deletions import STATE_KEY
+from tap_cube.errors import DeletionsWithheldError
 from tests.conftest import config_for, plain_assignment, run_tap
 
 
@@ -117,3 +118,75 @@ def test_rows_removed_while_read_are_deleted_in_the_same_run(simulator):
             sim.set_count(7, 1470, at="start")
     assert set(gone) <= set(emitted)  # served before they went
     assert sorted(deleted) == sorted(gone)  # and marked deleted once the list added up
+
+
+# --- the deletion guard: one short answer must not wipe a partition ----------------------
+
+
+def test_an_emptied_assignment_deletes_nothing_and_fails_naming_it(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 600), plain_assignment(8, 300)])
+    config = config_for(sim, [7, 8], detect_deletions=True)
+    first = run_tap(config, tmp_path)
+    assert first.returncode == 0, first.stderr
+    sim.set_count(7, 0)
+    sim.set_count(8, 290)
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert second.returncode == 1, second.stderr[-2000:]
+    # The first stream with deletions (in name order) stops the run once its
+    # partitions are read: the other assignment deleted as usual there.
+    marked = deletions(second, "callflow_customers")
+    assert {r["assignment_id"] for r in marked} == {8}
+    assert len(marked) == 10
+    assert deletions(second) == []
+    line = second.last_stderr_line
+    assert line.startswith(
+        "tap-cube: error: callflow_customers: assignment 7: 600 of the 600 rows it delivered "
+        "before would be marked deleted (the list came back empty), more than "
+        "max_deletion_share (0.5) allows"
+    ), line
+    assert "max_deletion_share: 1 (TAP_CUBE_MAX_DELETION_SHARE=1)" in line
+
+    # Allowed on purpose, the next run deletes them: the ids were kept.
+    allowed = run_with_state({**config, "max_deletion_share": 1}, tmp_path, last_state(first))
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    for stream in ("customers", "callflow_customers"):
+        assert {r["assignment_id"] for r in deletions(allowed, stream)} == {7, 8}
+        assert len(deletions(allowed, stream)) == 610
+
+
+@pytest.mark.parametrize(
+    ("remaining", "share", "fails"),
+    [(60, None, False), (40, None, True), (40, 0.7, False), (99, 0, True), (100, 0, False)],
+)
+def test_the_share_a_run_may_delete(simulator, tmp_path, remaining, share, fails):
+    sim = simulator([plain_assignment(7, 100)])
+    config = config_for(sim, [7], detect_deletions=True, max_deletion_share=share)
+    first = run_tap(config, tmp_path)
+    sim.set_count(7, remaining)
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert (second.returncode == 1) == fails, second.stderr[-2000:]
+    assert len(deletions(second)) == (0 if fails else 100 - remaining)
+    if fails:
+        assert f"assignment 7: {100 - remaining} of the 100 rows" in second.last_stderr_line
+
+
+def test_a_withheld_partition_keeps_every_id_it_delivered(simulator):
+    from tests.test_concurrency import customers_stream
+
+    sim = simulator([plain_assignment(7, 100)])
+    stream = customers_stream(sim, [7], detect_deletions=True)
+    assert not [r for r in stream.get_records({"assignment_id": 7}) if r.get("_sdc_deleted_at")]
+    state = stream.get_context_state({"assignment_id": 7})
+    before = dict(state[STATE_KEY])
+    sim.set_count(7, 10)
+    with pytest.raises(DeletionsWithheldError):
+        list(stream.get_records({"assignment_id": 7}))
+    assert state[STATE_KEY] == before
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_a_share_outside_0_to_1_is_refused(simulator, tmp_path, share):
+    sim = simulator([plain_assignment(7, 10)])
+    run = run_tap(config_for(sim, [7], max_deletion_share=share), tmp_path)
+    assert run.returncode == 1
+    assert "max_deletion_share must be between 0 and 1" in run.last_stderr_line

@@ -657,3 +657,50 @@ def test_meltano_config_test_reads_a_record(simulator, meltano, tmp_path):
     env = {"TAP_CUBE_API_URL": sim.url, "TAP_CUBE_ASSIGNMENT_IDS": "[31]"}
     log = meltano("a").run("config", "test", "tap-cube", env=env, log=tmp_path / "test.log")
     assert "Plugin configuration is valid" in log
+
+
+def test_an_emptied_assignment_keeps_its_rows_and_the_run_fails_saying_so(
+    simulator, meltano, pg_database, tmp_path
+):
+    sim = simulator(
+        [Assignment(51, 800, custom_fields=FIELDS), Assignment(52, 300, custom_fields=FIELDS)],
+        token=SIM_TOKEN,
+    )
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[51, 52]",
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    job = meltano("a")
+    args = ("run", "--state-id-suffix", f"guard-{uuid.uuid4().hex[:8]}")
+    job.run(*args, "tap-cube", "target-postgres", env=env, log=tmp_path / "first.log")
+    everything = keys_of(sim, 51) | keys_of(sim, 52)
+
+    # One empty answer (a server in trouble) must not soft-delete a whole assignment.
+    sim.set_count(51, 0)
+    log = tmp_path / "emptied.log"
+    process = job.start(*args, "tap-cube", "target-postgres", env=env, log=log)
+    try:
+        process.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0, f"meltano run did not fail:\n{tail(log)}"
+    lines = [line for line in tap_lines(log.read_text(encoding="utf-8")) if line.strip()]
+    assert lines[-1].startswith(
+        "tap-cube: error: customers: assignment 51: 800 of the 800 rows it delivered before "
+        "would be marked deleted (the list came back empty)"
+    ), tail(log)
+    assert "TAP_CUBE_MAX_DELETION_SHARE=1" in lines[-1]
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert customer_keys(conn, deleted=True) == set()
+        assert customer_keys(conn, deleted=False) == everything
+
+    # Allowed on purpose, the rows go: the state still knew every one of them.
+    allowed = {**env, "TAP_CUBE_MAX_DELETION_SHARE": "1"}
+    job.run(*args, "tap-cube", "target-postgres", env=allowed, log=tmp_path / "allowed.log")
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert customer_keys(conn, deleted=True) == everything - keys_of(sim, 52)
+        assert customer_keys(conn, deleted=False) == keys_of(sim, 52)

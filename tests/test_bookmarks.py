@@ -1,0 +1,140 @@
+"""Bookmarks of call outcomes never pass the run's own clock, and start_date bounds every run."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from tap_cube.simulator import demo_assignments
+from tests.conftest import config_for, run_tap
+
+TODAY = date.today()
+CAMPAIGN = 2021  # a campaign of assignment 101 in the demo data
+STAMP = "call_outcome__report_as__submitted_when_timestamp"
+
+
+def outcome_windows(sim, since: int = 0) -> list[str]:
+    return [r.query for r in sim.requests[since:] if r.path.endswith("/call_outcomes/")]
+
+
+def bookmark(run) -> str:
+    state = [m["value"] for m in run.messages if m["type"] == "STATE"][-1]
+    (partition,) = state["bookmarks"]["call_outcomes"]["partitions"]
+    return str(partition["replication_key_value"])
+
+
+def state_with(value: object, campaign: object = CAMPAIGN) -> dict:
+    partition = {
+        "context": {"campaign_id": campaign},
+        "replication_key": STAMP,
+        "replication_key_value": value,
+    }
+    return {"bookmarks": {"call_outcomes": {"partitions": [partition]}}}
+
+
+def run_with_state(config, tmp_path, state):
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(state))
+    return run_tap(config, tmp_path, "--state", str(state_file))
+
+
+def day(d: date) -> str:
+    return d.strftime("%Y%m%d")
+
+
+def outcomes_config(sim, start: date, **overrides):
+    return config_for(
+        sim, [101], start_date=start.isoformat(), campaign_ids=[CAMPAIGN], **overrides
+    )
+
+
+def test_a_row_stamped_2099_does_not_become_the_bookmark(simulator, tmp_path):
+    start = TODAY - timedelta(days=3)
+    sim = simulator(demo_assignments(), outcomes_start=start)
+    sim.add_call_outcome(CAMPAIGN, TODAY - timedelta(days=1), {STAMP: "2099-01-01T12:00:00+01:00"})
+    config = outcomes_config(sim, start)
+    started = datetime.now(UTC)
+    first = run_tap(config, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "2099-01-01T12:00:00+01:00" in {r[STAMP] for r in first.records("call_outcomes")}
+    assert datetime.fromisoformat(bookmark(first)) <= datetime.now(UTC)
+    assert datetime.fromisoformat(bookmark(first)) >= started - timedelta(minutes=1)
+    warnings = [line for line in first.stderr.splitlines() if "WARNING" in line]
+    clamped = [line for line in warnings if "2099-01-01" in line]
+    assert clamped, first.stderr[-2000:]
+    assert "campaign 2021" in clamped[0]
+
+    # The next run reads the lookback window again instead of nothing, for good.
+    since = len(sim.requests)
+    second = run_with_state(
+        config, tmp_path, [m for m in first.messages if m["type"] == "STATE"][-1]["value"]
+    )
+    assert second.returncode == 0, second.stderr
+    assert outcome_windows(sim, since) == [
+        f"from_date={day(TODAY - timedelta(days=1))}&to_date={day(TODAY)}"
+    ]
+
+
+def test_a_future_bookmark_in_the_state_is_clamped_with_a_warning(simulator, tmp_path):
+    start = TODAY - timedelta(days=3)
+    sim = simulator(demo_assignments(), outcomes_start=start)
+    config = outcomes_config(sim, start)
+    run = run_with_state(config, tmp_path, state_with("2099-05-01T00:00:00+00:00"))
+    assert run.returncode == 0, run.stderr
+    assert outcome_windows(sim) == [
+        f"from_date={day(TODAY - timedelta(days=1))}&to_date={day(TODAY)}"
+    ]
+    warnings = [line for line in run.stderr.splitlines() if "WARNING" in line]
+    assert [line for line in warnings if "2099-05-01" in line], run.stderr[-2000:]
+    assert datetime.fromisoformat(bookmark(run)) <= datetime.now(UTC)
+
+
+def test_a_future_start_date_is_honoured_on_every_run(simulator, tmp_path):
+    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=3))
+    config = outcomes_config(sim, TODAY + timedelta(days=10))
+    first = run_tap(config, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert outcome_windows(sim) == []
+    since = len(sim.requests)
+    state = [m["value"] for m in first.messages if m["type"] == "STATE"][-1]
+    second = run_with_state(config, tmp_path, state)
+    assert second.returncode == 0, second.stderr
+    assert outcome_windows(sim, since) == []
+    assert second.records("call_outcomes") == []
+    assert "start_date" in second.stderr
+    assert "is in the future" in second.stderr
+
+
+def test_start_date_bounds_a_run_with_an_older_bookmark(simulator, tmp_path):
+    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=30))
+    start = TODAY - timedelta(days=2)
+    old = (datetime.now(UTC) - timedelta(days=20)).isoformat(timespec="seconds")
+    run = run_with_state(outcomes_config(sim, start), tmp_path, state_with(old))
+    assert run.returncode == 0, run.stderr
+    assert outcome_windows(sim) == [f"from_date={day(start)}&to_date={day(TODAY)}"]
+    assert all(r[STAMP][:10] >= start.isoformat() for r in run.records("call_outcomes"))
+
+
+@pytest.mark.parametrize(
+    ("value", "campaign"),
+    [
+        ("yesterday", CAMPAIGN),
+        (20240101, CAMPAIGN),
+        (20240101.5, CAMPAIGN),
+        (["2024-01-01"], CAMPAIGN),
+        ("2024-01-01T10:00:00+01:00", str(CAMPAIGN)),
+    ],
+    ids=["not a timestamp", "a number", "a fraction", "a list", "campaign as text"],
+)
+def test_a_damaged_bookmark_fails_with_one_line(simulator, tmp_path, value, campaign):
+    start = TODAY - timedelta(days=3)
+    sim = simulator(demo_assignments(), outcomes_start=start)
+    run = run_with_state(outcomes_config(sim, start), tmp_path, state_with(value, campaign))
+    assert run.returncode == 1, run.stderr[-2000:]
+    line = run.last_stderr_line
+    assert line.startswith("tap-cube: error: the state of call_outcomes"), line
+    assert "campaign" in line
+    assert "meltano state" in line
+    assert outcome_windows(sim) == []
