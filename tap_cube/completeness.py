@@ -13,11 +13,13 @@ import contextlib
 import math
 import time
 import typing as t
+from array import array
 from datetime import UTC, datetime
 
+from tap_cube import changes
 from tap_cube.client import Endpoint
 from tap_cube.deletions import deletion_records
-from tap_cube.errors import ApiError, IncompleteError
+from tap_cube.errors import ApiError, IncompleteError, StateError
 from tap_cube.fetch import PageGoneError
 from tap_cube.pagination import page_body
 from tap_cube.seen import SeenIds
@@ -49,6 +51,8 @@ class PartitionSource(Endpoint, t.Protocol):
     @property
     def detects_deletions(self) -> bool: ...
     @property
+    def skips_unchanged(self) -> bool: ...
+    @property
     def schema(self) -> dict[str, t.Any]: ...
 
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]: ...
@@ -56,6 +60,8 @@ class PartitionSource(Endpoint, t.Protocol):
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]: ...
 
     def get_context_state(self, context: Context | None) -> dict[str, t.Any]: ...
+
+    def filter_changes(self, changes: changes.ChangeFilter | None) -> None: ...
 
 
 class CompleteRead:
@@ -68,12 +74,17 @@ class CompleteRead:
         self.pages = 0
         self._delivered = 0
         self._duplicates = 0
+        self._deleted = 0
 
     def records(self) -> Iterator[dict[str, t.Any]]:
         """The records of the partition, each exactly once, or an error that says why not."""
         stream, context, where = self._stream, self._context, self._where
         started = time.monotonic()
+        state = stream.get_context_state(context)
+        change_filter = self._change_filter(state) if stream.skips_unchanged else None
+        stream.filter_changes(change_filter)
         with contextlib.ExitStack() as ids:
+            ids.callback(stream.filter_changes, None)
             emitted = ids.enter_context(SeenIds())
             for attempt in range(MAX_REREADS + 1):
                 # The first read checks ids against what was emitted; later ones also
@@ -102,6 +113,16 @@ class CompleteRead:
                 raise IncompleteError(msg)
             if stream.detects_deletions:
                 yield from self._deletions(served, emitted)
+            if change_filter is not None:
+                # After a read again, some records sent may since have been deleted; their
+                # hashes must not make them look unchanged when they come back, so the
+                # next run compares with nothing and sends the partition whole.
+                kept = change_filter.finish() if attempt == 0 else array("Q")
+                state[changes.STATE_KEY] = changes.encode_hashes(kept)
+            else:
+                # Hashes from before a run without skip_unchanged may vouch for rows it
+                # has since marked deleted.
+                state.pop(changes.STATE_KEY, None)
         if self._duplicates:
             stream.logger.warning(
                 "%s: %d records were served twice (rows shifted between pages); each was "
@@ -109,15 +130,34 @@ class CompleteRead:
                 where,
                 self._duplicates,
             )
+        unchanged = change_filter.unchanged if change_filter is not None else 0
         stream.logger.info(
-            "%s: %s done: %d records, %d pages, %d retries, %.1f s",
+            "%s: %s done: %d records, %d pages, %d retries, %.1f s; "
+            "%d emitted, %d unchanged (skipped), %d deleted",
             stream.name,
             where,
             self._delivered,
             self.pages,
             stream.client.retries_of(context),
             time.monotonic() - started,
+            self._delivered - unchanged,
+            unchanged,
+            self._deleted,
         )
+
+    def _change_filter(self, state: dict[str, t.Any]) -> changes.ChangeFilter:
+        """skip_unchanged's filter, comparing with the hashes of the last complete read."""
+        stored = state.get(changes.STATE_KEY)
+        problem = changes.record_hashes_problem(stored)
+        if problem is not None:
+            msg = (
+                f"the state of {self._stream.name}, {self._where}: {problem}. Run once with "
+                "`meltano run --full-refresh` (or without --state) to send every record "
+                "and start afresh."
+            )
+            raise StateError(msg)
+        previous = changes.decode_hashes(stored) if stored else array("Q")
+        return changes.ChangeFilter(previous)
 
     def _deletions(self, served: SeenIds, emitted: SeenIds) -> Iterator[dict[str, t.Any]]:
         """Deletion records for what this complete read no longer served (deletions.py)."""
@@ -130,6 +170,7 @@ class CompleteRead:
         ):
             deleted += 1
             yield record
+        self._deleted = deleted
         if deleted:
             stream.logger.info(
                 "%s: %d records are no longer served; marked deleted", self._where, deleted

@@ -32,6 +32,10 @@ class ApiError(CubeError):
     """The server answered in a way the tap cannot continue from."""
 
 
+class StateError(CubeError):
+    """The state passed in (`--state`) is damaged."""
+
+
 class IncompleteError(CubeError):
     """A list could not be read completely: records would be missing."""
 
