@@ -53,6 +53,8 @@ class PartitionSource(Endpoint, t.Protocol):
     @property
     def skips_unchanged(self) -> bool: ...
     @property
+    def tracks_changes(self) -> bool: ...
+    @property
     def schema(self) -> dict[str, t.Any]: ...
 
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]: ...
@@ -80,8 +82,11 @@ class CompleteRead:
         """The records of the partition, each exactly once, or an error that says why not."""
         stream, context, where = self._stream, self._context, self._where
         started = time.monotonic()
-        state = stream.get_context_state(context)
-        change_filter = self._change_filter(state) if stream.skips_unchanged else None
+        change_filter = (
+            self._change_filter(stream.get_context_state(context))
+            if stream.skips_unchanged
+            else None
+        )
         stream.filter_changes(change_filter)
         with contextlib.ExitStack() as ids:
             ids.callback(stream.filter_changes, None)
@@ -118,11 +123,12 @@ class CompleteRead:
                 # hashes must not make them look unchanged when they come back, so the
                 # next run compares with nothing and sends the partition whole.
                 kept = change_filter.finish() if attempt == 0 else array("Q")
+                state = stream.get_context_state(context)
                 state[changes.STATE_KEY] = changes.encode_hashes(kept)
-            else:
+            elif stream.tracks_changes:
                 # Hashes from before a run without skip_unchanged may vouch for rows it
                 # has since marked deleted.
-                state.pop(changes.STATE_KEY, None)
+                stream.get_context_state(context).pop(changes.STATE_KEY, None)
         if self._duplicates:
             stream.logger.warning(
                 "%s: %d records were served twice (rows shifted between pages); each was "
