@@ -4,13 +4,16 @@ Run by hand, not in CI, from the project root::
 
     uv run python benchmarks/deletions.py                 # 1,000,000 customers
     uv run python benchmarks/deletions.py --customers 100000
+    uv run python benchmarks/deletions.py --skip-unchanged   # the runs with it on, too
 
 For each id style (see benchmarks/id_memory.py), a fresh simulator serves 4 assignments
 and tap-cube syncs `customers` alone: once with detect_deletions off, once on (the first
 run, which only records the ids), and once on with the state of that run against a
 simulator whose assignments each lost their last 1,000 customers (the run that emits the
 deletion records). Printed: wall time and peak RSS of each run, the size of the final
-STATE message, and the deletion records emitted. Nothing is asserted.
+STATE message, and the deletion records emitted. Nothing is asserted. With
+--skip-unchanged, the two runs with detect_deletions on have skip_unchanged on as well,
+so the STATE carries the record hashes and the second run compares with them.
 """
 
 from __future__ import annotations
@@ -74,7 +77,9 @@ def last_state(output: bytes) -> bytes:
     return lines[-1]
 
 
-def measure_style(style: str, per_assignment: int, workdir: Path) -> dict[str, object]:
+def measure_style(
+    style: str, per_assignment: int, workdir: Path, *, skip_unchanged: bool = False
+) -> dict[str, object]:
     row: dict[str, object] = {"ids": style}
     config = workdir / "config.json"
     for phase, count, detect in (
@@ -83,7 +88,9 @@ def measure_style(style: str, per_assignment: int, workdir: Path) -> dict[str, o
         ("deleting", per_assignment - REMOVED_PER_ASSIGNMENT, True),
     ):
         with SimulatorProcess(count, workdir, id_style=style) as sim:
-            write_config(config, sim.url, detect_deletions=detect)
+            write_config(
+                config, sim.url, detect_deletions=detect, skip_unchanged=skip_unchanged and detect
+            )
             catalog = discover_catalog(tap_cube_executable(), config, workdir / "catalog.json")
             state = workdir / "state.json" if phase == "deleting" else None
             log = workdir / f"tap-cube-{style}-{phase}.log"
@@ -102,10 +109,18 @@ def measure_style(style: str, per_assignment: int, workdir: Path) -> dict[str, o
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000, help="in all, per style")
+    parser.add_argument(
+        "--skip-unchanged", action="store_true", help="skip_unchanged on where deletions are"
+    )
     args = parser.parse_args()
     per_assignment = args.customers // len(ASSIGNMENT_IDS)
     with tempfile.TemporaryDirectory() as directory:
-        rows = [measure_style(style, per_assignment, Path(directory)) for style in STYLES]
+        rows = [
+            measure_style(
+                style, per_assignment, Path(directory), skip_unchanged=args.skip_unchanged
+            )
+            for style in STYLES
+        ]
     print(
         "| Ids | off (s) | on, first run (s) | on, deleting (s) | Peak RSS off / on (MiB) "
         "| STATE message | Deletion records |"

@@ -51,10 +51,13 @@ PIPE = "pipe, loader defaults"
 
 
 @contextlib.contextmanager
-def simulator(per_assignment: int) -> Iterator[CubeSimulator]:
+def simulator(per_assignment: int, id_style: str = "dense") -> Iterator[CubeSimulator]:
     """A fresh simulator for one run, so that no run finds pages rendered by another."""
     sim = CubeSimulator(
-        [Assignment(a, per_assignment, custom_fields=FIELDS) for a in ASSIGNMENT_IDS],
+        [
+            Assignment(a, per_assignment, custom_fields=FIELDS, customer_id_style=id_style)
+            for a in ASSIGNMENT_IDS
+        ],
         token=TOKEN,
         next_style="same",
     )
@@ -76,9 +79,17 @@ def meltano_pipeline(
     database: str,
     overrides: dict[str, str],
     streams: Sequence[str] | None = (STREAM,),
+    *,
+    tap_settings: dict[str, str] | None = None,
+    state_id_suffix: str | None = None,
 ) -> Pipeline:
-    """`meltano run` selecting `streams`; None selects nothing, so every stream loads."""
+    """`meltano run` selecting `streams`; None selects nothing, so every stream loads.
+
+    `tap_settings` override meltano.yml's tap-cube settings; `state_id_suffix` gives the
+    run a state of its own (`--state-id-suffix`), which later runs with it continue.
+    """
     env = {
+        **{f"TAP_CUBE_{k.upper()}": v for k, v in (tap_settings or {}).items()},
         "TAP_CUBE_API_URL": sim.url,
         "TAP_CUBE_ASSIGNMENT_IDS": json.dumps(ASSIGNMENT_IDS),
         **{f"TARGET_POSTGRES_{k.upper()}": v for k, v in pg.connection_settings(database).items()},
@@ -86,7 +97,8 @@ def meltano_pipeline(
     }
     if streams is not None:
         env["TAP_CUBE__SELECT"] = json.dumps([f"{stream}.*" for stream in streams])
-    argv = [str(MELTANO), "run", "tap-cube", "target-postgres"]
+    suffix = ["--state-id-suffix", state_id_suffix] if state_id_suffix else []
+    argv = [str(MELTANO), "run", *suffix, "tap-cube", "target-postgres"]
     return Pipeline(MELTANO_RUN, argv, meltano_env(env), SCHEMA)
 
 

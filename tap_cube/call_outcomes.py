@@ -120,8 +120,10 @@ class DayWindowStream(CustomersBase):
     is_sorted = False
     # Rows repeat customers; identity is the key above, not the customer id alone.
     record_id_field = None
-    # Incremental: a row missing from a window is not known to be gone.
+    # Incremental: a row missing from a window is not known to be gone, and a window
+    # read again is there to update rows edited late.
     tracks_deletions = False
+    tracks_changes = False
     #: The object columns gathering free-form `<column>__<label>` fields by label.
     extra_columns: t.ClassVar[tuple[str, ...]] = (CALL_OUTCOME_EXTRA,)
     extra_properties: t.ClassVar[dict[str, t.Any]] = {}

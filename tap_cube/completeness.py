@@ -13,10 +13,12 @@ import contextlib
 import math
 import time
 import typing as t
+from array import array
 from datetime import UTC, datetime
 
 import msgspec
 
+from tap_cube import changes
 from tap_cube.client import Endpoint
 from tap_cube.deletions import STATE_KEY, RemovedIds, encode_ids
 from tap_cube.errors import ApiError, IncompleteError
@@ -58,6 +60,10 @@ class PartitionSource(Endpoint, t.Protocol):
     @property
     def max_deletion_share(self) -> float: ...
     @property
+    def skips_unchanged(self) -> bool: ...
+    @property
+    def tracks_changes(self) -> bool: ...
+    @property
     def schema(self) -> dict[str, t.Any]: ...
 
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]: ...
@@ -65,6 +71,8 @@ class PartitionSource(Endpoint, t.Protocol):
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]: ...
 
     def get_context_state(self, context: Context | None) -> dict[str, t.Any]: ...
+
+    def filter_changes(self, changes: changes.ChangeFilter | None) -> None: ...
 
 
 class CompleteRead:
@@ -79,12 +87,20 @@ class CompleteRead:
         self._duplicates = 0
         #: Why a `next` link of this partition was not followed, from the first one seen.
         self._unusable_link: str | None = None
+        self._deleted = 0
 
     def records(self) -> Iterator[dict[str, t.Any]]:
         """The records of the partition, each exactly once, or an error that says why not."""
         stream, context, where = self._stream, self._context, self._where
         started = time.monotonic()
+        change_filter = (
+            self._change_filter(stream.get_context_state(context))
+            if stream.skips_unchanged
+            else None
+        )
+        stream.filter_changes(change_filter)
         with contextlib.ExitStack() as ids:
+            ids.callback(stream.filter_changes, None)
             emitted = ids.enter_context(SeenIds())
             for attempt in range(MAX_REREADS + 1):
                 # The first read checks ids against what was emitted; later ones also
@@ -120,6 +136,17 @@ class CompleteRead:
                 raise IncompleteError(msg)
             if stream.detects_deletions:
                 yield from self._deletions(served, emitted)
+            if change_filter is not None:
+                # After a read again, some records sent may since have been deleted; their
+                # hashes must not make them look unchanged when they come back, so the
+                # next run compares with nothing and sends the partition whole.
+                kept = change_filter.finish() if attempt == 0 else array("Q")
+                state = stream.get_context_state(context)
+                state[changes.STATE_KEY] = changes.encode_hashes(kept)
+            elif stream.tracks_changes:
+                # Hashes from before a run without skip_unchanged may vouch for rows it
+                # has since marked deleted.
+                stream.get_context_state(context).pop(changes.STATE_KEY, None)
         if self._duplicates:
             stream.logger.warning(
                 "%s: %d records were served twice (rows shifted between pages); each was "
@@ -127,15 +154,27 @@ class CompleteRead:
                 where,
                 self._duplicates,
             )
+        unchanged = change_filter.unchanged if change_filter is not None else 0
         stream.logger.info(
-            "%s: %s done: %d records, %d pages, %d retries, %.1f s",
+            "%s: %s done: %d records, %d pages, %d retries, %.1f s; "
+            "%d emitted, %d unchanged (skipped), %d deleted",
             stream.name,
             where,
             self._delivered,
             self.pages,
             stream.client.retries_of(context),
             time.monotonic() - started,
+            self._delivered - unchanged,
+            unchanged,
+            self._deleted,
         )
+
+    def _change_filter(self, state: dict[str, t.Any]) -> changes.ChangeFilter:
+        """skip_unchanged's filter, comparing with the hashes of the last complete read
+        (checked with the rest of the state before the run: tap_cube/state.py)."""
+        stored = state.get(changes.STATE_KEY)
+        previous = changes.decode_hashes(stored) if stored else array("Q")
+        return changes.ChangeFilter(previous)
 
     def _deletions(self, served: SeenIds, emitted: SeenIds) -> Iterator[dict[str, t.Any]]:
         """Deletion records for what this complete read no longer served (deletions.py).
@@ -166,6 +205,7 @@ class CompleteRead:
             stream.withheld_deletions.append(withheld)
             return
         yield from removed.records(field, stream.schema["properties"][field])
+        self._deleted = len(removed)
         state[STATE_KEY] = encode_ids(served.small_numbers, served.other_ids())
         if removed:
             stream.logger.info(

@@ -40,6 +40,8 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib import Catalog
     from singer_sdk.tap_base import Tap
 
+    from tap_cube.changes import ChangeFilter
+
 
 def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
     """An integer property with the int64 range that coerce() keeps to; others as they are.
@@ -77,6 +79,8 @@ class CubeStream(RESTStream[t.Any]):
     progress_interval: float = PROGRESS_INTERVAL
     #: The partition's fields, which the SDK adds to every record from its context.
     key_schema: t.ClassVar[dict[str, t.Any]] = {}
+    #: Whether skip_unchanged applies: full-table streams keyed by `record_id_field`.
+    tracks_changes: bool = False
     # coerce() makes every record match the schema, cheaper than the SDK's generic
     # conformance, which walks the schema for every field of every record.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
@@ -92,10 +96,11 @@ class CubeStream(RESTStream[t.Any]):
             properties.setdefault(name, prop)
         for name, prop in properties.items():
             properties[name] = int64_bounded(prop)
-        if self.detects_deletions:
+        if self.detects_deletions or self.skips_unchanged:
             # A full-table state says nothing new mid-stream, and it carries every
-            # partition's delivered ids: write it when the stream is done.
+            # partition's delivered ids and record hashes: write it when the stream is done.
             self.STATE_MSG_FREQUENCY = 1 << 62
+        self._changes: ChangeFilter | None = None
         self._pipeline: PagePipeline | None = None
         self.skipped: list[str] = []
         self.withheld_deletions: list[str] = []
@@ -322,6 +327,14 @@ class CubeStream(RESTStream[t.Any]):
         """The share of a partition's rows that one run may mark deleted."""
         return float(self.config.get("max_deletion_share", DEFAULT_MAX_DELETION_SHARE))
 
+    @cached_property
+    def skips_unchanged(self) -> bool:
+        return self.tracks_changes and bool(self.config.get("skip_unchanged"))
+
+    def filter_changes(self, changes: ChangeFilter | None) -> None:
+        """Send only the records `changes` admits, from now on (None: every record)."""
+        self._changes = changes
+
     def _is_last_partition(self, context: Context | None) -> bool:
         partitions = self.partitions
         return not partitions or partitions[-1] == context
@@ -340,23 +353,35 @@ class CubeStream(RESTStream[t.Any]):
     def _generate_record_messages(
         self, record: dict[str, t.Any]
     ) -> Generator[RecordMessage, None, None]:
-        """The SDK's record messages, without its per-field selection walk when it is moot.
+        """The SDK's record messages, without its per-field selection walk when it is moot,
+        and none for a record skip_unchanged finds unchanged.
 
         With every property selected (the usual case) the walk removes nothing, yet it
         was the largest per-record cost left; with any deselected, the SDK does it all.
+        Records are compared as emitted, so a change of selection or stream maps counts.
         """
         if not self._every_property_selected:
-            yield from super()._generate_record_messages(record)
-            return
-        for stream_map in self.stream_maps:
-            mapped = stream_map.transform(record)
-            if mapped is not None:
-                yield RecordMessage(
+            messages = list(super()._generate_record_messages(record))
+        else:
+            messages = [
+                RecordMessage(
                     stream=stream_map.stream_alias,
                     record=mapped,
                     version=self._stream_version,
                     time_extracted=self.page_extracted_at,
                 )
+                for stream_map in self.stream_maps
+                if (mapped := stream_map.transform(record)) is not None
+            ]
+        changes = self._changes
+        if (
+            changes is not None
+            and messages
+            and DELETED_AT not in record
+            and not changes.admits(messages)
+        ):
+            return
+        yield from messages
 
     @override
     def generate_child_contexts(

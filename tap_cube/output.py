@@ -52,26 +52,36 @@ class BufferedRecordWriter(MsgSpecWriter):
 
     @override
     def write_message(self, message: Message) -> None:
-        self._pending += self.format_message(message)
+        line = self.format_message(message)
         if message.type == SingerMessageType.RECORD:
+            self._pending += line
             BufferedRecordWriter.records_written += 1
             if len(self._pending) < _BUFFER_BYTES:
                 return
+            self.flush()
+            return
         self.flush()
+        # Written from the encoder's buffer, not copied behind the records first: a STATE
+        # with a million record hashes (skip_unchanged) is megabytes.
+        self._write(line)
 
     def flush(self) -> None:
+        self._write(self._pending)
+
+    def _write(self, data: bytearray) -> None:
+        """Write `data` whole, then empty it."""
         if self._closed:
             return
         self._writing = True
         try:
             # A write interrupted by a signal may write less than it was given.
-            unwritten = memoryview(self._pending)
+            unwritten = memoryview(data)
             try:
                 while unwritten:
                     unwritten = unwritten[sys.stdout.buffer.write(unwritten) :]
             finally:
                 unwritten.release()  # the bytearray cannot be cleared while viewed
-            self._pending.clear()
+            data.clear()
             sys.stdout.flush()
         except BrokenPipeError:
             self._closed = True

@@ -219,6 +219,18 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
         ),
     ),
     th.Property(
+        "skip_unchanged",
+        th.BooleanType,
+        default=False,
+        title="Skip unchanged",
+        description=(
+            "Send a customer, custom field or campaign only when it is new or changed "
+            "since the last complete read of its assignment or data owner (the state "
+            "keeps a 64-bit hash per record). Only for a target that keeps earlier rows, "
+            "such as target-postgres; not for one that writes each run afresh."
+        ),
+    ),
+    th.Property(
         "ca_bundle",
         th.StringType,
         title="CA bundle",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from tap_cube import changes
 from tap_cube.deletions import STATE_KEY, decode_ids
 from tap_cube.errors import StateError
 
@@ -114,6 +115,9 @@ def check_partition(partition: object, shape: StreamShape, index: int | None) ->
             decode_ids(partition[STATE_KEY])
         except ValueError as exc:
             _fail(shape, where, f"its {STATE_KEY} {exc}")
+    problem = changes.record_hashes_problem(partition.get(changes.STATE_KEY))
+    if problem is not None:
+        _fail(shape, where, problem)
     if shape.bookmark_key is not None:
         _check_bookmark(partition, shape, where)
 

@@ -115,6 +115,7 @@ class CustomersBase(CubeStream):
 
     record_id_field: str | None = "crm__customer_id"
     tracks_deletions = True
+    tracks_changes = True
     key_schema: t.ClassVar[dict[str, t.Any]]
 
     @override
@@ -169,6 +170,7 @@ class CustomFieldsBase(CubeStream):
 
     record_id_field = "id"
     tracks_deletions = True
+    tracks_changes = True
     paginated = False
     # Some users may not read the metadata; their customers are still extracted.
     optional = True
@@ -238,6 +240,7 @@ class CampaignsStream(CubeStream):
     primary_keys = ("campaign__id",)
     record_id_field = "campaign__id"
     paginated = False
+    tracks_changes = True
     schema = th.PropertiesList(
         th.Property("campaign__id", th.IntegerType, required=True),
         th.Property("campaign__name", th.StringType),

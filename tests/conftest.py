@@ -187,6 +187,16 @@ def meltano(
 @pytest.fixture
 def pg_database(pg_dsn: str) -> t.Iterator[PgDatabase]:
     """A database of the test's own, dropped afterwards."""
+    yield from new_database(pg_dsn)
+
+
+@pytest.fixture
+def other_pg_database(pg_dsn: str) -> t.Iterator[PgDatabase]:
+    """A second database of the test's own, for a load to compare with."""
+    yield from new_database(pg_dsn)
+
+
+def new_database(pg_dsn: str) -> t.Iterator[PgDatabase]:
     name = f"tap_cube_e2e_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -25,7 +26,16 @@ from psycopg import sql
 
 from tap_cube.coercion import CATCH_ALL
 from tap_cube.simulator import Assignment, Crm
-from tests.meltano_support import FIELD_TYPES, FIELDS, REPO, RUN_TIMEOUT, SCHEMA, SIM_TOKEN, tail
+from tests.meltano_support import (
+    FIELD_TYPES,
+    FIELDS,
+    REPO,
+    RUN_TIMEOUT,
+    SCHEMA,
+    SIM_TOKEN,
+    MeltanoHome,
+    tail,
+)
 from tests.test_coercion import represents, same_json
 
 if t.TYPE_CHECKING:
@@ -704,3 +714,245 @@ def test_an_emptied_assignment_keeps_its_rows_and_the_run_fails_saying_so(
     with psycopg.connect(pg_database.dsn) as conn:
         assert customer_keys(conn, deleted=True) == everything - keys_of(sim, 52)
         assert customer_keys(conn, deleted=False) == keys_of(sim, 52)
+
+
+# --- skip_unchanged -----------------------------------------------------------------------
+
+
+def table_contents(dsn: str, table: str = "customers") -> dict[tuple[t.Any, ...], dict]:
+    """Every row by key: its data columns and whether it is soft-deleted."""
+    with psycopg.connect(dsn) as conn:
+        key = primary_key(conn, table)
+        # The loader's _sdc_* columns say when and in which batch a row came: they
+        # differ between two loads of the same data.
+        columns = sorted(c for c in column_types(conn, table) if not c.startswith("_sdc_"))
+        query = sql.SQL("SELECT {}, _sdc_deleted_at IS NOT NULL FROM {}.{}").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            sql.Identifier(SCHEMA),
+            sql.Identifier(table),
+        )
+        rows = {}
+        for values in conn.execute(query):
+            row = dict(zip([*columns, "deleted"], values, strict=True))
+            rows[tuple(row[k] for k in key)] = row
+    return rows
+
+
+def rows_written(dsn: str, table: str = "customers") -> tuple[int, int]:
+    """PostgreSQL's counts of rows inserted and updated in the table, once settled.
+
+    target-postgres upserts a batch by inserting its new rows, then updating every row
+    of the batch: a record sent is one update, and a new one an insert as well.
+    Statistics are sent by each session when it ends or every so often, so the counts
+    are read until two reads a second apart agree.
+    """
+    query = (
+        "SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0) "
+        "FROM pg_stat_user_tables WHERE schemaname = %s AND relname = %s"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        last = (-1, -1)
+        for _ in range(60):
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            found = conn.execute(query, (SCHEMA, table)).fetchone()
+            current = (int(found[0]), int(found[1])) if found else (0, 0)
+            if current == last:
+                return current
+            last = current
+            time.sleep(1)
+    pytest.fail(f"the statistics of {table} did not settle")
+
+
+def written_since(dsn: str, before: tuple[int, int]) -> tuple[int, int]:
+    """Rows inserted and updated since `before` (rows_written)."""
+    inserted, updated = rows_written(dsn)
+    return inserted - before[0], updated - before[1]
+
+
+def tap_summaries(log: str) -> dict[str, tuple[int, int, int]]:
+    """emitted, unchanged and deleted per partition, from the tap's INFO lines."""
+    found = re.findall(
+        r"(customers: assignment \d+) done: .*?; (\d+) emitted, (\d+) unchanged \(skipped\), "
+        r"(\d+) deleted",
+        log,
+    )
+    return {where: (int(e), int(u), int(d)) for where, e, u, d in found}
+
+
+def change_customers(sim: CubeSimulator, assignment_id: int, positions: list[int]) -> set:
+    """Changes the customers at `positions` of the list; their keys."""
+    keys = set()
+    customers = sim.customers(assignment_id)
+    for n, position in enumerate(positions):
+        customer_id = str(customers[position]["crm__customer_id"])
+        sim.update_customer(
+            assignment_id,
+            customer_id,
+            {"crm__standard_info__name": f"Endret {n} Ærlig", "crm__custom_info__70": 100 + n},
+        )
+        keys.add((assignment_id, customer_id))
+    return keys
+
+
+def test_skip_unchanged_loads_the_same_table_writing_only_what_changed(
+    simulator, meltano, pg_database, other_pg_database, tmp_path
+):
+    sim = simulator(
+        [Assignment(51, 1500, custom_fields=FIELDS), Assignment(52, 600, custom_fields=FIELDS)],
+        token=SIM_TOKEN,
+    )
+    base = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[51, 52]",
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+    }
+    # The project's pipeline (skip_unchanged on in meltano.yml), and the same with it off.
+    loads = {
+        "skipping": ({**base, **pg_database.target_env()}, pg_database.dsn),
+        "full": (
+            {**base, **other_pg_database.target_env(), "TAP_CUBE_SKIP_UNCHANGED": "false"},
+            other_pg_database.dsn,
+        ),
+    }
+    job = meltano("a")
+
+    def run_all(label: str) -> dict[str, str]:
+        return {
+            name: job.run(
+                *("run", "--state-id-suffix", f"{name}-{tmp_path.name}"),
+                *("tap-cube", "target-postgres"),
+                env=env,
+                log=tmp_path / f"{label}-{name}.log",
+            )
+            for name, (env, _) in loads.items()
+        }
+
+    run_all("first")
+    written_before = rows_written(pg_database.dsn)
+
+    changed = change_customers(sim, 51, [3, 700, 1499]) | change_customers(sim, 52, [0, 599])
+    before = keys_of(sim, 51) | keys_of(sim, 52)
+    sim.set_count(51, 1480, at="start")  # 20 removed
+    sim.set_count(52, 610)  # 10 added
+    after = keys_of(sim, 51) | keys_of(sim, 52)
+    removed, added = before - after, after - before
+    changed -= removed
+    logs = run_all("second")
+
+    skipping, full = (table_contents(dsn) for _, dsn in loads.values())
+    assert skipping == full
+    assert {k for k, row in skipping.items() if row["deleted"]} == removed
+    assert {k for k, row in skipping.items() if not row["deleted"]} == after
+    # Only what was sent: one update per changed, new or deleted row, one insert per new.
+    inserted, updated = written_since(pg_database.dsn, written_before)
+    assert updated <= len(changed | added | removed)
+    assert inserted <= len(added)
+    assert inserted + updated <= len(changed | removed) + 2 * len(added)
+    assert tap_summaries(logs["skipping"]) == {
+        "customers: assignment 51": (
+            len(changed & keys_of(sim, 51)),
+            1480 - len(changed & keys_of(sim, 51)),
+            20,
+        ),
+        "customers: assignment 52": (len(changed & keys_of(sim, 52)) + 10, 600 - 2, 0),
+    }
+
+
+def test_a_run_stopped_mid_way_then_a_complete_run_delivers_every_change(
+    simulator, meltano, pg_database, tmp_path
+):
+    sim = simulator([Assignment(61, 2000, custom_fields=FIELDS)], token=SIM_TOKEN)
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[61]",
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    job = meltano("a")
+    args = ("run", "--state-id-suffix", f"stopped-{tmp_path.name}", "tap-cube", "target-postgres")
+    job.run(*args, env=env, log=tmp_path / "first.log")
+    written_before = rows_written(pg_database.dsn)
+
+    # Changes on the first page (sent before the stop) and on the last (never reached).
+    changed = change_customers(sim, 61, [1, 2, 1998, 1999])
+    sim.latency = 0.5
+    earlier = len(sim.requests)
+    process = job.start(
+        *args, env={**env, "TAP_CUBE_MAX_CONCURRENT_REQUESTS": "1"}, log=tmp_path / "stopped.log"
+    )
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not any(r.query == "page=2" and "/61/" in r.path for r in sim.requests[earlier:]):
+            assert process.poll() is None, tail(tmp_path / "stopped.log")
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        taps = tap_processes_of(process.pid)
+        assert taps, "no tap-cube process found under meltano"
+        for pid in taps:
+            os.kill(pid, signal.SIGTERM)
+        process.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0
+    assert "stopped by SIGTERM" in (tmp_path / "stopped.log").read_text(errors="replace")
+
+    sim.latency = 0.0
+    changed |= change_customers(sim, 61, [1000])
+    written_between = rows_written(pg_database.dsn)
+    log = job.run(*args, env=env, log=tmp_path / "complete.log")
+    contents = table_contents(pg_database.dsn)
+    assert set(contents) == keys_of(sim, 61)
+    assert not any(row["deleted"] for row in contents.values())
+    with psycopg.connect(pg_database.dsn) as conn:
+        loaded = loaded_rows(conn, list(next(iter(expected_rows(sim, [61]).values()))))
+    assert loaded == expected_rows(sim, [61])
+    # Whatever the stopped run sent is compared with the last complete read again.
+    assert tap_summaries(log) == {"customers: assignment 61": (len(changed), 2000 - 5, 0)}
+    assert written_since(pg_database.dsn, written_between)[0] == 0
+    assert written_since(pg_database.dsn, written_between)[1] <= len(changed)
+    # The stopped run may have sent some of them before, and no more.
+    assert written_since(pg_database.dsn, written_before)[1] <= 2 * len(changed)
+
+
+def test_jobs_on_disjoint_assignments_each_send_only_their_own_changes(
+    simulator, meltano, pg_database, tmp_path
+):
+    sim = simulator(
+        [Assignment(a, n, custom_fields=FIELDS) for a, n in ((71, 700), (72, 300), (73, 500))],
+        token=SIM_TOKEN,
+    )
+    jobs = {"a": [71, 72], "b": [73]}
+    shared = {
+        "TAP_CUBE_API_URL": sim.url,
+        "MELTANO_STATE_BACKEND_URI": (tmp_path / "state").as_uri(),
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    (tmp_path / "state").mkdir()
+    homes: dict[str, MeltanoHome] = {name: meltano(name) for name in jobs}
+
+    def run(name: str, label: str) -> str:
+        return homes[name].run(
+            *("run", "--state-id-suffix", name, "tap-cube", "target-postgres"),
+            env={**shared, "TAP_CUBE_ASSIGNMENT_IDS": json.dumps(jobs[name])},
+            log=tmp_path / f"{label}-{name}.log",
+        )
+
+    for name in jobs:
+        run(name, "first")
+    written_before = rows_written(pg_database.dsn)
+    changed = change_customers(sim, 71, [5, 6]) | change_customers(sim, 73, [400])
+    logs = {name: run(name, "second") for name in jobs}
+    assert tap_summaries(logs["a"]) == {
+        "customers: assignment 71": (2, 698, 0),
+        "customers: assignment 72": (0, 300, 0),
+    }
+    assert tap_summaries(logs["b"]) == {"customers: assignment 73": (1, 499, 0)}
+    inserted, updated = written_since(pg_database.dsn, written_before)
+    assert inserted == 0
+    assert updated <= len(changed)
+    expected = expected_rows(sim, [71, 72, 73])
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert loaded_rows(conn, list(next(iter(expected.values())))) == expected

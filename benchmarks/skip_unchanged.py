@@ -1,0 +1,242 @@
+"""What skip_unchanged saves and costs: the daily re-run after a few changes, and the state.
+
+Run by hand, not in CI, from the project root, with PostgreSQL on 127.0.0.1:5432::
+
+    uv run python benchmarks/skip_unchanged.py        # 500,000, then 1,000,000 customers
+    uv run python benchmarks/skip_unchanged.py --customers 100000 --large 200000 --styles dense
+
+Speed (`--customers`, dense ids): with skip_unchanged off and on, each into its own
+database, with its own simulator and its own state ID: a first `meltano run tap-cube
+target-postgres` (customers only) loads every customer; then 1% of the customers change
+and 0.25% are removed, and a second run loads the difference. Printed: wall time of both
+runs, the rows PostgreSQL wrote in the second (`n_tup_ins + n_tup_upd`) and tap-cube's
+peak RSS; both databases must end with the same rows (e2e_postgres.loaded).
+
+State (`--large`, per id style of benchmarks/id_memory.py): a first run with it off
+(tap-cube's peak RSS as it is without the hashes), then a first and a second run with it
+on; printed: the size of the state Meltano keeps (`meltano state get`), the growth of
+`benchmarks/.meltano/meltano.db` per run, and tap-cube's peak RSS.
+
+The pipelines are e2e_pipelines.py's, timed and sampled as in benchmarks/e2e.py
+(--profile); the machine is shared, so figures vary from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from common import ASSIGNMENT_IDS, progress
+from e2e_meltano import MELTANO, MELTANO_HOME, install_plugins, meltano_env
+from e2e_pipelines import meltano_pipeline, simulator, time_pipeline
+from e2e_postgres import DEFAULT_DSN, SCHEMA, Postgres, loaded
+from id_memory import STYLES, TIMEOUT
+
+if TYPE_CHECKING:
+    from tap_cube.simulator import CubeSimulator
+
+CHANGED_EVERY = 100  # 1%
+REMOVED_EVERY = 400  # 0.25%
+STATE_ID = "simulator:tap-cube-to-target-postgres:{}"
+SYSTEM_DB = MELTANO_HOME / "meltano.db"
+
+
+@dataclass
+class Run:
+    wall: float
+    tap_peak_mib: float
+    rows_written: int
+    db_growth: int
+
+
+def change_and_remove(sim: CubeSimulator, per_assignment: int) -> tuple[int, int]:
+    """Changes 1% of every assignment's customers and removes 0.25%; how many of each."""
+    changed = removed = 0
+    for assignment_id in ASSIGNMENT_IDS:
+        customers = sim.customers(assignment_id)
+        gone = per_assignment // REMOVED_EVERY
+        for customer in customers[gone::CHANGED_EVERY]:
+            sim.update_customer(
+                assignment_id,
+                str(customer["crm__customer_id"]),
+                {"crm__standard_info__name": "Endret Ærlig", "crm__custom_info__70": 4711},
+            )
+            changed += 1
+        sim.set_count(assignment_id, per_assignment - gone, at="start")
+        removed += gone
+    return changed, removed
+
+
+def rows_written(pg: Postgres, database: str) -> int:
+    """n_tup_ins + n_tup_upd of the customers table, read until the statistics settle."""
+    last = -1
+    with pg.connect(database) as conn:
+        conn.autocommit = True
+        for _ in range(60):
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            found = conn.execute(
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0) FROM pg_stat_user_tables "
+                "WHERE schemaname = %s AND relname = 'customers'",
+                (SCHEMA,),
+            ).fetchone()
+            current = int(str(found[0])) if found else 0
+            if current == last:
+                return current
+            last = current
+            time.sleep(1)
+    return last
+
+
+def system_db_size() -> int:
+    return sum(p.stat().st_size for p in MELTANO_HOME.glob("meltano.db*") if p.exists())
+
+
+def state_size(suffix: str, workdir: Path) -> int:
+    """Bytes of the state Meltano keeps for one state ID."""
+    found = subprocess.run(  # noqa: S603  # argv built here
+        [str(MELTANO), "state", "get", STATE_ID.format(suffix)],
+        env={**meltano_env({}), "MELTANO_CLI_LOG_LEVEL": "warning"},
+        cwd=MELTANO_HOME.parent.parent,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        (workdir / "state.log").write_bytes(found.stderr)
+        sys.exit(f"meltano state get failed; see {workdir / 'state.log'}")
+    return len(found.stdout.strip())
+
+
+def run(sim: CubeSimulator, pg: Postgres, database: str, suffix: str, skip: bool, log: Path) -> Run:
+    pipeline = meltano_pipeline(
+        sim,
+        pg,
+        database,
+        {},
+        tap_settings={"skip_unchanged": str(skip).lower()},
+        state_id_suffix=suffix,
+    )
+    written = rows_written(pg, database)
+    size = system_db_size()
+    timing = time_pipeline(pipeline, log, timeout=TIMEOUT, profile=True)
+    return Run(
+        timing.wall,
+        timing.peak_mib_by_process.get("tap-cube", 0.0),
+        rows_written(pg, database) - written,
+        system_db_size() - size,
+    )
+
+
+def speed(pg: Postgres, per_assignment: int, workdir: Path) -> None:
+    runs: dict[tuple[str, str], Run] = {}
+    loads = {}
+    for skip in (False, True):
+        setting = "on" if skip else "off"
+        database = pg.create()
+        suffix = f"speed-{setting}-{workdir.name}"
+        try:
+            with simulator(per_assignment) as sim:
+                for phase in ("first", "second"):
+                    if phase == "second":
+                        changed, removed = change_and_remove(sim, per_assignment)
+                    log = workdir / f"speed-{setting}-{phase}.log"
+                    runs[setting, phase] = found = run(sim, pg, database, suffix, skip, log)
+                    progress(f"skip_unchanged {setting}, {phase} run: {found.wall:.1f} s")
+            loads[setting] = loaded(pg, database, SCHEMA)
+        finally:
+            pg.drop(database)
+    if loads["on"] != loads["off"]:
+        sys.exit(f"the two loads differ: {loads}")
+    customers = per_assignment * len(ASSIGNMENT_IDS)
+    print(
+        f"\n{customers:,} customers, then {changed:,} changed and {removed:,} removed "
+        f"(dense ids); both loads end with the same {loads['on'].rows:,} rows "
+        f"(md5 {loads['on'].checksum})\n"
+    )
+    print(
+        "| skip_unchanged | First run (s) | Second run (s) | Rows written by the second "
+        "| tap-cube peak RSS (MiB) |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for setting in ("off", "on"):
+        first, second = runs[setting, "first"], runs[setting, "second"]
+        print(
+            f"| {setting} | {first.wall:.1f} | {second.wall:.1f} | {second.rows_written:,} "
+            f"| {max(first.tap_peak_mib, second.tap_peak_mib):.0f} |"
+        )
+    off, on = runs["off", "second"], runs["on", "second"]
+    print(
+        f"\nSecond run: {off.wall / on.wall:.2f}x as fast with skip_unchanged on "
+        "(target: >= 3x); first run with it on: "
+        f"{runs['on', 'first'].wall / runs['off', 'first'].wall - 1:+.1%} (target: <= +5%)"
+    )
+
+
+def state_costs(pg: Postgres, per_assignment: int, styles: list[str], workdir: Path) -> None:
+    rows = []
+    for style in styles:
+        found: dict[str, Run] = {}
+        sizes: dict[str, int] = {}
+        for skip, phases in ((False, ("off",)), (True, ("first", "second"))):
+            database = pg.create()
+            suffix = f"state-{style}-{phases[0]}-{workdir.name}"
+            try:
+                with simulator(per_assignment, style) as sim:
+                    for phase in phases:
+                        if phase == "second":
+                            change_and_remove(sim, per_assignment)
+                        log = workdir / f"state-{style}-{phase}.log"
+                        found[phase] = run(sim, pg, database, suffix, skip, log)
+                        sizes[phase] = state_size(suffix, workdir)
+                        progress(f"{style} ids, {phase}: {found[phase].wall:.1f} s")
+            finally:
+                pg.drop(database)
+        rows.append((style, found, sizes))
+    customers = per_assignment * len(ASSIGNMENT_IDS)
+    print(f"\n{customers:,} customers (detect_deletions on in every run):\n")
+    print(
+        "| Ids | State without / with skip_unchanged (bytes) | meltano.db growth, first / "
+        "second run (bytes) | tap-cube peak RSS without / with (MiB) | Wall without / with, "
+        "first / second run (s) |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for style, found, sizes in rows:
+        off, first, second = found["off"], found["first"], found["second"]
+        print(
+            f"| {style} | {sizes['off']:,} / {sizes['second']:,} | {first.db_growth:,} / "
+            f"{second.db_growth:,} | {off.tap_peak_mib:.0f} / "
+            f"{max(first.tap_peak_mib, second.tap_peak_mib):.0f} | {off.wall:.1f} / "
+            f"{first.wall:.1f} / {second.wall:.1f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=500_000, help="for the speed runs")
+    parser.add_argument("--large", type=int, default=1_000_000, help="for the state runs")
+    parser.add_argument("--styles", nargs="+", choices=STYLES, default=list(STYLES))
+    parser.add_argument("--skip-speed", action="store_true", help="only the state runs")
+    parser.add_argument("--skip-state", action="store_true", help="only the speed runs")
+    parser.add_argument("--pg-dsn", default=DEFAULT_DSN)
+    args = parser.parse_args()
+    pg = Postgres(args.pg_dsn)
+    workdir = Path(tempfile.mkdtemp(prefix="tap-cube-skip-"))
+    try:
+        install_plugins(workdir)
+        if not args.skip_speed:
+            speed(pg, args.customers // len(ASSIGNMENT_IDS), workdir)
+        if not args.skip_state:
+            state_costs(pg, args.large // len(ASSIGNMENT_IDS), args.styles, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""skip_unchanged: a second run sends only what is new, changed or deleted."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import zlib
+from array import array
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tap_cube.changes import (
+    STATE_KEY,
+    ChangeFilter,
+    HashSet,
+    decode_hashes,
+    encode_hashes,
+    record_hashes_problem,
+)
+from tests.conftest import config_for, plain_assignment, run_tap
+from tests.test_deletions import deletions, last_state, run_with_state
+
+
+def partition_state(run, stream: str = "customers", index: int = 0) -> dict:
+    return dict(last_state(run)["bookmarks"][stream]["partitions"][index])
+
+
+def sent(run, stream: str = "customers") -> dict[tuple[int, str], dict]:
+    """The live records a run sent, by assignment and id."""
+    return {
+        (r["assignment_id"], str(r["crm__customer_id"])): r
+        for r in run.records(stream)
+        if not r.get("_sdc_deleted_at")
+    }
+
+
+def summary(run, where: str = "customers: assignment 7") -> tuple[int, int, int]:
+    """emitted, unchanged and deleted, from the partition's INFO line."""
+    found = re.search(
+        re.escape(where) + r" done: .*; (\d+) emitted, (\d+) unchanged \(skipped\), (\d+) deleted",
+        run.stderr,
+    )
+    assert found, run.stderr
+    emitted, unchanged, deleted = (int(n) for n in found.groups())
+    return emitted, unchanged, deleted
+
+
+@pytest.mark.parametrize("style", ["dense", "sparse", "text"])
+def test_a_second_run_sends_only_new_changed_and_deleted_customers(simulator, tmp_path, style):
+    sim = simulator(
+        [
+            plain_assignment(7, 1200, customer_id_style=style),
+            plain_assignment(8, 300, customer_id_style=style),
+        ]
+    )
+    config = config_for(sim, [7, 8], detect_deletions=True, skip_unchanged=True)
+    first = run_tap(config, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert len(sent(first)) == 1500
+    assert summary(first) == (1200, 0, 0)
+
+    ids = [str(c["crm__customer_id"]) for c in sim.customers(7)]
+    sim.update_customer(7, ids[500], {"crm__standard_info__name": "Åse Ødegård"})
+    sim.update_customer(7, ids[900], {"crm__custom_info__70": "12"})
+    sim.update_customer(7, ids[901], {"crm__custom_info__99": "a field not seen before"})
+    sim.set_count(7, 1190, at="start")  # the first 10 removed
+    sim.set_count(8, 305)  # 5 added
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert second.returncode == 0, second.stderr
+    assert set(sent(second)) == {(7, ids[500]), (7, ids[900]), (7, ids[901])} | {
+        (8, str(c["crm__customer_id"])) for c in sim.customers(8)[300:]
+    }
+    assert sent(second)[(7, ids[500])]["crm__standard_info__name"] == "Åse Ødegård"
+    assert {str(r["crm__customer_id"]) for r in deletions(second)} == set(ids[:10])
+    assert summary(second) == (3, 1187, 10)
+    assert summary(second, "customers: assignment 8") == (5, 300, 0)
+
+    third = run_with_state(config, tmp_path, last_state(second))
+    assert third.returncode == 0, third.stderr
+    assert sent(third) == {}
+    assert deletions(third) == []
+
+
+def test_without_state_every_record_is_sent(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 400)])
+    config = config_for(sim, [7], skip_unchanged=True)
+    first = run_tap(config, tmp_path)
+    again = run_tap(config, tmp_path)  # --full-refresh: Meltano passes no state
+    assert len(sent(first)) == len(sent(again)) == 400
+
+
+def test_off_by_default_and_off_keeps_no_hashes(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 400)])
+    first = run_tap(config_for(sim, [7], skip_unchanged=True), tmp_path)
+    assert STATE_KEY in partition_state(first)
+    second = run_with_state(config_for(sim, [7]), tmp_path, last_state(first))
+    assert len(sent(second)) == 400
+    # Turned on again later, it compares with nothing older than this complete read.
+    assert STATE_KEY not in partition_state(second)
+    assert summary(second) == (400, 0, 0)
+
+
+def test_a_change_of_selection_sends_every_record_again(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 300)])
+    config = config_for(sim, [7], skip_unchanged=True)
+    first = run_tap(config, tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    catalog = json.loads(
+        run_tap(config, tmp_path, "--discover").stdout,
+    )
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == ["properties", "crm__standard_info__email"]:
+                item["metadata"]["selected"] = False
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+    second = run_with_state(
+        config, tmp_path, last_state(first), "--catalog", str(tmp_path / "catalog.json")
+    )
+    assert second.returncode == 0, second.stderr
+    assert len(sent(second)) == 300
+    assert all("crm__standard_info__email" not in r for r in sent(second).values())
+
+
+def test_campaigns_and_custom_fields_are_sent_once_until_they_change(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 50)])
+    config = config_for(sim, [7], skip_unchanged=True)
+    first = run_tap(config, tmp_path)
+    assert first.records("campaigns")
+    assert first.records("customer_custom_fields")
+    campaign = first.records("campaigns")[0]["campaign__id"]
+    sim.update_campaign(campaign, {"campaign__name": "Vår-kampanje"})
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert second.returncode == 0, second.stderr
+    assert [r["campaign__id"] for r in second.records("campaigns")] == [campaign]
+    assert second.records("customer_custom_fields") == []
+
+
+def test_a_skipped_assignment_keeps_its_hashes(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 300), plain_assignment(8, 200)])
+    config = config_for(sim, [7, 8], skip_unchanged=True, skip_inaccessible_assignments=True)
+    first = run_tap(config, tmp_path)
+    before = partition_state(first, index=1)[STATE_KEY]
+    sim.set_access(8, "forbidden")
+    changed = str(sim.customers(8)[7]["crm__customer_id"])
+    sim.update_customer(8, changed, {"crm__standard_info__name": "Endret"})
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert second.returncode == 0, second.stderr
+    assert partition_state(second, index=1)[STATE_KEY] == before
+    sim.set_access(8, "ok")
+    third = run_with_state(config, tmp_path, last_state(second))
+    assert set(sent(third)) == {(8, changed)}
+
+
+def test_a_list_that_changed_while_read_is_sent_whole_next_time(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 1000)], next_style="same")
+    config = config_for(sim, [7], skip_unchanged=True, max_concurrent_requests=1)
+    first = run_tap(config, tmp_path)
+    customers = sim.customers(7)
+    short = {"count": 1000, "next": None, "previous": None, "results": customers[500:990]}
+    sim.fail_next("/customers/?page=2", 200, json.dumps(short), times=1)
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert second.returncode == 0, second.stderr
+    assert "reading it again" in second.stderr
+    # Its hashes would vouch for records that may have gone meanwhile: none are kept.
+    assert decode_hashes(partition_state(second)[STATE_KEY]) == array("Q")
+    third = run_with_state(config, tmp_path, last_state(second))
+    assert len(sent(third)) == 1000
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "not base64 at all!",
+        base64.b64encode(b"not zlib").decode(),
+        base64.b64encode(zlib.compress(b"1234567")).decode(),  # 7 bytes
+        base64.b64encode(zlib.compress(b"\xff" * 16)).decode(),  # sums past 2**64
+        42,
+    ],
+)
+def test_damaged_hashes_in_the_state_fail_with_one_line(simulator, tmp_path, damage):
+    sim = simulator([plain_assignment(7, 100)])
+    config = config_for(sim, [7], skip_unchanged=True)
+    state = last_state(run_tap(config, tmp_path))
+    state["bookmarks"]["customers"]["partitions"][0][STATE_KEY] = damage
+    run = run_with_state(config, tmp_path, state)
+    assert run.returncode == 1
+    assert run.last_stderr_line.startswith(
+        'tap-cube: error: the state of customers, partition {"assignment_id": 7}: record_hashes is'
+    ), run.stderr
+    assert "meltano state clear" in run.last_stderr_line
+    assert "Traceback" not in run.stderr
+
+
+# --- the encoding -------------------------------------------------------------------------
+
+hash_sets = st.sets(st.integers(0, 2**64 - 1), max_size=3000).map(sorted)
+
+
+@given(hash_sets)
+def test_hashes_survive_the_state(hashes):
+    packed = array("Q", hashes)
+    assert decode_hashes(encode_hashes(packed)) == packed
+    assert record_hashes_problem(encode_hashes(packed)) is None
+
+
+@given(hash_sets, st.integers(0, 2**64 - 1))
+def test_membership_is_exact(hashes, other):
+    found = HashSet(array("Q", hashes))
+    assert all(h in found for h in hashes)
+    assert (other in found) == (other in set(hashes))
+
+
+@given(st.binary(max_size=200))
+def test_any_damage_is_a_problem_or_a_valid_set(raw):
+    for value in (raw.decode("latin-1"), base64.b64encode(raw).decode()):
+        problem = record_hashes_problem(value)
+        if problem is None:
+            decode_hashes(value)
+
+
+def test_hashes_take_about_seven_bytes_each():
+    import random
+
+    hashes = array("Q", sorted({random.getrandbits(64) for _ in range(200_000)}))
+    encoded = encode_hashes(hashes)
+    assert len(encoded) < len(hashes) * 7 * 4 / 3 * 1.05
+    assert ChangeFilter(hashes).finish() == array("Q")  # nothing admitted yet
