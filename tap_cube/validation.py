@@ -49,9 +49,11 @@ def _register_secrets(config: t.Mapping[str, t.Any]) -> None:
         config.get("username"),
         config.get("password"),
     )
-    if isinstance(token, str) and token:
+    # A shorter one is refused before any use, and would garble the very message that
+    # refuses it; no message shows a credential's value.
+    if isinstance(token, str) and len(token) >= MIN_SECRET_LENGTH:
         scrubber.add(token)
-    if isinstance(password, str) and password:
+    if isinstance(password, str) and len(password) >= MIN_SECRET_LENGTH:
         scrubber.add_basic(str(username or ""), password)
 
 
@@ -88,6 +90,11 @@ def _api_url_errors(api_url: object) -> list[str]:
     return errors
 
 
+#: Shorter secrets would be scrubbed out of ordinary words in every message ("***ssignment").
+#: DRF tokens have 40 characters, and Django refuses passwords under 8 by default.
+MIN_SECRET_LENGTH = 8
+
+
 def _credential_errors(config: t.Mapping[str, t.Any]) -> list[str]:
     """Credentials an HTTP header cannot carry as given; never shows their value."""
     errors: list[str] = []
@@ -95,7 +102,12 @@ def _credential_errors(config: t.Mapping[str, t.Any]) -> list[str]:
         value = config.get(key)
         if not isinstance(value, str) or not value:
             continue
-        if any(unicodedata.category(char) == "Cc" for char in value) or (
+        if key != "username" and len(value) < MIN_SECRET_LENGTH:
+            errors.append(
+                f"{key} is shorter than {MIN_SECRET_LENGTH} characters; set the whole "
+                "credential (Cube's tokens have 40)"
+            )
+        elif any(unicodedata.category(char) == "Cc" for char in value) or (
             key == "auth_token" and any(char.isspace() for char in value)
         ):
             errors.append(
