@@ -185,6 +185,7 @@ class RecordCoercion:
         (`owned`): the partition's keys, the catch-all, and what a stream derives. A
         partition key the server sends with the partition's own value says nothing new.
         """
+        # The names the server sent, before the catch-all this adds is among them.
         for name in [name for name in owned if name in record]:
             value = record.pop(name)
             same = partition.get(name, _UNSET)

@@ -301,8 +301,8 @@ def test_discovery_given_a_state_file_leaves_no_file_open(simulator, tmp_path, o
 @pytest.mark.parametrize("kind", ["directory", "missing"])
 @pytest.mark.parametrize("option", ["--config", "--state", "--catalog"])
 def test_input_file_that_cannot_be_read_is_named(tmp_path, option, kind):
-    config = {"api_url": "https://acme.headshed.com/api/v1", "auth_token": TOKEN}
-    config["assignment_ids"] = [1]
+    config: dict[str, object] = {"api_url": "https://acme.headshed.com/api/v1"}
+    config |= {"auth_token": TOKEN, "assignment_ids": [1]}
     path = tmp_path / "inputs" if kind == "directory" else tmp_path / "nowhere.json"
     if kind == "directory":
         path.mkdir()
@@ -360,8 +360,8 @@ def test_input_file_that_cannot_be_read_is_named(tmp_path, option, kind):
     ],
 )
 def test_catalog_of_the_wrong_shape_is_named(tmp_path, catalog, where):
-    config = {"api_url": "https://acme.headshed.com/api/v1", "auth_token": TOKEN}
-    config["assignment_ids"] = [1]
+    config: dict[str, object] = {"api_url": "https://acme.headshed.com/api/v1"}
+    config |= {"auth_token": TOKEN, "assignment_ids": [1]}
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(catalog))
     run = run_tap(config, tmp_path, "--catalog", str(path))
@@ -379,8 +379,8 @@ def test_catalog_of_the_wrong_shape_is_named(tmp_path, catalog, where):
     ],
 )
 def test_state_file_of_the_wrong_shape_is_named(tmp_path, state, fragment):
-    config = {"api_url": "https://acme.headshed.com/api/v1", "auth_token": TOKEN}
-    config["assignment_ids"] = [1]
+    config: dict[str, object] = {"api_url": "https://acme.headshed.com/api/v1"}
+    config |= {"auth_token": TOKEN, "assignment_ids": [1]}
     path = tmp_path / "state.json"
     path.write_text(json.dumps(state))
     run = run_tap(config, tmp_path, "--state", str(path))

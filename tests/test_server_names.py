@@ -35,7 +35,7 @@ def test_product_row_own_fields_are_kept(simulator, tmp_path):
     sim.fail_next("/data_owners/3/crm/B2C/product_registrations/", 200, page(row), times=1)
     config = config_for(
         sim,
-        None,
+        [],
         crms=[{"data_owner_id": 3, "crm_type": "B2C"}],
         start_date=TODAY.isoformat(),
     )
