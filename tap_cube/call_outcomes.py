@@ -9,12 +9,14 @@ from __future__ import annotations
 import typing as t
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 
 from singer_sdk.helpers._state import PROGRESS_MARKERS
 from typing_extensions import override
 
 from tap_cube.converters import instant
 from tap_cube.errors import ApiError, ConfigError
+from tap_cube.json_text import JsonText
 from tap_cube.schema import CUSTOM_FIELD_PREFIX
 from tap_cube.state import parse_bookmark
 from tap_cube.streams import CampaignStream, CrmStream, CustomersBase
@@ -156,6 +158,11 @@ class DayWindowStream(CustomersBase):
 
         return identify
 
+    @cached_property
+    @override
+    def owned_fields(self) -> tuple[str, ...]:
+        return (*super().owned_fields, SUBMISSION_SEQ, *self.extra_columns)
+
     @classmethod
     @override
     def base_schema(cls) -> dict[str, t.Any]:
@@ -246,9 +253,11 @@ class DayWindowStream(CustomersBase):
         # Labels are free text that differ per campaign: one object column holds them all.
         for column in self.extra_columns:
             prefix = column + "__"
+            # A value kept as JSON text stays a field of its own (of the catch-all).
             extras = {
                 name[len(prefix) :]: record.pop(name)
-                for name in [name for name in record if name.startswith(prefix)]
+                for name, value in list(record.items())
+                if type(name) is str and name.startswith(prefix) and type(value) is not JsonText
             }
             record[column] = extras or None
         if not record.get(CALL_OUTCOME_TIMESTAMP):

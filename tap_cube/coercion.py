@@ -12,6 +12,7 @@ the schema does not declare. The README's coercion table describes the same rule
 from __future__ import annotations
 
 import functools
+import json
 import typing as t
 
 from tap_cube.converters import (
@@ -24,6 +25,7 @@ from tap_cube.converters import (
     to_date_time,
 )
 from tap_cube.errors import ApiError
+from tap_cube.json_text import JsonText
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,6 +43,14 @@ CATCH_ALL_PROPERTY: dict[str, t.Any] = {
         ),
     }
 }
+
+#: The catch-all's member for what it cannot hold as a JSON value: a JSON object, as
+#: text, of each such field and its value as the server wrote it (NUL, lone surrogates,
+#: NaN, Infinity, numbers beyond a float, deep nesting; see tap_cube/json_text.py).
+#: `json.loads` in Python reads it back whole; a server field of this name goes there too.
+JSON_TEXT = "_cube_json"
+
+_UNSET = object()
 
 #: ISO dates remembered as valid, at most.
 _VALID_DATES_KEPT = 1 << 16
@@ -76,6 +86,8 @@ class RecordCoercion:
             if not nullable:
                 self.not_null.add(name)
             if kind == "any":
+                others.append((name, _any_storable))
+                self.converters[name] = _any_storable
                 continue
             convert = CONVERTERS.get(kind) or any_of(frozenset(kind.split(" or ")))
             if kind == "date-time" and zone is not None:
@@ -94,6 +106,10 @@ class RecordCoercion:
         self._valid_dates: set[str] = set()
         #: Per field, what did not fit since the last report().
         self.unfit: dict[str, Unfit] = {}
+        #: Fields of `unfit` the tap writes itself, whose server values were set aside.
+        self._owned_kept: set[str] = set()
+        #: Fields of `unfit` kept as JSON text (see JSON_TEXT).
+        self._as_text: set[str] = set()
 
     def __call__(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """The record, fitted: every value of its column's kind, or null and kept aside."""
@@ -161,21 +177,44 @@ class RecordCoercion:
     def _set_aside_undeclared(self, record: dict[str, t.Any]) -> None:
         """Move fields the schema does not declare into the catch-all.
 
-        Runs first, so that a field the server itself names like the catch-all is kept
-        as a field of it, not mistaken for it.
+        The catch-all in the record is the tap's own: a field the server itself names
+        like it was set aside before (`set_aside_owned`), as a field of it.
         """
         undeclared = [
-            (name, record.pop(name)) for name in list(record) if name not in self.declared
+            (name, record.pop(name))
+            for name in list(record)
+            if name not in self.declared and name != CATCH_ALL
         ]
         for name, value in undeclared:
             if value is not None:
                 self._keep_aside(record, name, value)
 
+    def set_aside_owned(
+        self, record: dict[str, t.Any], owned: t.Iterable[str], partition: t.Mapping[str, t.Any]
+    ) -> None:
+        """Keep the server's values of fields the tap writes itself in the catch-all.
+
+        The first step for a record from the server, before the tap adds its own fields
+        (`owned`): the partition's keys, the catch-all, and what a stream derives. A
+        partition key the server sends with the partition's own value says nothing new.
+        """
+        # The names the server sent, before the catch-all this adds is among them.
+        for name in [name for name in owned if name in record]:
+            value = record.pop(name)
+            same = partition.get(name, _UNSET)
+            if value is None or (type(value) is type(same) and value == same):
+                continue
+            self._owned_kept.add(name)
+            self._keep_aside(record, name, value)
+
     def _keep_aside(self, record: dict[str, t.Any], name: str, value: object) -> None:
         if self.keeps_unfit:
             kept = record.get(CATCH_ALL)
             if kept is None:
-                record[CATCH_ALL] = {name: value}
+                kept = record[CATCH_ALL] = {}
+            if type(value) is JsonText or type(name) is JsonText or name == JSON_TEXT:
+                self._as_text.add(name)
+                add_json_text(kept, name, value)
             else:
                 kept[name] = value
         seen = self.unfit.get(name)
@@ -188,10 +227,24 @@ class RecordCoercion:
         in the schema a column: only then is running it again worth advising.
         """
         unfit, self.unfit = self.unfit, {}
+        owned, self._owned_kept = self._owned_kept, set()
+        as_text, self._as_text = self._as_text, set()
         lines = []
         for name, seen in unfit.items():
             values = f"{seen.values} value{'' if seen.values == 1 else 's'}"
-            if name in self.declared:
+            if name in as_text:
+                what = (
+                    f"{values} of {name} no column or database takes as sent (NUL, a lone "
+                    "surrogate, NaN, Infinity, a number beyond a float, deep nesting): kept "
+                    f"as JSON text in {CATCH_ALL}.{JSON_TEXT}"
+                )
+                advice = ""
+            elif name in owned:
+                kept = f"kept as sent in {CATCH_ALL}" if self.keeps_unfit else "left out"
+                what = f"{values} of {name}, a field the tap writes itself: the tap's in the "
+                what += f"column, the server's {kept}"
+                advice = ""
+            elif name in self.declared:
                 verb = "is" if seen.values == 1 else "are"
                 what = f"{values} of {name} {verb} not {self.kinds[name]}: null in the column"
                 if self.keeps_unfit:
@@ -213,6 +266,21 @@ class RecordCoercion:
                     advice = f"; run discovery again to keep them in {CATCH_ALL}"
             lines.append(f"{what} (e.g. {shorten(seen.example)}){advice}")
         return lines
+
+
+def _any_storable(value: object) -> object:
+    """A property of no type takes any value a column can hold."""
+    return UNFIT if type(value) is JsonText else value
+
+
+def add_json_text(kept: dict[str, t.Any], name: str, value: object) -> None:
+    """Add a field to the JSON text of the catch-all's JSON_TEXT member (see there)."""
+    member = (
+        f"{name if type(name) is JsonText else json.dumps(name)}: "
+        f"{value if type(value) is JsonText else json.dumps(value)}"
+    )
+    text = kept.get(JSON_TEXT)
+    kept[JSON_TEXT] = f"{{{member}}}" if text is None else f"{text[:-1]}, {member}}}"
 
 
 def shorten(value: object, limit: int = 60) -> str:

@@ -70,6 +70,8 @@ class PartitionSource(Endpoint, t.Protocol):
 
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]: ...
 
+    def set_aside_owned(self, record: dict[str, t.Any], context: Context | None) -> None: ...
+
     def get_context_state(self, context: Context | None) -> dict[str, t.Any]: ...
 
     def filter_changes(self, changes: changes.ChangeFilter | None) -> None: ...
@@ -267,6 +269,7 @@ class CompleteRead:
                 if not page.records and page_body(page.response).get("next"):
                     return f"got an empty page {pages} that links to a next one"
                 for record in page.records:
+                    stream.set_aside_owned(record, self._context)
                     key = record_id(record)
                     if key is None:
                         msg = (

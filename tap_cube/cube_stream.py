@@ -20,7 +20,7 @@ from typing_extensions import override
 
 from tap_cube.catalog import reconcile
 from tap_cube.client import CubeClient
-from tap_cube.coercion import RecordCoercion
+from tap_cube.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.completeness import CompleteRead
 from tap_cube.converters import INT64_MAX, INT64_MIN, UNFIT
 from tap_cube.deletions import DELETED_AT, DELETED_AT_SCHEMA
@@ -306,6 +306,15 @@ class CubeStream(RESTStream[t.Any]):
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """The record, every value of its declared type or kept in the catch-all column."""
         return self._coercion(record)
+
+    @cached_property
+    def owned_fields(self) -> tuple[str, ...]:
+        """The fields the tap writes into records itself, whatever the server sends."""
+        return (*self.key_schema, CATCH_ALL, DELETED_AT)
+
+    def set_aside_owned(self, record: dict[str, t.Any], context: Context | None) -> None:
+        """The server's values of `owned_fields` go to the catch-all: the tap's win."""
+        self._coercion.set_aside_owned(record, self.owned_fields, context or {})
 
     def discovery_declares(self, field: str) -> bool:
         """Whether discovering the schema again would give `field` a column of its own."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import re
 import typing as t
 
 
@@ -77,22 +78,26 @@ class SecretScrubber:
 
     requests' own exceptions can carry URLs and headers, and a server may echo what it
     received, so secrets are removed from every log record and error message rather
-    than trusting each call site. Forms: the secret itself, its escaped (`repr`) form,
-    and the base64 of `username:password` that HTTP Basic sends.
+    than trusting each call site. Forms: the secret itself, its escaped (`repr`) forms,
+    the base64 of `username:password` that HTTP Basic sends, and each of these
+    percent-encoded as a URL carries it (any character as itself or as `%XX` of its
+    UTF-8 or latin-1 bytes, in either case, a space also as `+`, encoded once or twice).
     """
 
     PLACEHOLDER = "***"
 
     def __init__(self) -> None:
-        self._secrets: list[str] = []
+        self._forms: list[str] = []
+        self._pattern: re.Pattern[str] | None = None
 
     def add(self, *secrets: str) -> None:
         for secret in secrets:
             for form in (secret, repr(secret)[1:-1], repr(secret.encode("utf-8"))[2:-1]):
-                if form and form not in self._secrets:
-                    self._secrets.append(form)
+                if form and form not in self._forms:
+                    self._forms.append(form)
         # Longest first, so a secret that contains another is replaced whole.
-        self._secrets.sort(key=len, reverse=True)
+        self._forms.sort(key=len, reverse=True)
+        self._pattern = re.compile("|".join(_url_encodable(form) for form in self._forms))
 
     def add_basic(self, username: str, password: str) -> None:
         """The password, and the header value HTTP Basic makes of the pair."""
@@ -103,14 +108,13 @@ class SecretScrubber:
                 self.add(base64.b64encode(pair).decode("ascii"))
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, self.PLACEHOLDER)
-        return text
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(self.PLACEHOLDER, text)
 
     def scrub_record(self, record: logging.LogRecord) -> None:
         """Scrub a log record in place: its message and any traceback it carries."""
-        if not self._secrets:
+        if self._pattern is None:
             return
         message = record.getMessage()
         scrubbed = self.scrub(message)
@@ -120,6 +124,26 @@ class SecretScrubber:
             # Tracebacks are only shown at DEBUG; keep them free of secrets too.
             record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+
+
+def _url_encodable(form: str) -> str:
+    """A pattern for `form` as written, or percent-encoded (once or twice) in any way."""
+    return "".join(_url_encodable_char(char) for char in form)
+
+
+def _url_encodable_char(char: str) -> str:
+    ways = {re.escape(char)}
+    for encoding in ("utf-8", "latin-1"):
+        with contextlib.suppress(UnicodeEncodeError):
+            data = char.encode(encoding)
+            ways.add("".join(f"%(?:25)?{_any_case(f'{byte:02x}')}" for byte in data))
+    if char == " ":
+        ways.add(r"\+")
+    return "(?:" + "|".join(sorted(ways)) + ")"
+
+
+def _any_case(hex_digits: str) -> str:
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in hex_digits)
 
 
 #: One scrubber per process: secrets of every tap instance are registered here.

@@ -74,29 +74,39 @@ class BufferedRecordWriter(MsgSpecWriter):
             return
         self._writing = True
         try:
-            # A write interrupted by a signal may write less than it was given.
-            unwritten = memoryview(data)
-            try:
-                while unwritten:
-                    unwritten = unwritten[sys.stdout.buffer.write(unwritten) :]
-            finally:
-                unwritten.release()  # the bytearray cannot be cleared while viewed
-            data.clear()
-            sys.stdout.flush()
-        except BrokenPipeError:
+            write_output(data)
+        except OutputClosedError:
             self._closed = True
             self._pending.clear()
-            # Python's own flush at exit would fail on the same pipe with a traceback.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-            msg = (
-                "the output was closed before the run ended (the target or the next "
-                "command stopped reading); this run is incomplete"
-            )
-            raise OutputClosedError(msg) from None
+            raise
         finally:
+            data.clear()
             self._writing = False
         if self._stop_signal is not None:
             signum, self._stop_signal = self._stop_signal, None
             raise Stopped(signum)
+
+
+def write_output(data: bytes | bytearray) -> None:
+    """Write `data` to stdout whole, or fail with one line when stdout cannot take it."""
+    try:
+        # A write interrupted by a signal may write less than it was given.
+        with memoryview(data) as whole:
+            written = 0
+            while written < len(whole):
+                with whole[written:] as rest:  # released, so `data` may be cleared
+                    written += sys.stdout.buffer.write(rest)
+        sys.stdout.flush()
+    except OSError as exc:
+        # Python's own flush at exit would fail on the same file with a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        if isinstance(exc, BrokenPipeError):
+            msg = (
+                "the output was closed before the run ended (the target or the next "
+                "command stopped reading); this run is incomplete"
+            )
+        else:
+            msg = f"writing the output failed ({exc.strerror}); this run is incomplete"
+        raise OutputClosedError(msg) from None

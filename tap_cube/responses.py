@@ -17,6 +17,7 @@ import requests
 import urllib3
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
+from tap_cube import json_text
 from tap_cube.errors import ApiError
 
 _READ_CHUNK = 1 << 16
@@ -126,12 +127,24 @@ def read_body(response: requests.Response, deadline: float) -> None:
 
 
 def decode_body(content: bytes, *, paginated: bool) -> dict[str, t.Any]:
-    """Decode a list response into DRF's page shape, or fail as retriable."""
+    """Decode a list response into DRF's page shape, or fail as retriable.
+
+    A body that strict JSON refuses, or that holds a NUL no database takes, is decoded
+    leniently (tap_cube/json_text.py): the values in question are kept as their JSON text,
+    and the page is not asked for again, since it would come back the same.
+    """
     try:
         body = msgspec.json.decode(content)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        msg = f"invalid JSON or UTF-8 in a 200 response ({len(content)} bytes)"
-        raise MalformedPageError(msg) from exc
+        lenient = b"\\u0000" in content
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        lenient = True
+    if lenient:
+        try:
+            # Values of fields are in rows, in the results list of the page.
+            body = json_text.decode(content.decode("utf-8"), field_depth=3 if paginated else 2)
+        except (json_text.LenientDecodeError, UnicodeDecodeError) as exc:
+            msg = f"invalid JSON or UTF-8 in a 200 response ({len(content)} bytes)"
+            raise MalformedPageError(msg) from exc
     if not paginated:
         if not isinstance(body, list):
             msg = "a 200 response that is not a JSON list"

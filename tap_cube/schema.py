@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing as t
 
 from tap_cube.coercion import CATCH_ALL_PROPERTY
+from tap_cube.json_text import JsonText
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -63,8 +64,8 @@ def type_of_values(values: Iterable[object]) -> str:
     """The type sampled values show; "" and null say nothing, a mix is text."""
     kinds: set[str] = set()
     for value in values:
-        if value is None or value == "":
-            continue
+        if value is None or value == "" or type(value) is JsonText:
+            continue  # say nothing of the field's type (JsonText: tap_cube/json_text.py)
         if isinstance(value, bool):
             kinds.add("boolean")
         elif isinstance(value, int):
@@ -113,7 +114,8 @@ class FieldTypes:
         fields: dict[str, list[object]] = {}
         for record in records:
             for name, value in record.items():
-                if name not in known:
+                # A name no column can carry (NUL in it) stays in the catch-all.
+                if name not in known and type(name) is str:
                     fields.setdefault(name, []).append(value)
         for name, values in fields.items():
             self.add(name, type_of_values(values))

@@ -13,14 +13,14 @@ import sys
 import threading
 import typing as t
 
-from tap_cube.output import BufferedRecordWriter
+from tap_cube.errors import Stopped
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
-    from tap_cube.errors import Stopped
     from tap_cube.fetch import RequestGate
+    from tap_cube.output import BufferedRecordWriter
 
 #: The signals that stop a run: a scheduler's stop, Ctrl-C, a closed terminal.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -31,6 +31,12 @@ def handle_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Non
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             signal.signal(signum, handler)
+
+
+def stop_at_once(signum: int, frame: FrameType | None) -> None:
+    """Stop before anything was written: from the start of the process to the tap's own
+    handlers (`stop_run`), which then take over."""
+    raise Stopped(signum)
 
 
 def stop_run(signum: int, gate: RequestGate, writer: BufferedRecordWriter) -> None:
@@ -50,6 +56,8 @@ def exit_stopped(stop: Stopped | KeyboardInterrupt) -> t.NoReturn:
     if isinstance(stop, KeyboardInterrupt):
         print("tap-cube: interrupted; this run is incomplete", file=sys.stderr, flush=True)
         sys.exit(130)
+    from tap_cube.output import BufferedRecordWriter  # imported late: see cli.main
+
     name = signal.Signals(stop.signum).name
     print(
         f"tap-cube: stopped by {name} after {BufferedRecordWriter.records_written} "

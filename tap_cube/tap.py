@@ -21,7 +21,7 @@ from tap_cube.call_outcomes import (
 from tap_cube.directory import Directory
 from tap_cube.errors import ConfigError, install_scrubber
 from tap_cube.fetch import RequestGate
-from tap_cube.output import BufferedRecordWriter
+from tap_cube.output import BufferedRecordWriter, write_output
 from tap_cube.probe import probe
 from tap_cube.schema import custom_properties, merge_properties
 from tap_cube.settings import SETTINGS
@@ -184,6 +184,13 @@ class TapCube(Tap):
         name = stream_class(self, base, gate=self.gate).name
         return stream_class(self, self._schema(name, base, partial(dict, base)), gate=self.gate)
 
+    @override
+    def run_discovery(self) -> str:
+        """Write the catalog as the SDK does, with a closed or full output as one line."""
+        catalog_text = self.catalog_json_text
+        write_output(f"{catalog_text}\n".encode())
+        return catalog_text
+
     @classmethod
     @override
     def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
@@ -259,10 +266,5 @@ class TapCube(Tap):
         return entry.schema.to_dict() if entry is not None else base
 
 
-def main() -> None:
-    """The `tap-cube` command, as pyproject.toml names it."""
-    cli.run(TapCube)
-
-
 if __name__ == "__main__":
-    main()
+    cli.main()

@@ -50,9 +50,11 @@ def _register_secrets(config: t.Mapping[str, t.Any]) -> None:
         config.get("username"),
         config.get("password"),
     )
-    if isinstance(token, str) and token:
+    # A shorter one is refused before any use, and would garble the very message that
+    # refuses it; no message shows a credential's value.
+    if isinstance(token, str) and len(token) >= MIN_SECRET_LENGTH:
         scrubber.add(token)
-    if isinstance(password, str) and password:
+    if isinstance(password, str) and len(password) >= MIN_SECRET_LENGTH:
         scrubber.add_basic(str(username or ""), password)
 
 
@@ -89,6 +91,11 @@ def _api_url_errors(api_url: object) -> list[str]:
     return errors
 
 
+#: Shorter secrets would be scrubbed out of ordinary words in every message ("***ssignment").
+#: DRF tokens have 40 characters, and Django refuses passwords under 8 by default.
+MIN_SECRET_LENGTH = 8
+
+
 def _credential_errors(config: t.Mapping[str, t.Any]) -> list[str]:
     """Credentials an HTTP header cannot carry as given; never shows their value."""
     errors: list[str] = []
@@ -96,7 +103,12 @@ def _credential_errors(config: t.Mapping[str, t.Any]) -> list[str]:
         value = config.get(key)
         if not isinstance(value, str) or not value:
             continue
-        if any(unicodedata.category(char) == "Cc" for char in value) or (
+        if key != "username" and len(value) < MIN_SECRET_LENGTH:
+            errors.append(
+                f"{key} is shorter than {MIN_SECRET_LENGTH} characters; set the whole "
+                "credential (Cube's tokens have 40)"
+            )
+        elif any(unicodedata.category(char) == "Cc" for char in value) or (
             key == "auth_token" and any(char.isspace() for char in value)
         ):
             errors.append(
@@ -168,6 +180,16 @@ def _number_errors(config: t.Mapping[str, t.Any]) -> list[str]:
         value = config.get(key)
         if isinstance(value, int) and value < minimum:
             errors.append(f"{key} must be at least {minimum}")
+    # Beyond these, date and time arithmetic overflows; no run needs them.
+    for key, maximum, unit in (
+        ("call_outcomes_window_days", MAX_DAYS, "days (100 years)"),
+        ("call_outcomes_lookback_days", MAX_DAYS, "days (100 years)"),
+        ("request_timeout", MAX_SECONDS, "seconds (a day)"),
+        ("max_retry_wait", MAX_SECONDS, "seconds (a day)"),
+    ):
+        value = config.get(key)
+        if isinstance(value, int | float | Decimal) and value > maximum:
+            errors.append(f"{key} must be at most {maximum} {unit}")
     concurrency = config.get("max_concurrent_requests")
     if isinstance(concurrency, int) and concurrency > MAX_CONCURRENCY:
         errors.append(
@@ -184,6 +206,12 @@ def _number_errors(config: t.Mapping[str, t.Any]) -> list[str]:
     if isinstance(share, int | float | Decimal) and not 0 <= share <= 1:
         errors.append("max_deletion_share must be between 0 and 1 (1 allows any deletion)")
     return errors
+
+
+#: The largest number of days a window or a lookback may span.
+MAX_DAYS = 36_500
+#: The longest a request or a wait before a retry may take.
+MAX_SECONDS = 86_400
 
 
 def _start_date_errors(start_date: object) -> list[str]:
@@ -299,7 +327,7 @@ _INPUT_SHAPES = {
 def check_inputs(argv: list[str], environ: t.Mapping[str, str]) -> None:
     """Check the files and environment the SDK will read, to name what is wrong in them.
 
-    The SDK would fail on them with a bare JSONDecodeError or TypeError.
+    The SDK would fail on them with a bare JSONDecodeError, TypeError or KeyError.
     """
     for option, path in _input_files(argv):
         if option == "--config" and path == "ENV":
@@ -308,16 +336,22 @@ def check_inputs(argv: list[str], environ: t.Mapping[str, str]) -> None:
         try:
             with open(path, encoding="utf-8") as file:
                 value = json.load(file)
-        except OSError:
-            continue  # the command line reports a missing file itself
+        except OSError as exc:
+            msg = (
+                f"{option} {path} cannot be read ({exc.strerror}); it must name a file of "
+                + (_INPUT_SHAPES[option])
+            )
+            raise ConfigError(msg) from None
         except UnicodeDecodeError:
             msg = f"{option} {path} is not UTF-8 text; it must hold {_INPUT_SHAPES[option]}"
             raise ConfigError(msg) from None
-        except json.JSONDecodeError as exc:
-            msg = (
-                f"{option} {path} is not valid JSON ({exc.msg} at line {exc.lineno} column "
-                f"{exc.colno}); it must hold {_INPUT_SHAPES[option]}"
+        except (json.JSONDecodeError, RecursionError) as exc:
+            where = (
+                f" ({exc.msg} at line {exc.lineno} column {exc.colno})"
+                if isinstance(exc, json.JSONDecodeError)
+                else " (nested too deeply)"
             )
+            msg = f"{option} {path} is not valid JSON{where}; it must hold {_INPUT_SHAPES[option]}"
             raise ConfigError(msg) from None
         shaped = isinstance(value, dict) and (
             option != "--catalog" or isinstance(value.get("streams"), list)
@@ -325,6 +359,53 @@ def check_inputs(argv: list[str], environ: t.Mapping[str, str]) -> None:
         if not shaped:
             msg = f"{option} {path} must hold {_INPUT_SHAPES[option]}"
             raise ConfigError(msg)
+        problem = {"--state": _state_problem, "--catalog": _catalog_problem}.get(option)
+        if problem is not None and (found := problem(value)):
+            raise ConfigError(f"{option} {path}: {found}")
+
+
+def _state_problem(state: dict[str, t.Any]) -> str | None:
+    """What the SDK cannot read in a state file's structure (its values are the streams')."""
+    bookmarks = state.get("bookmarks", {})
+    advice = (
+        "; it is not a state this tap wrote: fix the file, or start afresh without it "
+        "(with Meltano: meltano state clear <state id>)"
+    )
+    if not isinstance(bookmarks, dict):
+        return f'"bookmarks" must be a JSON object of streams{advice}'
+    for stream, bookmark in bookmarks.items():
+        if not isinstance(bookmark, dict):
+            return f'the bookmarks of "{stream}" must be a JSON object{advice}'
+    return None
+
+
+def _catalog_problem(catalog: dict[str, t.Any]) -> str | None:
+    """The first part of a catalog the SDK would trip over, named by its path."""
+    advice = "; make a catalog with tap-cube --discover"
+    for index, entry in enumerate(catalog["streams"]):
+        where = f"streams[{index}]"
+        if not isinstance(entry, dict):
+            return f"{where} must be a JSON object{advice}"
+        if not isinstance(entry.get("tap_stream_id"), str):
+            return f'{where} must name its stream in "tap_stream_id"{advice}'
+        schema = entry.get("schema")
+        if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+            return f'{where}.schema must be a JSON object with "properties"{advice}'
+        for name, prop in schema["properties"].items():
+            if not isinstance(prop, dict):
+                return f"{where}.schema.properties.{name} must be a JSON object{advice}"
+        metadata = entry.get("metadata", [])
+        if not isinstance(metadata, list):
+            return f"{where}.metadata must be a JSON list{advice}"
+        for number, item in enumerate(metadata):
+            at = f"{where}.metadata[{number}]"
+            if not isinstance(item, dict):
+                return f"{at} must be a JSON object{advice}"
+            if not isinstance(item.get("breadcrumb"), list):
+                return f"{at}.breadcrumb must be a JSON list{advice}"
+            if not isinstance(item.get("metadata"), dict):
+                return f"{at}.metadata must be a JSON object{advice}"
+    return None
 
 
 def _input_files(argv: list[str]) -> t.Iterator[tuple[str, str]]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -153,7 +156,12 @@ def test_unexpected_error_is_one_line_with_hint(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 10)])
     config = config_for(sim, [7])
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"streams": [{"stream": "customers", "schema": 5}]}))
+    # A catalog of the right shape whose property type is no JSON schema type.
+    odd = {
+        "tap_stream_id": "customers",
+        "schema": {"properties": {"crm__customer_id": {"type": 5}}},
+    }
+    catalog.write_text(json.dumps({"streams": [odd]}))
     run = run_tap(config, tmp_path, "--catalog", str(catalog))
     assert run.returncode != 0
     assert run.last_stderr_line.startswith("tap-cube: error: ")
@@ -300,3 +308,168 @@ def test_discovery_given_a_state_file_leaves_no_file_open(simulator, tmp_path, o
     else:
         assert run.returncode == 0, run.stderr
         assert {s["tap_stream_id"] for s in json.loads(run.stdout)["streams"]} >= {"customers"}
+
+
+@pytest.mark.parametrize("kind", ["directory", "missing"])
+@pytest.mark.parametrize("option", ["--config", "--state", "--catalog"])
+def test_input_file_that_cannot_be_read_is_named(tmp_path, option, kind):
+    config: dict[str, object] = {"api_url": "https://acme.headshed.com/api/v1"}
+    config |= {"auth_token": TOKEN, "assignment_ids": [1]}
+    path = tmp_path / "inputs" if kind == "directory" else tmp_path / "nowhere.json"
+    if kind == "directory":
+        path.mkdir()
+    run = run_tap(config, tmp_path, option, str(path))
+    assert_fails_with(run, option, str(path), "cannot be read")
+    assert "unexpected" not in run.last_stderr_line
+
+
+@pytest.mark.parametrize(
+    ("catalog", "where"),
+    [
+        ({"streams": [1]}, "streams[0]"),
+        ({"streams": [{"tap_stream_id": "customers"}]}, "streams[0]"),
+        ({"streams": [{"tap_stream_id": "customers", "schema": 5}]}, "streams[0].schema"),
+        (
+            {"streams": [{"tap_stream_id": "customers", "schema": {"type": "object"}}]},
+            "streams[0].schema",
+        ),
+        (
+            {
+                "streams": [
+                    {
+                        "tap_stream_id": "customers",
+                        "schema": {"properties": {}},
+                        "metadata": 5,
+                    }
+                ]
+            },
+            "streams[0].metadata",
+        ),
+        (
+            {
+                "streams": [
+                    {
+                        "tap_stream_id": "customers",
+                        "schema": {"properties": {"a": 5}},
+                        "metadata": [],
+                    }
+                ]
+            },
+            "streams[0].schema.properties.a",
+        ),
+        (
+            {
+                "streams": [
+                    {
+                        "tap_stream_id": "customers",
+                        "schema": {"properties": {}},
+                        "metadata": [{"breadcrumb": "x", "metadata": {}}],
+                    }
+                ]
+            },
+            "streams[0].metadata[0].breadcrumb",
+        ),
+    ],
+)
+def test_catalog_of_the_wrong_shape_is_named(tmp_path, catalog, where):
+    config: dict[str, object] = {"api_url": "https://acme.headshed.com/api/v1"}
+    config |= {"auth_token": TOKEN, "assignment_ids": [1]}
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(catalog))
+    run = run_tap(config, tmp_path, "--catalog", str(path))
+    assert_fails_with(run, f"--catalog {path}", where, "--discover")
+    assert "unexpected" not in run.last_stderr_line
+
+
+@pytest.mark.parametrize(
+    ("state", "fragment"),
+    [
+        ({"bookmarks": 5}, '"bookmarks" must be a JSON object'),
+        ({"bookmarks": []}, '"bookmarks" must be a JSON object'),
+        ({"bookmarks": {"customers": 5}}, 'bookmarks of "customers" must be a JSON object'),
+        ({"bookmarks": {"customers": "done"}}, 'bookmarks of "customers" must be a JSON object'),
+    ],
+)
+def test_state_file_of_the_wrong_shape_is_named(tmp_path, state, fragment):
+    config: dict[str, object] = {"api_url": "https://acme.headshed.com/api/v1"}
+    config |= {"auth_token": TOKEN, "assignment_ids": [1]}
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(state))
+    run = run_tap(config, tmp_path, "--state", str(path))
+    assert_fails_with(run, f"--state {path}", fragment)
+    assert "unexpected" not in run.last_stderr_line
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("call_outcomes_window_days", 10**8),
+        ("call_outcomes_window_days", 10**20),
+        ("call_outcomes_lookback_days", 10**8),
+        ("request_timeout", 1e300),
+        ("max_retry_wait", 1e300),
+    ],
+)
+def test_huge_numbers_are_refused_naming_the_setting(simulator, tmp_path, setting, value):
+    sim = simulator([plain_assignment(7, 5)])
+    config = config_for(sim, [7], start_date="2024-01-01", campaign_ids=[1], **{setting: value})
+    run = run_tap(config, tmp_path)
+    assert_fails_with(run, "invalid configuration", f"{setting} must be at most")
+
+
+def test_usage_error_is_one_line_with_the_documented_status(tmp_path):
+    config = {"api_url": "https://acme.headshed.com/api/v1", "auth_token": TOKEN}
+    run = run_tap(config, tmp_path, "--bogus")
+    assert run.returncode == 2, run.stderr
+    assert run.last_stderr_line.startswith("tap-cube: error: "), run.stderr
+    assert "--bogus" in run.last_stderr_line
+    assert "tap-cube --help" in run.last_stderr_line
+    assert "Traceback" not in run.stderr
+
+
+def test_readme_documents_the_status_of_a_usage_error():
+    root = Path(__file__).parent.parent
+    docs = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    text = next(d.read_text(encoding="utf-8") for d in docs if "| Exit status |" in d.read_text())
+    table = text.split("| Exit status |", 1)[1].split("\n\n", 1)[0]
+    assert "| 2 |" in table
+    assert "command line" in table.split("| 2 |", 1)[1].split("\n", 1)[0]
+
+
+@pytest.mark.parametrize("mode", [(), ("--discover",)], ids=["sync", "discover"])
+def test_full_disk_on_output_is_one_line(simulator, tmp_path, mode):
+    """ENOSPC on stdout (`> /dev/full`): one line last, non-zero, no traceback after it."""
+    sim = simulator([plain_assignment(7, 600)])
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config_for(sim, [7])))
+    command = [str(Path(sys.executable).with_name("tap-cube")), "--config", str(config_file)]
+    with open("/dev/full", "w") as full:
+        process = subprocess.run(
+            [*command, *mode], stdout=full, stderr=subprocess.PIPE, text=True, check=False
+        )
+    last = process.stderr.strip().splitlines()[-1]
+    assert process.returncode == 1, process.stderr
+    assert last.startswith("tap-cube: error: writing the output failed (No space left on device)")
+    assert "Traceback" not in process.stderr
+    assert "unexpected" not in last
+
+
+def test_closed_output_during_discovery_is_one_line(simulator, tmp_path):
+    """`tap-cube --discover | head -c 10`: the catalog cannot be written whole."""
+    sim = simulator([plain_assignment(7, 5)])
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config_for(sim, [7])))
+    command = [str(Path(sys.executable).with_name("tap-cube")), "--config", str(config_file)]
+    process = subprocess.Popen(
+        [*command, "--discover"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # before the catalog is written, as `head -c 10` may be
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("tap-cube: error: the output was closed before the run ended")
+    )
+    assert "Traceback" not in err

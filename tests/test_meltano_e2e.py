@@ -425,6 +425,50 @@ def test_messy_assignment_loads_without_loss(simulator, meltano, pg_database, tm
     assert {json.dumps(v) for v in [*odd, 2**70]} <= {json.dumps(v) for v in kept_values}
 
 
+def test_nul_and_values_json_parsers_disagree_on_load_without_loss(
+    simulator, meltano, pg_database, tmp_path
+):
+    """PostgreSQL refuses NUL in text and \\u0000 in jsonb; the load must not fail, and
+    every value must be recoverable from the row (README: Values)."""
+    sim = simulator([Assignment(17, 3, custom_fields=FIELDS)], token=SIM_TOKEN)
+    rows = [
+        '{"crm__customer_id": "1", "crm__standard_info__name": "Ola\\u0000Nordmann", '
+        '"crm__custom_info__64": "gate\\u0000 1", "crm__custom_info__70": 3, '
+        '"merknad\\u0000": "x", "ny": "a\\u0000b"}',
+        '{"crm__customer_id": "2", "crm__standard_info__name": "\\ud800", '
+        '"crm__custom_info__70": NaN, "ny": 1e309}',
+        '{"crm__customer_id": "3", "crm__standard_info__name": "Kari", '
+        '"ny": {"a": [1, "\\u0000"]}}',
+    ]
+    body = f'{{"count": 3, "next": null, "previous": null, "results": [{", ".join(rows)}]}}'
+    sim.fail_next("/assignments/17/customers/", 200, body, times=2)  # discovery, then sync
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[17]",
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    meltano("a").run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "nul.log")
+
+    columns = ["assignment_id", "crm__customer_id", "crm__standard_info__name", CATCH_ALL]
+    columns += ["crm__custom_info__64", "crm__custom_info__70"]
+    with psycopg.connect(pg_database.dsn) as conn:
+        loaded = {key[1]: row for key, row in loaded_rows(conn, columns).items()}
+    assert set(loaded) == {"1", "2", "3"}
+    for text in rows:
+        sent = json.loads(text)
+        row = loaded[sent["crm__customer_id"]]
+        kept = dict(row[CATCH_ALL] or {})
+        recovered = {k: v for k, v in row.items() if v is not None and k != CATCH_ALL}
+        recovered |= kept
+        recovered |= json.loads(recovered.pop("_cube_json", "{}"))
+        recovered.pop("assignment_id")
+        assert json.dumps(recovered, sort_keys=True) == json.dumps(sent, sort_keys=True), text
+    assert loaded["1"]["crm__standard_info__name"] is None
+    assert loaded["1"]["crm__custom_info__70"] == 3
+    assert loaded["3"]["crm__standard_info__name"] == "Kari"
+
+
 def tap_lines(log: str) -> list[str]:
     """What the tap wrote to stderr, as Meltano logs it: `[info     ] tap-cube     <line>`."""
     marker = " tap-cube     "

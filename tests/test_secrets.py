@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -85,3 +86,75 @@ def test_loggers_and_handlers_made_later_are_scrubbed(capsys):
     err = capsys.readouterr().err
     assert "Token ***" in err
     assert "later-secret-9931" not in err
+
+
+ENCODABLE_TOKEN = "ab+c/d=e&f ü"
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda s: quote(s, safe=""),
+        lambda s: quote(s, safe="").lower(),
+        lambda s: quote(s),  # "/" left as is
+        lambda s: quote_plus(s),
+        lambda s: quote_plus(s).lower(),
+        lambda s: quote(s, safe="", encoding="latin-1"),
+        lambda s: "".join(f"%{byte:02x}" for byte in s.encode()),  # every byte, even letters
+        lambda s: quote(quote(s, safe=""), safe=""),  # encoded twice
+    ],
+    ids=[
+        "quote",
+        "quote-lower",
+        "quote-slash",
+        "quote_plus",
+        "plus-lower",
+        "latin-1",
+        "all",
+        "twice",
+    ],
+)
+def test_percent_encoded_forms_are_scrubbed(encode):
+    secrets = SecretScrubber()
+    secrets.add(ENCODABLE_TOKEN)
+    encoded = encode(ENCODABLE_TOKEN)
+    scrubbed = secrets.scrub(f"next link ?page=2&token={encoded}&x=1")
+    assert scrubbed == "next link ?page=2&token=***&x=1", scrubbed
+
+
+def test_token_in_a_next_link_is_scrubbed(simulator, tmp_path):
+    """A server that echoes the token, percent-encoded, in a link the tap refuses."""
+    token = "ab+c/d=e&f"
+    sim = simulator([plain_assignment(7, 1500)], token=token)
+    looping = {
+        "count": 1500,
+        "next": "http://elsewhere/api/v1/assignments/7/customers/?page=2&token="
+        + quote(token, safe=""),
+        "previous": None,
+        "results": [{"crm__customer_id": "1"}],
+    }
+    sim.fail_next("/customers/?page=2", 200, json.dumps(looping), times=5)
+    run = run_tap(config_for(sim, [7], auth_token=token, max_concurrent_requests=1), tmp_path)
+    assert run.returncode == 1
+    assert "repeats a page already read" in run.last_stderr_line
+    assert "token=***" in run.last_stderr_line, run.last_stderr_line
+    for form in (token, quote(token, safe=""), quote(token, safe="").lower()):
+        assert form not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("auth_token", "a"), ("auth_token", "1234567"), ("password", "pw")]
+)
+def test_short_credentials_are_refused_naming_the_setting(tmp_path, key, value):
+    """A one-letter secret would be scrubbed out of every word that contains it."""
+    config = {"api_url": "https://acme.headshed.com/api/v1", "assignment_ids": [7]}
+    if key == "password":
+        config |= {"username": USERNAME, "password": value}
+    else:
+        config |= {"auth_token": value}
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 1
+    last = run.last_stderr_line
+    assert last.startswith(f"tap-cube: error: invalid configuration: {key} is shorter than 8")
+    assert "***" not in last  # nothing garbled
+    assert f"'{value}'" not in last

@@ -145,3 +145,47 @@ def test_closed_output_ends_promptly_with_one_line(simulator, tmp_path):
     assert last.startswith("tap-cube: error: the output was closed before the run ended")
     assert "Traceback" not in err
     assert "BrokenPipeError" not in err
+
+
+HELD_IMPORT = """
+import sys, time
+
+class HoldSdkImport:
+    # Holds the first import of the SDK, where the slow start of a real process is spent.
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "singer_sdk":
+            sys.meta_path.remove(HoldSdkImport)
+            print("importing the SDK", file=sys.stderr, flush=True)
+            time.sleep(60)
+        return None
+
+sys.meta_path.insert(0, HoldSdkImport)
+sys.argv = ["tap-cube", *sys.argv[1:]]
+from tap_cube.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_signal_while_the_command_starts(tmp_path, signum, status):
+    """A signal before the tap exists (the SDK still importing) ends with the same line."""
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps({"api_url": "https://acme.headshed.com/api/v1"}))
+    process = subprocess.Popen(
+        [sys.executable, "-c", HELD_IMPORT, "--config", str(config_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    assert process.stderr.readline().strip() == "importing the SDK"
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == status, err
+    name = signal.Signals(signum).name
+    assert err.strip().splitlines()[-1] == (
+        f"tap-cube: stopped by {name} after 0 records; this run is incomplete"
+    )
+    assert "Traceback" not in err
+    assert out == ""
