@@ -125,8 +125,9 @@ class SeenIds:
             return number
         if record_id is None:
             return None
-        if type(record_id) is str:
-            return record_id
+        if isinstance(record_id, str):
+            # A str subclass too: an id the lenient decoder kept as its JSON text.
+            return str(record_id)
         if type(record_id) is int:
             return str(record_id)  # beyond SQLite's integers: as its decimal text
         return msgspec.json.encode(record_id)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tap_cube.errors import CubeError
+from tap_cube.errors import ApiError, CubeError
 from tests.conftest import read_in_process
 
 
@@ -49,7 +49,8 @@ json_ids = st.one_of(
     st.integers(min_value=-3, max_value=2**33),
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
-    st.text(max_size=12),
+    # NUL fits no key column of any database: such an id stops the run (test below).
+    st.text(st.characters(blacklist_characters="\x00"), max_size=12),
     st.from_regex(r"-?0*[0-9]{1,22}", fullmatch=True),
 )
 
@@ -79,6 +80,12 @@ def test_the_same_page_twice_deletes_nothing_whatever_the_ids(static_cube, ids, 
     third, _ = read_in_process(settings_, state)
     removed = [key_text(i) for n, i in enumerate(ids) if n in gone]
     assert sorted(deletions(third)) == sorted(removed)
+
+
+def test_an_id_no_key_column_takes_stops_the_run_with_one_line(static_cube):
+    static_cube.serve_customers(7, [customer("ok"), customer("a\x00b")])
+    with pytest.raises(ApiError, match=r"crm__customer_id .* cannot be keyed"):
+        read_in_process(config(static_cube), None)
 
 
 @pytest.mark.parametrize(
