@@ -9,7 +9,9 @@ import sys
 import typing as t
 import uuid
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -28,6 +30,13 @@ from tests.meltano_support import (
 TOKEN = "sim-token-7f3a9c"  # distinctive, so a leak is found by a plain search
 USERNAME = "agent@example.no"
 PASSWORD = "pw-Hemmelig-4711"
+
+
+@pytest.fixture
+def today() -> date:
+    """Cube's day when the test starts: day windows are days in the timezone setting's
+    zone (default Europe/Oslo), read when a test runs, not when its module is imported."""
+    return datetime.now(ZoneInfo("Europe/Oslo")).date()
 
 
 @pytest.fixture

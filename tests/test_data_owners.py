@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 from tap_cube.simulator import Crm, CustomField, demo_assignments
 from tests.conftest import assert_no_secrets, config_for, run_tap
 
-TODAY = date.today()
 TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
 WINDOWED = ("product_registrations", "crm_call_outcomes", "crm_product_registrations")
 
@@ -67,8 +66,8 @@ def test_data_owners_discovered_from_campaigns(simulator, tmp_path):
     assert sum(r.path == "/api/v1/campaigns" for r in sim.requests) <= 4
 
 
-def test_discovered_data_owner_that_answers_403_is_skipped(simulator, tmp_path):
-    start = TODAY - timedelta(days=3)
+def test_discovered_data_owner_that_answers_403_is_skipped(simulator, tmp_path, today):
+    start = today - timedelta(days=3)
     sim = simulator([], crms=[crm(3), crm(5, access="forbidden")], outcomes_start=start)
     run = run_tap(discovering(sim, start_date=start.isoformat()), tmp_path)
     assert run.returncode == 0, run.stderr
@@ -136,8 +135,8 @@ def test_discover_crms_alongside_assignments(simulator, tmp_path):
     assert sum(r.path == "/api/v1/campaigns" for r in sim.requests[before:]) == 1  # the stream
 
 
-def test_windowed_streams_incremental_with_anonymized_sales(simulator, tmp_path):
-    start = TODAY - timedelta(days=40)
+def test_windowed_streams_incremental_with_anonymized_sales(simulator, tmp_path, today):
+    start = today - timedelta(days=40)
     sim = simulator([], crms=[crm(3), crm(3, "B2B", 60), crm(4)], outcomes_start=start, page_size=9)
     config = discovering(sim, start_date=start.isoformat(), call_outcomes_window_days=30)
     first = run_tap(config, tmp_path)
@@ -148,7 +147,7 @@ def test_windowed_streams_incremental_with_anonymized_sales(simulator, tmp_path)
     # Two windows of whole days per partition, both dates always sent, none overlapping.
     windows = {
         f"from_date={day(start)}&to_date={day(start + timedelta(days=29))}",
-        f"from_date={day(start + timedelta(days=30))}&to_date={day(TODAY)}",
+        f"from_date={day(start + timedelta(days=30))}&to_date={day(today)}",
     }
     for suffix in ("/call_outcomes/", "/product_registrations/"):
         asked = window_queries(sim, suffix)
@@ -158,12 +157,12 @@ def test_windowed_streams_incremental_with_anonymized_sales(simulator, tmp_path)
 
     expected = {
         "product_registrations": [
-            r for c in campaigns for r in sim.product_registrations(c, start, TODAY)
+            r for c in campaigns for r in sim.product_registrations(c, start, today)
         ],
         "crm_product_registrations": [
-            r for p in pairs for r in sim.product_registrations(p, start, TODAY)
+            r for p in pairs for r in sim.product_registrations(p, start, today)
         ],
-        "crm_call_outcomes": [r for p in pairs for r in sim.call_outcomes(p, start, TODAY)],
+        "crm_call_outcomes": [r for p in pairs for r in sim.call_outcomes(p, start, today)],
     }
     partitions = {
         "product_registrations": ("campaign_id",),
@@ -211,7 +210,7 @@ def test_windowed_streams_incremental_with_anonymized_sales(simulator, tmp_path)
         assert len(bookmarks) == len(campaigns if stream == "product_registrations" else pairs)
 
     # Late: two anonymized customers each buy broadband in the same second, yesterday.
-    yesterday = TODAY - timedelta(days=1)
+    yesterday = today - timedelta(days=1)
     b2c = next(
         c for c in sim.campaigns() if (c["data_owner__id"], c["campaign__crm_type"]) == (3, "B2C")
     )
@@ -241,7 +240,7 @@ def test_windowed_streams_incremental_with_anonymized_sales(simulator, tmp_path)
         for bookmark in state["bookmarks"][stream]["partitions"]:
             since = date.fromisoformat(bookmark["replication_key_value"][:10]) - timedelta(days=1)
             assert since >= yesterday - timedelta(days=7)  # sales are not every day
-            query = f"from_date={day(since)}&to_date={day(TODAY)}"
+            query = f"from_date={day(since)}&to_date={day(today)}"
             lookbacks.add((path.format(**bookmark["context"]), query))
     asked = window_queries(sim, "/call_outcomes/", before)
     asked += window_queries(sim, "/product_registrations/", before)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import collections
 import json
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
 from tap_cube.simulator import Crm, CustomField, demo_assignments
 from tests.conftest import config_for, run_tap
-
-TODAY = date.today()
 
 
 def crm(data_owner_id=3, crm_type="B2C", count=700):
@@ -106,8 +104,8 @@ def outcome_requests(sim, since=0):
     ]
 
 
-def test_call_outcomes_incremental_with_windows_and_lookback(simulator, tmp_path):
-    start = TODAY - timedelta(days=70)
+def test_call_outcomes_incremental_with_windows_and_lookback(simulator, tmp_path, today):
+    start = today - timedelta(days=70)
     sim = simulator(demo_assignments(), outcomes_start=start)
     config = config_for(sim, [101, 303], start_date=start.isoformat(), call_outcomes_window_days=30)
     first = run_tap(config, tmp_path)
@@ -128,11 +126,11 @@ def test_call_outcomes_incremental_with_windows_and_lookback(simulator, tmp_path
             f"from_date={day(start)}&to_date={day(start + timedelta(days=29))}",
             f"from_date={day(start + timedelta(days=30))}"
             f"&to_date={day(start + timedelta(days=59))}",
-            f"from_date={day(start + timedelta(days=60))}&to_date={day(TODAY)}",
+            f"from_date={day(start + timedelta(days=60))}&to_date={day(today)}",
         ]
     )
     rows = first.records("call_outcomes")
-    expected = sum(len(sim.call_outcomes(c, start, TODAY)) for c in campaigns)
+    expected = sum(len(sim.call_outcomes(c, start, today)) for c in campaigns)
     assert len(rows) == expected > 0
     assert all(r["campaign_id"] in campaigns for r in rows)
     keys = [
@@ -157,12 +155,12 @@ def test_call_outcomes_incremental_with_windows_and_lookback(simulator, tmp_path
 
     # a late edit inside the lookback window, and a new outcome today
     sim.update_call_outcome(
-        campaigns[0], TODAY - timedelta(days=1), 0, {"call_outcome__comment": "Endret i ettertid"}
+        campaigns[0], today - timedelta(days=1), 0, {"call_outcome__comment": "Endret i ettertid"}
     )
     before = len(sim.requests)
     second = run_tap(config, tmp_path, "--state", str(state_file))
     assert second.returncode == 0, second.stderr
-    lookback = f"from_date={day(TODAY - timedelta(days=1))}&to_date={day(TODAY)}"
+    lookback = f"from_date={day(today - timedelta(days=1))}&to_date={day(today)}"
     assert {q for _, q in outcome_requests(sim, before)} == {lookback}
     assert len(outcome_requests(sim, before)) == len(campaigns)
     assert any(
@@ -173,10 +171,10 @@ def test_call_outcomes_incremental_with_windows_and_lookback(simulator, tmp_path
     assert len(second.records("callflow_customers")) == 2137
 
 
-def test_call_outcomes_of_configured_campaigns_only(simulator, tmp_path):
-    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=3))
+def test_call_outcomes_of_configured_campaigns_only(simulator, tmp_path, today):
+    sim = simulator(demo_assignments(), outcomes_start=today - timedelta(days=3))
     config = config_for(
-        sim, [101], start_date=(TODAY - timedelta(days=3)).isoformat(), campaign_ids=[2021]
+        sim, [101], start_date=(today - timedelta(days=3)).isoformat(), campaign_ids=[2021]
     )
     run = run_tap(config, tmp_path)
     assert run.returncode == 0, run.stderr
