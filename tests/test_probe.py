@@ -94,7 +94,7 @@ def test_probe_prints_types_and_formats_but_no_value(server, tmp_path):
     assert "integer as string" in customers
     outcomes = out.split("\ncrm_call_outcomes: GET ", 1)[1].split("\n\n", 1)[0]
     timestamp = next(line for line in outcomes.splitlines() if "submitted_when_timestamp" in line)
-    assert "date-time, offset with colon" in timestamp
+    assert "date-time, offset without colon" in timestamp  # as the notes write it
     assert timestamp.endswith("-> column")
     assert "local minute" in next(
         line for line in outcomes.splitlines() if "report_as__submitted_when " in line

@@ -135,9 +135,8 @@ def test_token_in_a_next_link_is_scrubbed(simulator, tmp_path):
     }
     sim.fail_next("/customers/?page=2", 200, json.dumps(looping), times=5)
     run = run_tap(config_for(sim, [7], auth_token=token, max_concurrent_requests=1), tmp_path)
-    assert run.returncode == 1
-    assert "repeats a page already read" in run.last_stderr_line
-    assert "token=***" in run.last_stderr_line, run.last_stderr_line
+    # The tap reads on by page number (the link is unusable) and says why, naming the link.
+    assert "token=***" in run.stderr, run.stderr[-3000:]
     for form in (token, quote(token, safe=""), quote(token, safe="").lower()):
         assert form not in run.stderr
 
