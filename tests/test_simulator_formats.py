@@ -16,6 +16,7 @@ from datetime import date, timedelta
 import pytest
 import requests
 
+from tap_cube.formats import json_type
 from tap_cube.simulator import Crm, CubeSimulator, demo_assignments
 from tests.notes import load_fixtures
 
@@ -55,20 +56,12 @@ BLANK = frozenset({"empty", "null"})
 
 
 def format_of(value: object) -> str:
-    """A value's JSON type and, for text, its format class."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        if not value.strip():
-            return "empty"
-        return next((n for n, p in _TEXT_FORMATS if re.fullmatch(p, value)), "text")
-    return type(value).__name__
+    """A value's JSON type (as the probe names it) and, for text, its format class."""
+    if not isinstance(value, str):
+        return json_type(value)
+    if not value.strip():
+        return "empty"
+    return next((n for n, p in _TEXT_FORMATS if re.fullmatch(p, value)), "text")
 
 
 def documented_formats(group: str) -> dict[str, set[str]]:
