@@ -12,6 +12,8 @@ import re
 import threading
 import time
 import typing as t
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from http import HTTPStatus
 from urllib.parse import parse_qsl, urljoin, urlsplit
@@ -30,7 +32,6 @@ from tap_cube.errors import (
     RetriesExhaustedError,
 )
 from tap_cube.fetch import Page, PageGoneError
-from tap_cube.pagination import remember_body
 from tap_cube.responses import (
     ClientStatusError,
     ThrottledError,
@@ -44,8 +45,6 @@ from tap_cube.responses import (
 if t.TYPE_CHECKING:
     import logging
     from collections.abc import Generator, Mapping
-
-    from singer_sdk.helpers.types import Context
 
     from tap_cube.fetch import RequestGate
 
@@ -61,29 +60,18 @@ RETRIABLE_ERRORS: tuple[type[Exception], ...] = (
 _MAX_REDIRECTS = 5
 
 
-class Endpoint(t.Protocol):
-    """The list a client reads, as a stream describes it."""
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """One page to get, and how messages name it."""
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def logger(self) -> logging.Logger: ...
-    @property
-    def paginated(self) -> bool: ...
-    @property
-    def optional(self) -> bool: ...
-    @property
-    def partition_setting(self) -> str: ...
-
-    def describe_partition(self, context: Context | None) -> str: ...
-
-    def page_path(self, context: Context | None, query: str | None) -> str:
-        """The path and query of a page, as messages show it."""
-        ...
-
-    def page_request(self, context: Context | None, query: str | None) -> requests.PreparedRequest:
-        """The authenticated request for a page, built on the client's session."""
-        ...
+    #: The authenticated request, built by the stream (RESTStream.get_http_request).
+    prepared: requests.PreparedRequest
+    #: The partition as messages name it ("assignment 7"), and as retries are counted.
+    where: str
+    #: The page's path and query, as messages show it.
+    path: str
+    #: The query of a page after the first (None for the first page).
+    query: str | None
 
 
 class CubeClient:
@@ -91,12 +79,24 @@ class CubeClient:
 
     def __init__(
         self,
-        endpoint: Endpoint,
         config: Mapping[str, t.Any],
         session: requests.Session,
         gate: RequestGate,
+        *,
+        stream_name: str,
+        logger: logging.Logger,
+        paginated: bool,
+        optional: bool,
+        partition_setting: str,
     ) -> None:
-        self._endpoint = endpoint
+        """A client for the list of `stream_name`, which answers DRF pages when
+        `paginated`, may be missing on older servers when `optional`, and whose
+        partitions are chosen by `partition_setting` (for messages)."""
+        self._stream_name = stream_name
+        self._logger = logger
+        self._paginated = paginated
+        self._optional = optional
+        self._partition_setting = partition_setting
         self._config = config
         self._gate = gate
         self.session = session
@@ -109,7 +109,7 @@ class CubeClient:
         # JSON config numbers arrive as Decimal, which requests cannot use as a timeout.
         self.timeout = float(config.get("request_timeout", 60))
         self.max_tries = int(config.get("max_retries", 8)) + 1
-        self._retries: dict[tuple[t.Any, ...], int] = {}
+        self._retries: dict[str, int] = {}
         self._retries_lock = threading.Lock()
         self._retry_wait = threading.local()
 
@@ -129,9 +129,9 @@ class CubeClient:
             return "token authentication (auth_token)"
         return "HTTP Basic authentication (username/password)"
 
-    def retries_of(self, context: Context | None) -> int:
-        """How many retries a partition's pages took so far."""
-        return self._retries.get(_partition_key(context), 0)
+    def retries_of(self, where: str) -> int:
+        """How many retries the pages of a partition (named as in PageRequest.where) took."""
+        return self._retries.get(where, 0)
 
     def send(self, prepared: requests.PreparedRequest) -> requests.Response:
         """Send, following redirects only within the configured scheme and host.
@@ -161,24 +161,18 @@ class CubeClient:
         msg = f"too many redirects for {urlsplit(prepared.url or '').path}; check api_url"
         raise ApiError(msg)
 
-    def _request_page(self, context: Context | None, query: str | None) -> Page:
+    def _request_page(self, request: PageRequest) -> Page:
         """One attempt at one page."""
         self._gate.wait_turn()
-        response = self.send(self._endpoint.page_request(context, query))
+        response = self.send(request.prepared)
         check_status(response)
-        body = decode_body(response.content, paginated=self._endpoint.paginated)
-        remember_body(response, body)
-        count = body.get("count")
-        return Page(
-            count=count if isinstance(count, int) else None,
-            records=body["results"],
-            response=response,
-        )
+        body = decode_body(response.content, paginated=self._paginated)
+        return Page(body, arrived_at=datetime.now(UTC))
 
     @cached_property
-    def _request_page_with_retries(self) -> t.Callable[[Context | None, str | None], Page]:
+    def _request_page_with_retries(self) -> t.Callable[[PageRequest], Page]:
         return t.cast(
-            "t.Callable[[Context | None, str | None], Page]",
+            "t.Callable[[PageRequest], Page]",
             backoff.on_exception(
                 self._retry_waits,
                 RETRIABLE_ERRORS,
@@ -219,27 +213,25 @@ class CubeClient:
             error = yield 0.0
 
     def _log_retry(self, details: t.Any) -> None:
-        context, query = details["args"][0], details["args"][1]
+        request: PageRequest = details["args"][0]
         reason = describe_failure(details.get("exception"))
         with self._retries_lock:
-            key = _partition_key(context)
-            self._retries[key] = self._retries.get(key, 0) + 1
-        self._endpoint.logger.warning(
+            self._retries[request.where] = self._retries.get(request.where, 0) + 1
+        self._logger.warning(
             "%s: retry %d of %d in %.1f s after %s on %s",
-            self._endpoint.name,
+            self._stream_name,
             details["tries"],
             self.max_tries - 1,
             getattr(self._retry_wait, "seconds", 0.0),
             reason,
-            self._endpoint.page_path(context, query),
+            request.path,
         )
 
-    def fetch_page(self, context: Context | None, query: str | None) -> Page:
+    def fetch_page(self, request: PageRequest) -> Page:
         """One page, with retries, or an error that says what to do about it."""
-        endpoint = self._endpoint
-        where = endpoint.describe_partition(context)
+        where, query, path = request.where, request.query, request.path
         try:
-            return self._request_page_with_retries(context, query)
+            return self._request_page_with_retries(request)
         except ClientStatusError as exc:
             if exc.status == HTTPStatus.UNAUTHORIZED:
                 msg = (
@@ -258,31 +250,28 @@ class CubeClient:
             if exc.status == HTTPStatus.FORBIDDEN:
                 msg = (
                     f"{where} is not accessible to this user (403 {exc.detail}). Ask "
-                    f"Headshed for access or remove it from {endpoint.partition_setting}."
+                    f"Headshed for access or remove it from {self._partition_setting}."
                 )
                 raise InaccessibleError(msg, exc.status) from None
-            if exc.status == HTTPStatus.NOT_FOUND and not exc.from_api and not endpoint.optional:
+            if exc.status == HTTPStatus.NOT_FOUND and not exc.from_api and not self._optional:
                 # No API view answered: the URL itself is wrong, not the id in it. (Older
                 # servers lack some optional endpoints, which answer the same way.)
                 msg = (
-                    f"{where}: the server has no API at {endpoint.page_path(context, query)} "
+                    f"{where}: the server has no API at {path} "
                     f"(404 {exc.detail}). Check api_url: it is the API's base URL, such as "
                     "https://<account>.headshed.com/api/v1"
                 )
                 raise ConfigError(msg) from None
             if exc.status == HTTPStatus.NOT_FOUND:
-                msg = f"{where} not found (404 {exc.detail}). Check {endpoint.partition_setting}."
+                msg = f"{where} not found (404 {exc.detail}). Check {self._partition_setting}."
                 raise InaccessibleError(msg, exc.status) from None
-            msg = (
-                f"{where}: the server answered {exc.status} to "
-                f"{endpoint.page_path(context, query)}: {exc.detail}"
-            )
+            msg = f"{where}: the server answered {exc.status} to {path}: {exc.detail}"
             raise ApiError(msg) from None
         except requests.exceptions.SSLError as exc:
             raise ConfigError(self._tls_failure(exc)) from None
         except RETRIABLE_ERRORS as exc:
             msg = (
-                f"{where}: giving up on {endpoint.page_path(context, query)} after "
+                f"{where}: giving up on {path} after "
                 f"{self.max_tries} tries; the last error was {describe_failure(exc)}. "
                 "The service may be down or throttling; raise max_retries or try again later."
             )
@@ -305,10 +294,6 @@ class CubeClient:
             f"the TLS connection to {where} failed ({type(error).__name__}); check api_url "
             "and, behind a TLS-inspecting proxy, set ca_bundle to a PEM file of its authority."
         )
-
-
-def _partition_key(context: Context | None) -> tuple[t.Any, ...]:
-    return tuple(context.values()) if context else ()
 
 
 def _asks_a_page(query: str | None) -> bool:

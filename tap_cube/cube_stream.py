@@ -2,14 +2,17 @@
 
 The stream says what to request and what its records are; its client (tap_cube/client.py)
 gets the pages, the page pipeline (tap_cube/fetch.py) fetches them ahead, and a complete
-read (tap_cube/completeness.py) turns them into each record exactly once.
+read (tap_cube/completeness.py) turns them into each record exactly once. Calls go one
+way: the stream hands each of them plain values and functions, and keeps the state.
 """
 
 from __future__ import annotations
 
+import time
 import typing as t
+from array import array
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from singer_sdk import RESTStream
@@ -18,14 +21,15 @@ from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
+from tap_cube import changes, deletions
 from tap_cube.catalog import reconcile
-from tap_cube.client import CubeClient
+from tap_cube.client import CubeClient, PageRequest
 from tap_cube.coercion import CATCH_ALL, RecordCoercion
-from tap_cube.completeness import CompleteRead
+from tap_cube.completeness import CompleteRead, DeletionRule, PartitionList, RecordPath
 from tap_cube.converters import INT64_MAX, INT64_MIN, UNFIT
 from tap_cube.deletions import DELETED_AT, DELETED_AT_SCHEMA
 from tap_cube.errors import DeletionsWithheldError, InaccessibleError
-from tap_cube.fetch import PagePipeline, RequestGate
+from tap_cube.fetch import Page, PagePipeline, RequestGate
 from tap_cube.pagination import CubeNextLinkPaginator, query_pairs
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.settings import DEFAULT_MAX_DELETION_SHARE, DEFAULT_TIMEZONE, zone_of
@@ -34,13 +38,10 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
     from zoneinfo import ZoneInfo
 
-    import requests
     from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
     from singer_sdk.helpers.types import Context
     from singer_sdk.singerlib import Catalog
     from singer_sdk.tap_base import Tap
-
-    from tap_cube.changes import ChangeFilter
 
 
 def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -89,7 +90,16 @@ class CubeStream(RESTStream[t.Any]):
         self, tap: Tap, schema: dict[str, t.Any] | None = None, *, gate: RequestGate
     ) -> None:
         super().__init__(tap=tap, schema=schema)
-        self.client = CubeClient(self, self.config, self.requests_session, gate)
+        self.client = CubeClient(
+            self.config,
+            self.requests_session,
+            gate,
+            stream_name=self.name,
+            logger=self.logger,
+            paginated=self.paginated,
+            optional=self.optional,
+            partition_setting=self.partition_setting,
+        )
         self._gate = gate
         properties = self.schema["properties"]
         for name, prop in self.added_properties().items():
@@ -100,11 +110,13 @@ class CubeStream(RESTStream[t.Any]):
             # A full-table state says nothing new mid-stream, and it carries every
             # partition's delivered ids and record hashes: write it when the stream is done.
             self.STATE_MSG_FREQUENCY = 1 << 62
-        self._changes: ChangeFilter | None = None
+        #: skip_unchanged's filter of the partition being read (None: send every record).
+        self._changes: changes.ChangeFilter | None = None
         self._pipeline: PagePipeline | None = None
         self.skipped: list[str] = []
         self.withheld_deletions: list[str] = []
-        self.page_extracted_at = datetime.now(UTC)
+        #: When the page whose records are being emitted arrived.
+        self._extracted_at = datetime.now(UTC)
 
     def added_properties(self) -> dict[str, dict[str, t.Any]]:
         """What records carry whatever the schema says: the partition's fields and, when
@@ -141,10 +153,6 @@ class CubeStream(RESTStream[t.Any]):
     def http_headers(self) -> dict[str, str]:
         return {"Accept": "application/json"}
 
-    @override
-    def get_new_paginator(self) -> CubeNextLinkPaginator:
-        return self.paginator_for(self.context)
-
     def paginator_for(self, context: Context | None) -> CubeNextLinkPaginator:
         """The paginator of one partition's list."""
         params = query_pairs(urlencode(self.first_page_params(context), doseq=True))
@@ -161,17 +169,24 @@ class CubeStream(RESTStream[t.Any]):
     def first_page_params(self, context: Context | None) -> dict[str, t.Any]:
         return {}
 
-    def page_request(self, context: Context | None, query: str | None) -> requests.PreparedRequest:
+    def page_request(self, context: Context | None, query: str | None) -> PageRequest:
         """The authenticated request for a page: the first, or the one `query` names."""
         http_request = self.get_http_request(
             page=PageContext(stream_context=context, next_page_token=query)
         )
-        return self.build_prepared_request(
+        prepared = self.build_prepared_request(
             method=http_request.method,
             url=http_request.url,
             params=http_request.encode_params(),
             headers=http_request.headers,
         )
+        return PageRequest(
+            prepared, self.describe_partition(context), self.page_path(context, query), query
+        )
+
+    def fetch_page(self, context: Context | None, query: str | None) -> Page:
+        """One page of a partition's list: the first, or the one `query` names."""
+        return self.client.fetch_page(self.page_request(context, query))
 
     def page_path(self, context: Context | None, query: str | None) -> str:
         """The path and query of a page, as messages show it."""
@@ -202,7 +217,7 @@ class CubeStream(RESTStream[t.Any]):
     def pipeline(self) -> PagePipeline:
         if self._pipeline is None:
             self._pipeline = PagePipeline(
-                self.client.fetch_page,
+                self.fetch_page,
                 concurrency=int(self.config.get("max_concurrent_requests", 4)),
                 paginator=self.paginator_for,
                 gate=self._gate,
@@ -254,16 +269,94 @@ class CubeStream(RESTStream[t.Any]):
         """The records of one partition, each exactly once, or an error that says why not.
 
         A partition that answers 403 or 404 before its first page is skipped with a
-        warning when skips_inaccessible allows it.
+        warning when skips_inaccessible allows it. Its state changes only once it was
+        read completely: its delivered ids (detect_deletions) and record hashes
+        (skip_unchanged).
         """
-        read = CompleteRead(self, context)
+        started = time.monotonic()
+        # Only streams that keep ids or hashes per partition touch its state here (a
+        # call outcomes window is no partition of its own).
+        keeps_state = self.detects_deletions or self.tracks_changes
+        state = self.get_context_state(context) if keeps_state else {}
+        where = self.describe_partition(context)
+        self._changes = self._change_filter(state) if self.skips_unchanged else None
+        read = CompleteRead(
+            partial(self._pages, context or {}),
+            PartitionList(
+                stream_name=self.name,
+                where=where,
+                logger=self.logger,
+                id_field=self.record_id_field,
+                paginated=self.paginated,
+                progress_interval=self.progress_interval,
+            ),
+            RecordPath(
+                identity=self.record_identity,
+                prepare=partial(self.set_aside_owned, context=context),
+                fit=self.coerce,
+            ),
+            self._deletion_rule(state),
+        )
         try:
             yield from read.records()
         except InaccessibleError as exc:
             if read.pages or not self.skips_inaccessible:
                 raise
             self.logger.warning("%s; skipping it", exc)
-            self.skipped.append(self.describe_partition(context))
+            self.skipped.append(where)
+            return
+        finally:
+            change_filter, self._changes = self._changes, None
+        summary = read.summary
+        if summary.delivered_ids is not None:
+            state[deletions.STATE_KEY] = summary.delivered_ids
+        if summary.withheld is not None:
+            self.withheld_deletions.append(summary.withheld)
+        if change_filter is not None:
+            # After a read again, some records sent may since have been deleted; their
+            # hashes must not make them look unchanged when they come back, so the
+            # next run compares with nothing and sends the partition whole.
+            kept = change_filter.finish() if not summary.reread else array("Q")
+            state[changes.STATE_KEY] = changes.encode_hashes(kept)
+        elif self.tracks_changes:
+            # Hashes from before a run without skip_unchanged may vouch for rows it
+            # has since marked deleted.
+            state.pop(changes.STATE_KEY, None)
+        unchanged = change_filter.unchanged if change_filter is not None else 0
+        self.logger.info(
+            "%s: %s done: %d records, %d pages, %d retries, %.1f s; "
+            "%d emitted, %d unchanged (skipped), %d deleted",
+            self.name,
+            where,
+            summary.delivered,
+            summary.pages,
+            self.client.retries_of(where),
+            time.monotonic() - started,
+            summary.delivered - unchanged,
+            unchanged,
+            summary.deleted,
+        )
+
+    def _pages(self, context: Context, *, again: bool = False) -> Iterator[Page]:
+        """The partition's pages from the pipeline, noting when each arrived."""
+        for page in self.pipeline.pages(context, again=again):
+            self._extracted_at = page.arrived_at
+            yield page
+
+    def _change_filter(self, state: dict[str, t.Any]) -> changes.ChangeFilter:
+        """skip_unchanged's filter, comparing with the hashes of the last complete read
+        (checked with the rest of the state before the run: tap_cube/state.py)."""
+        stored = state.get(changes.STATE_KEY)
+        return changes.ChangeFilter(changes.decode_hashes(stored) if stored else array("Q"))
+
+    def _deletion_rule(self, state: dict[str, t.Any]) -> DeletionRule | None:
+        if not self.detects_deletions:
+            return None
+        return DeletionRule(
+            delivered_before=state.get(deletions.STATE_KEY),
+            max_share=self.max_deletion_share,
+            id_schema=self.schema["properties"][str(self.record_id_field)],
+        )
 
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]:
         """What identifies a record within its partition (None: the record lacks it).
@@ -340,10 +433,6 @@ class CubeStream(RESTStream[t.Any]):
     def skips_unchanged(self) -> bool:
         return self.tracks_changes and bool(self.config.get("skip_unchanged"))
 
-    def filter_changes(self, changes: ChangeFilter | None) -> None:
-        """Send only the records `changes` admits, from now on (None: every record)."""
-        self._changes = changes
-
     def _is_last_partition(self, context: Context | None) -> bool:
         partitions = self.partitions
         return not partitions or partitions[-1] == context
@@ -377,17 +466,17 @@ class CubeStream(RESTStream[t.Any]):
                     stream=stream_map.stream_alias,
                     record=mapped,
                     version=self._stream_version,
-                    time_extracted=self.page_extracted_at,
+                    time_extracted=self._extracted_at,
                 )
                 for stream_map in self.stream_maps
                 if (mapped := stream_map.transform(record)) is not None
             ]
-        changes = self._changes
+        change_filter = self._changes
         if (
-            changes is not None
+            change_filter is not None
             and messages
             and DELETED_AT not in record
-            and not changes.admits(messages)
+            and not change_filter.admits(messages)
         ):
             return
         yield from messages

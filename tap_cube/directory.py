@@ -46,7 +46,7 @@ class Directory:
 
     @cached_property
     def campaign_rows(self) -> list[dict[str, t.Any]]:
-        return self._campaigns.client.fetch_page(None, None).records
+        return self._campaigns.fetch_page(None, None).records
 
     @cached_property
     def crms(self) -> list[dict[str, t.Any]]:

@@ -64,9 +64,11 @@ class Stopped(BaseException):
     to handle, and every `finally` on the way still runs.
     """
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, records_written: int = 0) -> None:
         super().__init__(signum)
         self.signum = signum
+        #: RECORD messages written before the stop, for the run's last line.
+        self.records_written = records_written
 
 
 class Cancelled(Exception):

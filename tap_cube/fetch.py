@@ -15,7 +15,7 @@ import time
 import typing as t
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from typing_extensions import override
 
@@ -24,8 +24,8 @@ from tap_cube.pagination import query_for_page, query_pairs
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
+    from datetime import datetime
 
-    import requests
     from singer_sdk.helpers.types import Context
 
     from tap_cube.pagination import CubeNextLinkPaginator
@@ -35,16 +35,40 @@ class PageGoneError(CubeError):
     """A later page answered the API's 404 (`Invalid page.`): rows were removed while paging."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Page:
-    """One decoded page of a DRF list."""
+    """One page of a Cube list, as decoded from its response: all that paging and
+    reading need of it, so the JSON is decoded once."""
 
-    count: int | None
-    records: list[dict[str, t.Any]]
-    response: requests.Response
+    #: The decoded body: a DRF page, or a plain list wrapped as one
+    #: (tap_cube/responses.py `decode_body`).
+    body: dict[str, t.Any]
+    #: When the page arrived: its records were extracted together, then.
+    arrived_at: datetime
     #: Why this page's `next` link was not followed (the next page was asked for by
-    #: number instead); None when it was, or when there is none. Set as it is emitted.
+    #: number instead); None when it was, or when there is none. Known once it is emitted.
     unusable_link: str | None = None
+
+    @property
+    def records(self) -> list[dict[str, t.Any]]:
+        return t.cast("list[dict[str, t.Any]]", self.body["results"])
+
+    @property
+    def count(self) -> int | None:
+        """The rows the list has, by the page's `count` (None when it has none)."""
+        count = self.body.get("count")
+        return count if isinstance(count, int) else None
+
+    @property
+    def next(self) -> object:
+        """The page's `next` as the server wrote it (usually a URL; None when none)."""
+        return self.body.get("next")
+
+    @property
+    def next_url(self) -> str | None:
+        """The `next` link, when it is one (a non-empty string)."""
+        link = self.body.get("next")
+        return link if isinstance(link, str) and link else None
 
 
 class RequestGate:
@@ -158,25 +182,24 @@ class PagePipeline:
             paginator = self._paginator(context)
             self._plans.append(_Plan(context=context, paginator=paginator))
 
-    def pages(self, context: Context) -> Iterator[Page]:
-        """Yield the pages of one partition in order, from its first page."""
+    def pages(self, context: Context, *, again: bool = False) -> Iterator[Page]:
+        """Yield the pages of one partition in order, from its first page.
+
+        `again`: a fresh pass over a partition read before, ahead of all others.
+        """
+        if again:
+            self._plans.insert(0, _Plan(context=context, paginator=self._paginator(context)))
         plan = self._take_plan(context)
         try:
             while True:
                 self._fill(plan)
                 if not plan.queue:
                     return
-                page = plan.queue.popleft().result()
-                self._advance(plan, page)
-                yield page
+                yield self._advance(plan, plan.queue.popleft().result())
         finally:
             plan.queue.clear()
             if plan in self._plans:
                 self._plans.remove(plan)
-
-    def read_again(self, context: Context) -> None:
-        """Plan a fresh pass over a partition, from its first page, ahead of all others."""
-        self._plans.insert(0, _Plan(context=context, paginator=self._paginator(context)))
 
     def close(self) -> None:
         """Stop all outstanding work; returns when no worker thread is left."""
@@ -246,18 +269,22 @@ class PagePipeline:
         plan.peeked = True
         self._predict(plan, first.result())
 
-    def _advance(self, plan: _Plan, page: Page) -> None:
-        """Learn from an emitted page what to fetch next, and check it against the plan."""
+    def _advance(self, plan: _Plan, page: Page) -> Page:
+        """Learn from an emitted page what to fetch next, and check it against the plan;
+        the page, with why its link was not followed if it was not."""
         plan.pages_read += 1
-        plan.paginator.advance(page.response)
-        page.unusable_link = plan.paginator.unusable_link
+        paginator = plan.paginator
+        paginator.advance(page)
+        if paginator.unusable_link is not None:
+            page = replace(page, unusable_link=paginator.unusable_link)
         if plan.pages_read == 1 and (
             plan.last_predicted is not None or (not plan.peeked and self._predict(plan, page))
         ):
-            return
+            return page
         predicted = plan.last_predicted is not None and plan.pages_read < plan.last_predicted
-        if not plan.paginator.finished and not predicted:
-            plan.todo.append(plan.paginator.token_query())
+        if not paginator.finished and not predicted:
+            plan.todo.append(paginator.next_query)
+        return page
 
     def _predict(self, plan: _Plan, first: Page) -> bool:
         """Queue every page number the first page implies, if page 2 comes by its number.
@@ -267,7 +294,7 @@ class PagePipeline:
         """
         if self._concurrency == 1 or not first.records or first.count is None:
             return False
-        second = plan.paginator.query_after_first(first.response)
+        second = plan.paginator.query_after_first(first)
         params = plan.paginator.first_params
         if second is None or query_pairs(second) != query_pairs(query_for_page(params, 2)):
             return False

@@ -28,11 +28,10 @@ class BufferedRecordWriter(MsgSpecWriter):
     never sees a state before the records it covers. Whatever is left is written at exit.
     """
 
-    #: RECORD messages written by any writer of this process, for the last line of a run.
-    records_written = 0
-
     def __init__(self) -> None:
         super().__init__()
+        #: RECORD messages written, for the last line of a stopped run.
+        self.records_written = 0
         self._pending = bytearray()
         self._closed = False
         self._writing = False
@@ -48,14 +47,14 @@ class BufferedRecordWriter(MsgSpecWriter):
         if self._writing:
             self._stop_signal = signum  # raised once the write is complete
             return
-        raise Stopped(signum)
+        raise Stopped(signum, self.records_written)
 
     @override
     def write_message(self, message: Message) -> None:
         line = self.format_message(message)
         if message.type == SingerMessageType.RECORD:
             self._pending += line
-            BufferedRecordWriter.records_written += 1
+            self.records_written += 1
             if len(self._pending) < _BUFFER_BYTES:
                 return
             self.flush()
@@ -84,7 +83,7 @@ class BufferedRecordWriter(MsgSpecWriter):
             self._writing = False
         if self._stop_signal is not None:
             signum, self._stop_signal = self._stop_signal, None
-            raise Stopped(signum)
+            raise Stopped(signum, self.records_written)
 
 
 def write_output(data: bytes | bytearray) -> None:

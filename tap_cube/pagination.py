@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import typing as t
-import weakref
 from urllib.parse import parse_qsl, urlencode, urlparse
-
-from singer_sdk.pagination import BaseHATEOASPaginator
-from typing_extensions import override
 
 from tap_cube.errors import ApiError
 
 if t.TYPE_CHECKING:
     from urllib.parse import ParseResult
 
-    import requests
-
-#: The parsed body of each page response, so that pagination reads what was already
-#: decoded instead of decoding the JSON a second time.
-_page_bodies: weakref.WeakKeyDictionary[requests.Response, dict[str, t.Any]] = (
-    weakref.WeakKeyDictionary()
-)
+    from tap_cube.fetch import Page
 
 QueryPairs = tuple[tuple[str, str], ...]
-
-
-def remember_body(response: requests.Response, body: dict[str, t.Any]) -> None:
-    _page_bodies[response] = body
-
-
-def page_body(response: requests.Response) -> dict[str, t.Any]:
-    body = _page_bodies.get(response)
-    if body is None:
-        body = t.cast("dict[str, t.Any]", response.json())
-        remember_body(response, body)
-    return body
 
 
 def query_pairs(query: str) -> QueryPairs:
@@ -53,7 +31,7 @@ REPEATS_REQUEST = "repeats the request"
 REPEATS_PAGE = "repeats a page already read"
 
 
-class CubeNextLinkPaginator(BaseHATEOASPaginator):
+class CubeNextLinkPaginator:
     """Follows `next` links; where a link is unusable, reads on by DRF's page number.
 
     A link is unusable when it repeats a page already read (the notes' data-owner
@@ -66,10 +44,13 @@ class CubeNextLinkPaginator(BaseHATEOASPaginator):
     Only a link's query is ever requested: DRF builds absolute links from what its proxy
     passes on, so they may name `http://` or an internal host. Requests always go to the
     configured base URL and the stream's own path; the link only says which page is next.
+
+    It advances on decoded pages (tap_cube/fetch.py `Page`), not on responses as the
+    paginators of `singer_sdk.pagination` do: pages are fetched ahead by worker threads
+    and their JSON is decoded once, where they arrive.
     """
 
     def __init__(self, description: str, list_path: str, first_params: QueryPairs) -> None:
-        super().__init__()
         self._description = description
         #: The list's path below the API's base, e.g. /data_owners/3/B2C/customers/.
         self._list_path = list_path
@@ -82,32 +63,42 @@ class CubeNextLinkPaginator(BaseHATEOASPaginator):
         #: The number of the page just read, and the rows read up to it.
         self._page_number = 1
         self._rows = 0
+        #: The query of the next page to read; None once the list is read.
+        self.next_query: str | None = None
+        self.finished = False
         #: Why the link of the page just read was not followed; None when it was (or null).
         self.unusable_link: str | None = None
 
-    @override
-    def get_next_url(self, response: requests.Response) -> str | None:
-        link = page_body(response).get("next")
-        return link if isinstance(link, str) and link else None
+    def advance(self, page: Page) -> None:
+        """Take in the page just read: `next_query` is the next one, or `finished`."""
+        self.next_query = self.query_after(page)
+        if self.next_query is None:
+            self.finished = True
+            return
+        pairs = query_pairs(self.next_query)
+        self._seen.add(pairs)
+        self._current = pairs
+        numbered = dict(pairs).get("page", "")
+        self._page_number = int(numbered) if numbered.isdigit() else self._page_number + 1
 
-    @override
-    def get_next(self, response: requests.Response) -> ParseResult | None:
-        """The next page: the server's link if it names one of this list, else by number."""
-        body = page_body(response)
-        self._rows += len(body["results"])
-        link = self.get_next_url(response)
+    def query_after(self, page: Page) -> str | None:
+        """The next page's query: the server's link if it names one of this list, else by
+        number; None when the list is read."""
+        self._rows += len(page.records)
+        link = page.next_url
         self.unusable_link = None if link is None else self.link_problem(urlparse(link))
-        if link is None or self.unusable_link is None:
-            return urlparse(link) if link else None
-        count = body.get("count")
-        if not isinstance(count, int):
+        if link is None:
+            return None
+        if self.unusable_link is None:
+            return urlparse(link).query
+        if page.count is None:
             msg = (
                 f"{self._description}: the server's next link {self.unusable_link}, and its "
                 "page has no count to read on by page number; stopping instead of looping "
                 "or reading another list. Retry later or report it to Headshed."
             )
             raise ApiError(msg)
-        if not body["results"] or self._rows >= count:
+        if not page.records or self._rows >= page.count:
             return None  # by its count the list is read; the complete read checks that
         query = query_for_page(self.first_params, self._page_number + 1)
         if query_pairs(query) in self._seen:
@@ -117,7 +108,7 @@ class CubeNextLinkPaginator(BaseHATEOASPaginator):
                 "looping. Retry later or report it to Headshed."
             )
             raise ApiError(msg)
-        return urlparse(f"?{query}")
+        return query
 
     def link_problem(self, link: ParseResult) -> str | None:
         """Why `link` is no page of this list still to read, or None when it is one."""
@@ -146,26 +137,10 @@ class CubeNextLinkPaginator(BaseHATEOASPaginator):
             return REPEATS_PAGE
         return None
 
-    @override
-    def advance(self, response: requests.Response) -> None:
-        super().advance(response)
-        if self.finished:
-            return
-        pairs = query_pairs(self.token_query() or "")
-        self._seen.add(pairs)
-        self._current = pairs
-        numbered = dict(pairs).get("page", "")
-        self._page_number = int(numbered) if numbered.isdigit() else self._page_number + 1
-
-    def query_after_first(self, first: requests.Response) -> str | None:
+    def query_after_first(self, first: Page) -> str | None:
         """The query a fresh read of the list asks for after its first page `first`."""
         fresh = CubeNextLinkPaginator(self._description, self._list_path, self.first_params)
-        next_value = fresh.get_next(first)
-        return None if next_value is None else next_value.query
-
-    def token_query(self) -> str | None:
-        value: ParseResult | None = self.current_value
-        return None if value is None else value.query
+        return fresh.query_after(first)
 
 
 def _segments(path: str) -> tuple[str, ...]:

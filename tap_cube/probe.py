@@ -22,7 +22,6 @@ from tap_cube.call_outcomes import DayWindowStream
 from tap_cube.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.errors import CubeError, scrubber
 from tap_cube.formats import StandIns, format_class, json_type
-from tap_cube.pagination import page_body
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -97,11 +96,11 @@ def read_endpoint(stream: CubeStream, api_url: str) -> Endpoint:
     with_rows = 0
     for context in probe_contexts(stream):
         try:
-            page = stream.client.fetch_page(context, None)
+            page = stream.fetch_page(context, None)
         except CubeError as exc:
             endpoint.problems.append(scrubber.scrub(str(exc)))
             continue
-        body = page_body(page.response)
+        body = page.body
         endpoint.pages += 1
         endpoint.link_styles[link_style(stream, context, body, api_url)] += 1
         for record in page.records:

@@ -56,12 +56,9 @@ def exit_stopped(stop: Stopped | KeyboardInterrupt) -> t.NoReturn:
     if isinstance(stop, KeyboardInterrupt):
         print("tap-cube: interrupted; this run is incomplete", file=sys.stderr, flush=True)
         sys.exit(130)
-    from tap_cube.output import BufferedRecordWriter  # imported late: see cli.main
-
     name = signal.Signals(stop.signum).name
     print(
-        f"tap-cube: stopped by {name} after {BufferedRecordWriter.records_written} "
-        "records; this run is incomplete",
+        f"tap-cube: stopped by {name} after {stop.records_written} records; this run is incomplete",
         file=sys.stderr,
         flush=True,
     )

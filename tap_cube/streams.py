@@ -273,7 +273,7 @@ class CampaignsStream(CubeStream):
 def first_page_sample(stream: CubeStream, context: Context) -> list[dict[str, t.Any]]:
     """The records of a partition's first page, or none when it may be skipped."""
     try:
-        return stream.client.fetch_page(context, None).records
+        return stream.fetch_page(context, None).records
     except InaccessibleError as exc:
         if not stream.skips_inaccessible:
             raise
@@ -296,7 +296,7 @@ def discover_customer_schema(
     for context in customers.partitions or []:
         listed: set[str] = set()
         try:
-            listed = types.add_metadata(custom_fields.client.fetch_page(context, None).records)
+            listed = types.add_metadata(custom_fields.fetch_page(context, None).records)
         except InaccessibleError as exc:
             customers.logger.warning(
                 "%s: custom-field metadata unavailable (%s); typing its fields from its "
