@@ -112,6 +112,9 @@ class CubeStream(RESTStream[t.Any]):
             self.STATE_MSG_FREQUENCY = 1 << 62
         #: skip_unchanged's filter of the partition being read (None: send every record).
         self._changes: changes.ChangeFilter | None = None
+        #: The state of the partition being read while its stored hashes still vouch
+        #: for what the target holds (see `_withdraw_hashes`).
+        self._vouching: dict[str, t.Any] | None = None
         self._pipeline: PagePipeline | None = None
         self.skipped: list[str] = []
         self.withheld_deletions: list[str] = []
@@ -280,6 +283,7 @@ class CubeStream(RESTStream[t.Any]):
         state = self.get_context_state(context) if keeps_state else {}
         where = self.describe_partition(context)
         self._changes = self._change_filter(state) if self.skips_unchanged else None
+        self._vouching = state if state.get(changes.STATE_KEY) else None
         read = CompleteRead(
             partial(self._pages, context or {}),
             PartitionList(
@@ -306,7 +310,7 @@ class CubeStream(RESTStream[t.Any]):
             self.skipped.append(where)
             return
         finally:
-            change_filter, self._changes = self._changes, None
+            change_filter, self._changes, self._vouching = self._changes, None, None
         summary = read.summary
         if summary.delivered_ids is not None:
             state[deletions.STATE_KEY] = summary.delivered_ids
@@ -472,14 +476,27 @@ class CubeStream(RESTStream[t.Any]):
                 if (mapped := stream_map.transform(record)) is not None
             ]
         change_filter = self._changes
-        if (
-            change_filter is not None
-            and messages
-            and DELETED_AT not in record
-            and not change_filter.admits(messages)
-        ):
-            return
+        if change_filter is not None and messages:
+            if DELETED_AT not in record and not change_filter.admits(messages):
+                return
+            self._withdraw_hashes()
         yield from messages
+
+    def _withdraw_hashes(self) -> None:
+        """Before the partition's first record its stored hashes do not vouch for (a
+        change, a new record, a deletion), a STATE without them.
+
+        Should the run stop once the target has loaded that record, Meltano keeps this
+        state, and the next run sends the partition whole: a record that changed back
+        meanwhile is not taken for unchanged while the target holds the stopped run's
+        version. One STATE per partition with changes; a complete read puts new hashes.
+        """
+        if self._vouching is None:
+            return
+        state, self._vouching = self._vouching, None
+        del state[changes.STATE_KEY]
+        self.state_manager.is_flushed = False  # the SDK writes a STATE only when unflushed
+        self._write_state_message()
 
     @override
     def generate_child_contexts(

@@ -228,3 +228,76 @@ def test_hashes_take_about_seven_bytes_each():
     encoded = encode_hashes(hashes)
     assert len(encoded) < len(hashes) * 7 * 4 / 3 * 1.05
     assert ChangeFilter(hashes).finish() == array("Q")  # nothing admitted yet
+
+
+def state_a_target_may_keep(run, state_before: dict) -> dict:
+    """The state Meltano keeps after a failed run: the last STATE the run emitted, if any
+    (a target confirms a STATE only after loading the records before it)."""
+    states = [m["value"] for m in run.messages if m["type"] == "STATE"]
+    return states[-1] if states else state_before
+
+
+@pytest.mark.parametrize("how", ["changed", "deleted"])
+def test_a_record_sent_by_a_failed_run_that_changes_back_is_sent_again(simulator, tmp_path, how):
+    # A failed run loads a change (or a deletion) into the target; before the next run
+    # the record is back to what the last complete run saw. Its old hash must not make
+    # it look unchanged: the target holds the failed run's version.
+    sim = simulator([plain_assignment(7, 300), plain_assignment(8, 1200)])
+    config = config_for(sim, [7, 8], skip_unchanged=True, detect_deletions=True)
+    first = run_tap(config, tmp_path)
+    assert first.returncode == 0, first.stderr
+    customer = sim.customers(7)[0]
+    key = str(customer["crm__customer_id"])
+    if how == "changed":
+        sim.update_customer(7, key, {"crm__standard_info__name": "Endret i en feilet kjøring"})
+    else:
+        sim.set_count(7, 299, at="start")
+    # Assignment 8 fails after assignment 7 was sent: the run ends without its final state.
+    sim.fail_next("/assignments/8/customers/?page=2", 400, json.dumps({"detail": "Bad request"}))
+    failed = run_with_state(config, tmp_path, last_state(first))
+    assert failed.returncode != 0
+    sent_then = [r for r in failed.records() if str(r["crm__customer_id"]) == key]
+    assert sent_then, failed.stderr  # the target loaded the change or the deletion
+    if how == "changed":
+        sim.update_customer(
+            7, key, {"crm__standard_info__name": customer["crm__standard_info__name"]}
+        )
+    else:
+        sim.set_count(7, 300, at="start")
+    kept = state_a_target_may_keep(failed, last_state(first))
+    again = run_with_state(config, tmp_path, kept)
+    assert again.returncode == 0, again.stderr
+    assert sent(again).get((7, key)) is not None, "the record changed back was not sent"
+
+
+def customer_states(run) -> list[tuple[bool, dict]]:
+    """assignment 7's partition in each STATE before the first customers record, and after."""
+    found, before = [], True
+    for message in run.messages:
+        if message["type"] == "RECORD" and message["stream"] == "customers":
+            before = False
+        if message["type"] == "STATE":
+            customers = message["value"]["bookmarks"].get("customers", {})
+            partitions = customers.get("partitions") or [{}]
+            found.append((before, partitions[0]))
+    return found
+
+
+def test_hashes_are_withdrawn_before_the_first_change_only(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 300)])
+    config = config_for(sim, [7], skip_unchanged=True)
+    first = run_tap(config, tmp_path)
+    ids = [str(c["crm__customer_id"]) for c in sim.customers(7)]
+    for key in ids[100:103]:
+        sim.update_customer(7, key, {"crm__standard_info__name": "Endret"})
+    second = run_with_state(config, tmp_path, last_state(first))
+    states = customer_states(second)
+    # The last STATE before the first change no longer vouches for the old hashes.
+    assert STATE_KEY not in [p for before, p in states if before][-1]
+    assert STATE_KEY in partition_state(second)
+    withdrawals = [p for _, p in states if STATE_KEY not in p]
+    assert len(withdrawals) == 1
+    # A run with nothing to send withdraws nothing.
+    third = run_with_state(config, tmp_path, last_state(second))
+    assert sent(third) == {}
+    assert all(STATE_KEY in p for _, p in customer_states(third))

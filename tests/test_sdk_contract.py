@@ -6,6 +6,8 @@ relies on, so an upgrade that changes it fails here, not in a user's run.
 - `Stream._generate_record_messages` (cube_stream.py): skip the per-field selection walk when
   every property is selected, the largest per-record cost.
 - `Stream._stream_version` (cube_stream.py): the version the SDK's own record messages carry.
+- `Stream._write_state_message` and `state_manager.is_flushed` (cube_stream.py): a STATE
+  without a partition's record hashes before its first change (skip_unchanged).
 - `PluginBase._setup_signal_handlers` (tap.py): add SIGHUP to the signals that stop a run.
 - `PluginBase._handle_termination` (tap.py): the SDK's handler exits 0 on a partial run.
 - `PluginBase._validate_config` (tap.py): the rules a JSON schema cannot say, in the same
@@ -68,3 +70,14 @@ def test_requests_serves_content_it_was_given():
     response.status_code = 200
     assert response.content == b'{"count": 0}'
     assert response.json() == {"count": 0}
+
+
+def test_a_state_message_is_written_on_demand_when_unflushed(simulator, capsys):
+    assert parameters(Stream._write_state_message) == ["self"]
+    sim = simulator([plain_assignment(7, 1)])
+    tap = TapCube(config=config_for(sim, [7]))
+    stream = tap.streams["customers"]
+    stream.state_manager.is_flushed = False
+    stream._write_state_message()
+    assert '"type":"STATE"' in capsys.readouterr().out.replace(" ", "")
+    assert stream.state_manager.is_flushed is True
