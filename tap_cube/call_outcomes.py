@@ -18,6 +18,7 @@ from tap_cube.converters import instant
 from tap_cube.errors import ApiError, ConfigError
 from tap_cube.json_text import JsonText
 from tap_cube.schema import CUSTOM_FIELD_PREFIX
+from tap_cube.settings import setting
 from tap_cube.state import parse_bookmark
 from tap_cube.streams import CampaignStream, CrmStream, CustomersBase
 
@@ -199,8 +200,8 @@ class DayWindowStream(CustomersBase):
         it, and a start_date in the future reads nothing until that day.
         """
         bookmark = parse_bookmark(self.get_context_state(context).get("replication_key_value"))
-        lookback = timedelta(days=int(self.config.get("call_outcomes_lookback_days", 1)))
-        span = timedelta(days=int(self.config.get("call_outcomes_window_days", 30)) - 1)
+        lookback = timedelta(days=int(setting(self.config, "call_outcomes_lookback_days")))
+        span = timedelta(days=int(setting(self.config, "call_outcomes_window_days")) - 1)
         first_day = self.config.get("start_date")
         if bookmark is None and not first_day:
             msg = f"{self.name} needs start_date (the first day to read), e.g. 2024-01-01"
