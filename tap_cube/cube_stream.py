@@ -43,6 +43,8 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib import Catalog
     from singer_sdk.tap_base import Tap
 
+    from tap_cube.directory import Directory
+
 
 def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
     """An integer property with the int64 range that coerce() keeps to; others as they are.
@@ -86,10 +88,21 @@ class CubeStream(RESTStream[t.Any]):
     # conformance, which walks the schema for every field of every record.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
+    #: The run's campaigns and data owners, for the streams whose partitions they are;
+    #: unset in the stream that reads them for it.
+    directory: Directory
+
     def __init__(
-        self, tap: Tap, schema: dict[str, t.Any] | None = None, *, gate: RequestGate
+        self,
+        tap: Tap,
+        schema: dict[str, t.Any] | None = None,
+        *,
+        gate: RequestGate,
+        directory: Directory | None = None,
     ) -> None:
         super().__init__(tap=tap, schema=schema)
+        if directory is not None:
+            self.directory = directory
         self.client = CubeClient(
             self.config,
             self.requests_session,

@@ -119,13 +119,3 @@ def _owner_id(campaign: dict[str, t.Any]) -> int | None:
     """A campaign row's data owner id, whether sent as a number or as digits."""
     owner = campaign.get("data_owner__id")
     return int(str(owner)) if str(owner).isdigit() else None
-
-
-class DirectoryOwner(t.Protocol):
-    """The tap, as the streams see it: the owner of the run's Directory."""
-
-    directory: Directory
-
-
-def directory_of(stream: CubeStream) -> Directory:
-    return t.cast("DirectoryOwner", stream._tap).directory

@@ -17,7 +17,6 @@ from typing_extensions import override
 
 from tap_cube.coercion import CATCH_ALL_PROPERTY
 from tap_cube.cube_stream import CubeStream
-from tap_cube.directory import directory_of
 from tap_cube.errors import InaccessibleError
 from tap_cube.schema import FieldTypes, customer_properties
 
@@ -25,6 +24,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.tap_base import Tap
 
+    from tap_cube.directory import Directory
     from tap_cube.fetch import RequestGate
 
 
@@ -61,18 +61,18 @@ class CrmStream(CubeStream):
     @override
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        if directory_of(self).discovering:
+        if self.directory.discovering:
             self.partition_setting = "crms (found in /campaigns; set crms to choose)"
 
     @property
     @override
     def partitions(self) -> list[dict[str, t.Any]]:
-        return [dict(crm) for crm in directory_of(self).crms]
+        return [dict(crm) for crm in self.directory.crms]
 
     @property
     @override
     def skips_inaccessible(self) -> bool:
-        return super().skips_inaccessible or directory_of(self).discovering
+        return super().skips_inaccessible or self.directory.discovering
 
 
 class CampaignStream(CubeStream):
@@ -91,19 +91,19 @@ class CampaignStream(CubeStream):
     @override
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        if directory_of(self).discovering and not self.config.get("campaign_ids"):
+        if self.directory.discovering and not self.config.get("campaign_ids"):
             self.partition_setting = "campaign_ids (found in /campaigns; set it to choose)"
 
     @property
     @override
     def partitions(self) -> list[dict[str, t.Any]]:
-        ids = directory_of(self).campaign_ids(of_assignments=self.of_assignments)
+        ids = self.directory.campaign_ids(of_assignments=self.of_assignments)
         return [{"campaign_id": i} for i in ids]
 
     @property
     @override
     def skips_inaccessible(self) -> bool:
-        found = directory_of(self).discovering and not self.config.get("campaign_ids")
+        found = self.directory.discovering and not self.config.get("campaign_ids")
         return super().skips_inaccessible or found
 
 
@@ -177,13 +177,13 @@ class CustomFieldsBase(CubeStream):
     key_schema: t.ClassVar[dict[str, t.Any]]
 
     @override
-    def __init__(self, tap: Tap, *, gate: RequestGate) -> None:
+    def __init__(self, tap: Tap, *, gate: RequestGate, directory: Directory) -> None:
         schema = {
             "type": "object",
             "properties": {**self.key_schema, **CUSTOM_FIELD_PROPERTIES, **CATCH_ALL_PROPERTY},
             "required": [*self.key_schema, "id"],
         }
-        super().__init__(tap, schema, gate=gate)
+        super().__init__(tap, schema, gate=gate, directory=directory)
         self.primary_keys = [*self.key_schema, "id"]
 
     @override

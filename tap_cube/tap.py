@@ -140,27 +140,27 @@ class TapCube(Tap):
         if self.directory.reads_crms:
             families.append((CrmCustomersStream, CrmCustomFieldsStream, CrmCallflowCustomersStream))
         for customers_class, fields_class, callflow_class in families:
-            fields = fields_class(self, gate=self.gate)
+            fields = fields_class(self, gate=self.gate, directory=self.directory)
             base = customers_class.base_schema()
-            customers = customers_class(self, base, gate=self.gate)
+            customers = customers_class(self, base, gate=self.gate, directory=self.directory)
             schema = self._schema(
                 customers.name, base, partial(discover_customer_schema, customers, fields)
             )
-            callflow = callflow_class(self, base, gate=self.gate)
+            callflow = callflow_class(self, base, gate=self.gate, directory=self.directory)
             callflow_schema = self._schema(
                 callflow.name, base, partial(extend_schema, schema, callflow, CALLFLOW_PROPERTIES)
             )
             for stream in (fields, customers, callflow):
                 stream.close()
             streams += [
-                customers_class(self, schema, gate=self.gate),
+                customers_class(self, schema, gate=self.gate, directory=self.directory),
                 fields,
-                callflow_class(self, callflow_schema, gate=self.gate),
+                callflow_class(self, callflow_schema, gate=self.gate, directory=self.directory),
             ]
             custom_fields = merge_properties(custom_fields, custom_properties(schema))
             if customers_class is CrmCustomersStream:
                 crm_custom_fields = custom_properties(schema)
-        streams.append(CampaignsStream(self, gate=self.gate))
+        streams.append(CampaignsStream(self, gate=self.gate, directory=self.directory))
         if self.config.get("start_date"):
             streams.append(self._day_window_stream(CallOutcomesStream, custom_fields))
             if self.directory.reads_crms:
@@ -181,8 +181,9 @@ class TapCube(Tap):
         """A call-outcome or product-registration stream: its rows carry customer fields."""
         base = stream_class.base_schema()
         base["properties"].update(custom_fields)
-        name = stream_class(self, base, gate=self.gate).name
-        return stream_class(self, self._schema(name, base, partial(dict, base)), gate=self.gate)
+        name = stream_class(self, base, gate=self.gate, directory=self.directory).name
+        schema = self._schema(name, base, partial(dict, base))
+        return stream_class(self, schema, gate=self.gate, directory=self.directory)
 
     @override
     def run_discovery(self) -> str:
