@@ -310,6 +310,7 @@ class CallOutcomesStream(CampaignStream, DayWindowStream):
     """What happened on each call, per campaign."""
 
     name = "call_outcomes"
+    needs = ("start_date",)
     path = "/campaigns/{campaign_id}/call_outcomes/"
 
 
@@ -317,6 +318,7 @@ class CrmCallOutcomesStream(CrmStream, DayWindowStream):
     """What happened on each call, per data owner and CRM type (every campaign of it)."""
 
     name = "crm_call_outcomes"
+    needs = ("start_date", "crms")
     path = "/data_owners/{data_owner_id}/crm/{crm_type}/call_outcomes/"
 
 
@@ -331,6 +333,7 @@ class ProductRegistrationsStream(CampaignStream, ProductRegistrationsBase):
     """Product registrations per campaign; only data owners' campaigns have them."""
 
     name = "product_registrations"
+    needs = ("start_date", "crms")
     path = "/campaigns/{campaign_id}/product_registrations/"
     of_assignments = False
 
@@ -339,4 +342,5 @@ class CrmProductRegistrationsStream(CrmStream, ProductRegistrationsBase):
     """Product registrations per data owner and CRM type."""
 
     name = "crm_product_registrations"
+    needs = ("start_date", "crms")
     path = "/data_owners/{data_owner_id}/crm/{crm_type}/product_registrations/"

@@ -24,16 +24,27 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.tap_base import Tap
 
-    from tap_cube.directory import Directory
+    from tap_cube.directory import Directory, Need
     from tap_cube.fetch import RequestGate
 
 
 # --- containers ---------------------------------------------------------------------
 
 
-class AssignmentStream(CubeStream):
+class CatalogStream(CubeStream):
+    """A stream the tap offers when the configuration sets what it `needs`.
+
+    Discovery offers it, and a catalog selecting it without them is warned about, from
+    this declaration alone (tap_cube/directory.py says when a need is met).
+    """
+
+    needs: t.ClassVar[tuple[Need, ...]] = ()
+
+
+class AssignmentStream(CatalogStream):
     """A list read once per configured assignment."""
 
+    needs: t.ClassVar[tuple[Need, ...]] = ("assignment_ids",)
     partition_label = "assignment"
     partition_setting = "assignment_ids"
     key_schema: t.ClassVar[dict[str, t.Any]] = {"assignment_id": {"type": "integer"}}
@@ -44,13 +55,14 @@ class AssignmentStream(CubeStream):
         return [{"assignment_id": int(i)} for i in self.config.get("assignment_ids") or []]
 
 
-class CrmStream(CubeStream):
+class CrmStream(CatalogStream):
     """A list read once per data owner and CRM type, configured or discovered.
 
     A discovered CRM the user may not read (403 or 404) is skipped with a warning: the
     user did not name it, and /campaigns lists CRMs whose data the user cannot see.
     """
 
+    needs: t.ClassVar[tuple[Need, ...]] = ("crms",)
     partition_label = "data owner"
     partition_setting = "crms"
     key_schema: t.ClassVar[dict[str, t.Any]] = {
@@ -75,7 +87,7 @@ class CrmStream(CubeStream):
         return super().skips_inaccessible or self.directory.discovering
 
 
-class CampaignStream(CubeStream):
+class CampaignStream(CatalogStream):
     """A list read once per campaign: campaign_ids, or the campaigns of what is read.
 
     Campaigns found for discovered CRMs are skipped with a warning when inaccessible,
@@ -232,7 +244,7 @@ class CrmCallflowCustomersStream(CrmStream, CallflowBase):
 # --- campaigns ------------------------------------------------------------------------
 
 
-class CampaignsStream(CubeStream):
+class CampaignsStream(CatalogStream):
     """Every campaign the user can see (a plain list, not paged)."""
 
     name = "campaigns"
