@@ -66,6 +66,12 @@ class Directory:
         self._campaigns = campaigns
         self.discovering = discovers_crms(config)
 
+    @property
+    def finds_campaigns(self) -> bool:
+        """Whether the campaigns read include those found for discovered CRMs, rather
+        than only those campaign_ids lists."""
+        return self.discovering and not self._config.get("campaign_ids")
+
     @cached_property
     def campaign_rows(self) -> list[dict[str, t.Any]]:
         return self._campaigns.fetch_page(None, None).records

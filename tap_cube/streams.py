@@ -71,10 +71,11 @@ class CrmStream(CatalogStream):
     }
 
     @override
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.directory.discovering:
+    def __init__(self, *args: t.Any, directory: Directory, **kwargs: t.Any) -> None:
+        # Before the client is made, whose messages name the setting too.
+        if directory.discovering:
             self.partition_setting = "crms (found in /campaigns; set crms to choose)"
+        super().__init__(*args, directory=directory, **kwargs)
 
     @property
     @override
@@ -101,10 +102,11 @@ class CampaignStream(CatalogStream):
     of_assignments: t.ClassVar[bool] = True
 
     @override
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.directory.discovering and not self.config.get("campaign_ids"):
+    def __init__(self, *args: t.Any, directory: Directory, **kwargs: t.Any) -> None:
+        # Before the client is made, whose messages name the setting too.
+        if directory.finds_campaigns:
             self.partition_setting = "campaign_ids (found in /campaigns; set it to choose)"
+        super().__init__(*args, directory=directory, **kwargs)
 
     @property
     @override
@@ -115,8 +117,7 @@ class CampaignStream(CatalogStream):
     @property
     @override
     def skips_inaccessible(self) -> bool:
-        found = self.directory.discovering and not self.config.get("campaign_ids")
-        return super().skips_inaccessible or found
+        return super().skips_inaccessible or self.directory.finds_campaigns
 
 
 # --- customers ----------------------------------------------------------------------
