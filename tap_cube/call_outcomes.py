@@ -18,6 +18,7 @@ from tap_cube.converters import instant
 from tap_cube.errors import ApiError, ConfigError
 from tap_cube.json_text import JsonText
 from tap_cube.schema import CUSTOM_FIELD_PREFIX
+from tap_cube.settings import setting
 from tap_cube.state import parse_bookmark
 from tap_cube.streams import CampaignStream, CrmStream, CustomersBase
 
@@ -199,8 +200,8 @@ class DayWindowStream(CustomersBase):
         it, and a start_date in the future reads nothing until that day.
         """
         bookmark = parse_bookmark(self.get_context_state(context).get("replication_key_value"))
-        lookback = timedelta(days=int(self.config.get("call_outcomes_lookback_days", 1)))
-        span = timedelta(days=int(self.config.get("call_outcomes_window_days", 30)) - 1)
+        lookback = timedelta(days=int(setting(self.config, "call_outcomes_lookback_days")))
+        span = timedelta(days=int(setting(self.config, "call_outcomes_window_days")) - 1)
         first_day = self.config.get("start_date")
         if bookmark is None and not first_day:
             msg = f"{self.name} needs start_date (the first day to read), e.g. 2024-01-01"
@@ -309,6 +310,7 @@ class CallOutcomesStream(CampaignStream, DayWindowStream):
     """What happened on each call, per campaign."""
 
     name = "call_outcomes"
+    needs = ("start_date",)
     path = "/campaigns/{campaign_id}/call_outcomes/"
 
 
@@ -316,6 +318,7 @@ class CrmCallOutcomesStream(CrmStream, DayWindowStream):
     """What happened on each call, per data owner and CRM type (every campaign of it)."""
 
     name = "crm_call_outcomes"
+    needs = ("start_date", "crms")
     path = "/data_owners/{data_owner_id}/crm/{crm_type}/call_outcomes/"
 
 
@@ -330,6 +333,7 @@ class ProductRegistrationsStream(CampaignStream, ProductRegistrationsBase):
     """Product registrations per campaign; only data owners' campaigns have them."""
 
     name = "product_registrations"
+    needs = ("start_date", "crms")
     path = "/campaigns/{campaign_id}/product_registrations/"
     of_assignments = False
 
@@ -338,4 +342,5 @@ class CrmProductRegistrationsStream(CrmStream, ProductRegistrationsBase):
     """Product registrations per data owner and CRM type."""
 
     name = "crm_product_registrations"
+    needs = ("start_date", "crms")
     path = "/data_owners/{data_owner_id}/crm/{crm_type}/product_registrations/"

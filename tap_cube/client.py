@@ -41,6 +41,7 @@ from tap_cube.responses import (
     host_and_port,
     read_body,
 )
+from tap_cube.settings import setting
 
 if t.TYPE_CHECKING:
     import logging
@@ -102,13 +103,13 @@ class CubeClient:
         self.session = session
         # TLS verification stays on; a corporate CA bundle replaces the default one.
         session.verify = config.get("ca_bundle") or True
-        pool = max(10, int(config.get("max_concurrent_requests", 4)))
+        pool = max(10, int(setting(config, "max_concurrent_requests")))
         for prefix in ("https://", "http://"):
             session.mount(prefix, HTTPAdapter(pool_maxsize=pool))
         self.url_base = str(config["api_url"]).rstrip("/")
         # JSON config numbers arrive as Decimal, which requests cannot use as a timeout.
-        self.timeout = float(config.get("request_timeout", 60))
-        self.max_tries = int(config.get("max_retries", 8)) + 1
+        self.timeout = float(setting(config, "request_timeout"))
+        self.max_tries = int(setting(config, "max_retries")) + 1
         self._retries: dict[str, int] = {}
         self._retries_lock = threading.Lock()
         self._retry_wait = threading.local()
@@ -191,7 +192,7 @@ class CubeClient:
         A 429 pauses the whole pool, for exactly its Retry-After when it gives one; other
         failures back off exponentially with full jitter. Both are capped by max_retry_wait.
         """
-        cap = float(self._config.get("max_retry_wait", 300))
+        cap = float(setting(self._config, "max_retry_wait"))
         delays = backoff.expo(base=2, factor=1, max_value=cap)
         next(delays)  # expo's priming value
         error = yield 0.0

@@ -32,7 +32,7 @@ from tap_cube.errors import DeletionsWithheldError, InaccessibleError
 from tap_cube.fetch import Page, PagePipeline, RequestGate
 from tap_cube.pagination import CubeNextLinkPaginator, query_pairs
 from tap_cube.progress import PROGRESS_INTERVAL
-from tap_cube.settings import DEFAULT_MAX_DELETION_SHARE, DEFAULT_TIMEZONE, zone_of
+from tap_cube.settings import setting, zone_of
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
@@ -42,6 +42,8 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.singerlib import Catalog
     from singer_sdk.tap_base import Tap
+
+    from tap_cube.directory import Directory
 
 
 def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -86,10 +88,21 @@ class CubeStream(RESTStream[t.Any]):
     # conformance, which walks the schema for every field of every record.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
+    #: The run's campaigns and data owners, for the streams whose partitions they are;
+    #: unset in the stream that reads them for it.
+    directory: Directory
+
     def __init__(
-        self, tap: Tap, schema: dict[str, t.Any] | None = None, *, gate: RequestGate
+        self,
+        tap: Tap,
+        schema: dict[str, t.Any] | None = None,
+        *,
+        gate: RequestGate,
+        directory: Directory | None = None,
     ) -> None:
         super().__init__(tap=tap, schema=schema)
+        if directory is not None:
+            self.directory = directory
         self.client = CubeClient(
             self.config,
             self.requests_session,
@@ -221,7 +234,7 @@ class CubeStream(RESTStream[t.Any]):
         if self._pipeline is None:
             self._pipeline = PagePipeline(
                 self.fetch_page,
-                concurrency=int(self.config.get("max_concurrent_requests", 4)),
+                concurrency=int(setting(self.config, "max_concurrent_requests")),
                 paginator=self.paginator_for,
                 gate=self._gate,
             )
@@ -398,7 +411,7 @@ class CubeStream(RESTStream[t.Any]):
     @cached_property
     def zone(self) -> ZoneInfo:
         """Where Cube's local times (without an offset) are: the `timezone` setting."""
-        return zone_of(self.config.get("timezone") or DEFAULT_TIMEZONE)
+        return zone_of(setting(self.config, "timezone"))
 
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """The record, every value of its declared type or kept in the catch-all column."""
@@ -431,7 +444,7 @@ class CubeStream(RESTStream[t.Any]):
     @cached_property
     def max_deletion_share(self) -> float:
         """The share of a partition's rows that one run may mark deleted."""
-        return float(self.config.get("max_deletion_share", DEFAULT_MAX_DELETION_SHARE))
+        return float(setting(self.config, "max_deletion_share"))
 
     @cached_property
     def skips_unchanged(self) -> bool:

@@ -1,7 +1,8 @@
 """What the run reads: the campaigns this user can see, and the data owners' CRMs.
 
 Looked up once per run, from /campaigns, when discover_crms is on; the streams of data
-owners and of campaigns take their partitions from here.
+owners and of campaigns take their partitions from here. Which streams are offered at
+all follows from the settings each needs (`Need`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,21 @@ from functools import cached_property
 from tap_cube.errors import ConfigError, InaccessibleError
 
 if t.TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from tap_cube.cube_stream import CubeStream
 
 CRM_TYPES = ("B2C", "B2B")
+
+#: A setting a stream needs set to be offered; "crms" is met by discovered CRMs too.
+Need = t.Literal["assignment_ids", "crms", "start_date"]
+
+#: How messages name what meets each need.
+NEED_WORDS: dict[Need, str] = {
+    "assignment_ids": "assignment_ids",
+    "crms": "crms or discover_crms",
+    "start_date": "start_date",
+}
 
 
 def discovers_crms(config: Mapping[str, t.Any]) -> bool:
@@ -32,6 +43,21 @@ def discovers_crms(config: Mapping[str, t.Any]) -> bool:
     return bool(setting)
 
 
+def reads_crms(config: Mapping[str, t.Any]) -> bool:
+    """Whether data owners' CRMs are read: listed in crms, or discovered."""
+    return discovers_crms(config) or bool(config.get("crms"))
+
+
+def meets(config: Mapping[str, t.Any], needs: Iterable[Need]) -> bool:
+    """Whether the configuration sets everything in `needs`."""
+    return all(reads_crms(config) if need == "crms" else bool(config.get(need)) for need in needs)
+
+
+def describe_needs(needs: Iterable[Need]) -> str:
+    """`needs` as a message says them: "start_date, and crms or discover_crms"."""
+    return ", and ".join(NEED_WORDS[need] for need in needs)
+
+
 class Directory:
     """The campaigns this user can see, and the data owners' CRMs to read; looked up once."""
 
@@ -41,8 +67,10 @@ class Directory:
         self.discovering = discovers_crms(config)
 
     @property
-    def reads_crms(self) -> bool:
-        return self.discovering or bool(self._config.get("crms"))
+    def finds_campaigns(self) -> bool:
+        """Whether the campaigns read include those found for discovered CRMs, rather
+        than only those campaign_ids lists."""
+        return self.discovering and not self._config.get("campaign_ids")
 
     @cached_property
     def campaign_rows(self) -> list[dict[str, t.Any]]:
@@ -119,13 +147,3 @@ def _owner_id(campaign: dict[str, t.Any]) -> int | None:
     """A campaign row's data owner id, whether sent as a number or as digits."""
     owner = campaign.get("data_owner__id")
     return int(str(owner)) if str(owner).isdigit() else None
-
-
-class DirectoryOwner(t.Protocol):
-    """The tap, as the streams see it: the owner of the run's Directory."""
-
-    directory: Directory
-
-
-def directory_of(stream: CubeStream) -> Directory:
-    return t.cast("DirectoryOwner", stream._tap).directory

@@ -8,6 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from singer_sdk import typing as th
 
+if t.TYPE_CHECKING:
+    from collections.abc import Mapping
+
 
 def _version() -> str:
     try:
@@ -18,8 +21,6 @@ def _version() -> str:
 
 #: The most pages fetched at once: more only invites throttling (and 429s pause all).
 MAX_CONCURRENCY = 32
-#: Cube is Norwegian: its local times are Oslo's unless the tenant says otherwise.
-DEFAULT_TIMEZONE = "Europe/Oslo"
 
 
 def zone_of(name: object) -> ZoneInfo:
@@ -31,9 +32,6 @@ def zone_of(name: object) -> ZoneInfo:
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a directory
         raise ValueError(name) from exc
 
-
-#: The share of a partition's delivered rows one run may mark deleted, by default.
-DEFAULT_MAX_DELETION_SHARE = 0.5
 
 #: The tap's `config_jsonschema`; the rules it cannot say are in `validation`.
 SETTINGS: dict[str, t.Any] = th.PropertiesList(
@@ -130,7 +128,8 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
     th.Property(
         "timezone",
         th.StringType,
-        default=DEFAULT_TIMEZONE,
+        # Cube is Norwegian: its local times are Oslo's unless the tenant says otherwise.
+        default="Europe/Oslo",
         title="Time zone",
         description=(
             "IANA time zone of the local times Cube sends without an offset (a row's "
@@ -210,7 +209,7 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
     th.Property(
         "max_deletion_share",
         th.NumberType,
-        default=DEFAULT_MAX_DELETION_SHARE,
+        default=0.5,
         title="Maximum deletion share",
         description=(
             "With detect_deletions: the share (0 to 1) of the rows a partition delivered "
@@ -250,3 +249,13 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
         ),
     ),
 ).to_dict()
+
+
+def setting(config: Mapping[str, t.Any], name: str) -> t.Any:
+    """A setting's value, or its default here when it is left out or null.
+
+    The SDK fills these defaults into the tap's config, but only for settings left out:
+    a null one is there, and means the default too.
+    """
+    value = config.get(name)
+    return SETTINGS["properties"][name].get("default") if value is None else value

@@ -17,7 +17,6 @@ from typing_extensions import override
 
 from tap_cube.coercion import CATCH_ALL_PROPERTY
 from tap_cube.cube_stream import CubeStream
-from tap_cube.directory import directory_of
 from tap_cube.errors import InaccessibleError
 from tap_cube.schema import FieldTypes, customer_properties
 
@@ -25,15 +24,27 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.tap_base import Tap
 
+    from tap_cube.directory import Directory, Need
     from tap_cube.fetch import RequestGate
 
 
 # --- containers ---------------------------------------------------------------------
 
 
-class AssignmentStream(CubeStream):
+class CatalogStream(CubeStream):
+    """A stream the tap offers when the configuration sets what it `needs`.
+
+    Discovery offers it, and a catalog selecting it without them is warned about, from
+    this declaration alone (tap_cube/directory.py says when a need is met).
+    """
+
+    needs: t.ClassVar[tuple[Need, ...]] = ()
+
+
+class AssignmentStream(CatalogStream):
     """A list read once per configured assignment."""
 
+    needs: t.ClassVar[tuple[Need, ...]] = ("assignment_ids",)
     partition_label = "assignment"
     partition_setting = "assignment_ids"
     key_schema: t.ClassVar[dict[str, t.Any]] = {"assignment_id": {"type": "integer"}}
@@ -44,13 +55,14 @@ class AssignmentStream(CubeStream):
         return [{"assignment_id": int(i)} for i in self.config.get("assignment_ids") or []]
 
 
-class CrmStream(CubeStream):
+class CrmStream(CatalogStream):
     """A list read once per data owner and CRM type, configured or discovered.
 
     A discovered CRM the user may not read (403 or 404) is skipped with a warning: the
     user did not name it, and /campaigns lists CRMs whose data the user cannot see.
     """
 
+    needs: t.ClassVar[tuple[Need, ...]] = ("crms",)
     partition_label = "data owner"
     partition_setting = "crms"
     key_schema: t.ClassVar[dict[str, t.Any]] = {
@@ -59,23 +71,24 @@ class CrmStream(CubeStream):
     }
 
     @override
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        if directory_of(self).discovering:
+    def __init__(self, *args: t.Any, directory: Directory, **kwargs: t.Any) -> None:
+        # Before the client is made, whose messages name the setting too.
+        if directory.discovering:
             self.partition_setting = "crms (found in /campaigns; set crms to choose)"
+        super().__init__(*args, directory=directory, **kwargs)
 
     @property
     @override
     def partitions(self) -> list[dict[str, t.Any]]:
-        return [dict(crm) for crm in directory_of(self).crms]
+        return [dict(crm) for crm in self.directory.crms]
 
     @property
     @override
     def skips_inaccessible(self) -> bool:
-        return super().skips_inaccessible or directory_of(self).discovering
+        return super().skips_inaccessible or self.directory.discovering
 
 
-class CampaignStream(CubeStream):
+class CampaignStream(CatalogStream):
     """A list read once per campaign: campaign_ids, or the campaigns of what is read.
 
     Campaigns found for discovered CRMs are skipped with a warning when inaccessible,
@@ -89,22 +102,22 @@ class CampaignStream(CubeStream):
     of_assignments: t.ClassVar[bool] = True
 
     @override
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        if directory_of(self).discovering and not self.config.get("campaign_ids"):
+    def __init__(self, *args: t.Any, directory: Directory, **kwargs: t.Any) -> None:
+        # Before the client is made, whose messages name the setting too.
+        if directory.finds_campaigns:
             self.partition_setting = "campaign_ids (found in /campaigns; set it to choose)"
+        super().__init__(*args, directory=directory, **kwargs)
 
     @property
     @override
     def partitions(self) -> list[dict[str, t.Any]]:
-        ids = directory_of(self).campaign_ids(of_assignments=self.of_assignments)
+        ids = self.directory.campaign_ids(of_assignments=self.of_assignments)
         return [{"campaign_id": i} for i in ids]
 
     @property
     @override
     def skips_inaccessible(self) -> bool:
-        found = directory_of(self).discovering and not self.config.get("campaign_ids")
-        return super().skips_inaccessible or found
+        return super().skips_inaccessible or self.directory.finds_campaigns
 
 
 # --- customers ----------------------------------------------------------------------
@@ -177,13 +190,13 @@ class CustomFieldsBase(CubeStream):
     key_schema: t.ClassVar[dict[str, t.Any]]
 
     @override
-    def __init__(self, tap: Tap, *, gate: RequestGate) -> None:
+    def __init__(self, tap: Tap, *, gate: RequestGate, directory: Directory) -> None:
         schema = {
             "type": "object",
             "properties": {**self.key_schema, **CUSTOM_FIELD_PROPERTIES, **CATCH_ALL_PROPERTY},
             "required": [*self.key_schema, "id"],
         }
-        super().__init__(tap, schema, gate=gate)
+        super().__init__(tap, schema, gate=gate, directory=directory)
         self.primary_keys = [*self.key_schema, "id"]
 
     @override
@@ -232,7 +245,7 @@ class CrmCallflowCustomersStream(CrmStream, CallflowBase):
 # --- campaigns ------------------------------------------------------------------------
 
 
-class CampaignsStream(CubeStream):
+class CampaignsStream(CatalogStream):
     """Every campaign the user can see (a plain list, not paged)."""
 
     name = "campaigns"

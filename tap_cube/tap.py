@@ -18,7 +18,7 @@ from tap_cube.call_outcomes import (
     DayWindowStream,
     ProductRegistrationsStream,
 )
-from tap_cube.directory import Directory
+from tap_cube.directory import Directory, meets
 from tap_cube.errors import ConfigError, install_scrubber
 from tap_cube.fetch import RequestGate
 from tap_cube.output import BufferedRecordWriter, write_output
@@ -31,6 +31,7 @@ from tap_cube.streams import (
     CallflowBase,
     CallflowCustomersStream,
     CampaignsStream,
+    CatalogStream,
     CrmCallflowCustomersStream,
     CrmCustomersStream,
     CrmCustomFieldsStream,
@@ -57,8 +58,8 @@ if t.TYPE_CHECKING:
     from tap_cube.cube_stream import CubeStream
 
 
-#: Every stream the tap may offer, whatever the configuration.
-STREAM_CLASSES: tuple[type[CubeStream], ...] = (
+#: Every stream the tap may offer; each is offered when the settings it `needs` are set.
+STREAM_CLASSES: tuple[type[CatalogStream], ...] = (
     CustomersStream,
     CustomerCustomFieldsStream,
     CallflowCustomersStream,
@@ -70,6 +71,12 @@ STREAM_CLASSES: tuple[type[CubeStream], ...] = (
     ProductRegistrationsStream,
     CrmCallOutcomesStream,
     CrmProductRegistrationsStream,
+)
+#: The customers, custom-field and call-flow streams of each kind of container: the
+#: custom fields type the customers' columns, which the call-flow rows share.
+FAMILIES: tuple[tuple[type[CustomersBase], type[CustomFieldsBase], type[CallflowBase]], ...] = (
+    (CustomersStream, CustomerCustomFieldsStream, CallflowCustomersStream),
+    (CrmCustomersStream, CrmCustomFieldsStream, CrmCallflowCustomersStream),
 )
 
 
@@ -130,49 +137,47 @@ class TapCube(Tap):
 
     @override
     def discover_streams(self) -> list[Stream]:
-        """The streams the configuration has partitions for, with discovered schemas."""
+        """The streams whose needs the configuration meets, with discovered schemas."""
+        offered = [cls for cls in STREAM_CLASSES if meets(self.config, cls.needs)]
         streams: list[CubeStream] = []
         custom_fields: dict[str, t.Any] = {}
         crm_custom_fields: dict[str, t.Any] = {}
-        families: list[tuple[type[CustomersBase], type[CustomFieldsBase], type[CallflowBase]]] = []
-        if self.config.get("assignment_ids"):
-            families.append((CustomersStream, CustomerCustomFieldsStream, CallflowCustomersStream))
-        if self.directory.reads_crms:
-            families.append((CrmCustomersStream, CrmCustomFieldsStream, CrmCallflowCustomersStream))
-        for customers_class, fields_class, callflow_class in families:
-            fields = fields_class(self, gate=self.gate)
+        for customers_class, fields_class, callflow_class in FAMILIES:
+            if not {customers_class, fields_class, callflow_class} <= set(offered):
+                continue
+            fields = fields_class(self, gate=self.gate, directory=self.directory)
             base = customers_class.base_schema()
-            customers = customers_class(self, base, gate=self.gate)
+            customers = customers_class(self, base, gate=self.gate, directory=self.directory)
             schema = self._schema(
                 customers.name, base, partial(discover_customer_schema, customers, fields)
             )
-            callflow = callflow_class(self, base, gate=self.gate)
+            callflow = callflow_class(self, base, gate=self.gate, directory=self.directory)
             callflow_schema = self._schema(
                 callflow.name, base, partial(extend_schema, schema, callflow, CALLFLOW_PROPERTIES)
             )
             for stream in (fields, customers, callflow):
                 stream.close()
             streams += [
-                customers_class(self, schema, gate=self.gate),
+                customers_class(self, schema, gate=self.gate, directory=self.directory),
                 fields,
-                callflow_class(self, callflow_schema, gate=self.gate),
+                callflow_class(self, callflow_schema, gate=self.gate, directory=self.directory),
             ]
             custom_fields = merge_properties(custom_fields, custom_properties(schema))
             if customers_class is CrmCustomersStream:
                 crm_custom_fields = custom_properties(schema)
-        streams.append(CampaignsStream(self, gate=self.gate))
-        if self.config.get("start_date"):
-            streams.append(self._day_window_stream(CallOutcomesStream, custom_fields))
-            if self.directory.reads_crms:
-                streams += [
-                    self._day_window_stream(stream_class, crm_custom_fields)
-                    for stream_class in (
-                        ProductRegistrationsStream,
-                        CrmCallOutcomesStream,
-                        CrmProductRegistrationsStream,
-                    )
-                ]
-        warn_unoffered_streams(self.input_catalog, [stream.name for stream in streams], self.logger)
+        if CampaignsStream in offered:
+            streams.append(CampaignsStream(self, gate=self.gate, directory=self.directory))
+        for stream_class in offered:
+            if issubclass(stream_class, DayWindowStream):
+                # Rows read only from data owners carry only data owners' custom fields.
+                carried = crm_custom_fields if "crms" in stream_class.needs else custom_fields
+                streams.append(self._day_window_stream(stream_class, carried))
+        warn_unoffered_streams(
+            self.input_catalog,
+            [stream.name for stream in streams],
+            {cls.name: cls.needs for cls in STREAM_CLASSES},  # type: ignore[misc]
+            self.logger,
+        )
         return list(streams)
 
     def _day_window_stream(
@@ -181,8 +186,9 @@ class TapCube(Tap):
         """A call-outcome or product-registration stream: its rows carry customer fields."""
         base = stream_class.base_schema()
         base["properties"].update(custom_fields)
-        name = stream_class(self, base, gate=self.gate).name
-        return stream_class(self, self._schema(name, base, partial(dict, base)), gate=self.gate)
+        name = stream_class(self, base, gate=self.gate, directory=self.directory).name
+        schema = self._schema(name, base, partial(dict, base))
+        return stream_class(self, schema, gate=self.gate, directory=self.directory)
 
     @override
     def run_discovery(self) -> str:

@@ -18,7 +18,7 @@ from datetime import date
 from decimal import Decimal
 from urllib.parse import urlsplit
 
-from tap_cube.directory import discovers_crms
+from tap_cube.directory import describe_needs, discovers_crms
 from tap_cube.errors import ConfigError, scrubber
 from tap_cube.settings import MAX_CONCURRENCY, SETTINGS, zone_of
 
@@ -26,6 +26,8 @@ if t.TYPE_CHECKING:
     import logging
 
     from singer_sdk.singerlib import Catalog
+
+    from tap_cube.directory import Need
 
 
 def check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
@@ -283,36 +285,26 @@ def warn_future_start_date(config: t.Mapping[str, t.Any], logger: logging.Logger
         )
 
 
-#: What a stream needs from the configuration to be offered.
-_WHY_NOT_OFFERED = {
-    "customers": "it needs assignment_ids",
-    "customer_custom_fields": "it needs assignment_ids",
-    "callflow_customers": "it needs assignment_ids",
-    "crm_customers": "it needs crms or discover_crms",
-    "crm_custom_fields": "it needs crms or discover_crms",
-    "crm_callflow_customers": "it needs crms or discover_crms",
-    "call_outcomes": "it needs start_date",
-    "product_registrations": "it needs start_date, and crms or discover_crms",
-    "crm_call_outcomes": "it needs start_date, and crms or discover_crms",
-    "crm_product_registrations": "it needs start_date, and crms or discover_crms",
-}
-
-
 def warn_unoffered_streams(
-    catalog: Catalog | None, offered: list[str], logger: logging.Logger
+    catalog: Catalog | None,
+    offered: list[str],
+    needs: t.Mapping[str, tuple[Need, ...]],
+    logger: logging.Logger,
 ) -> None:
-    """Streams a catalog selects that this configuration has no partitions for."""
+    """Streams a catalog selects that this configuration does not offer, with what each
+    `needs` (by stream name) that the configuration does not set."""
     if catalog is None:
         return
     for entry in catalog.streams:
         root = entry.metadata.root
         selected = root.selected if root.selected is not None else root.selected_by_default
         if selected and entry.tap_stream_id not in offered:
+            wanted = needs.get(entry.tap_stream_id)
             logger.warning(
                 "stream %r is selected but this configuration does not offer it (%s); "
                 "it is not extracted",
                 entry.tap_stream_id,
-                _WHY_NOT_OFFERED.get(entry.tap_stream_id, "no setting enables it"),
+                f"it needs {describe_needs(wanted)}" if wanted else "no setting enables it",
             )
 
 

@@ -84,6 +84,15 @@ def test_discovered_data_owner_that_answers_403_is_skipped(simulator, tmp_path, 
     assert_no_secrets(run.stdout, run.stderr)
 
 
+def test_a_discovered_partition_that_answers_403_is_named_as_found(simulator, tmp_path, today):
+    start = today - timedelta(days=3)
+    sim = simulator([], crms=[crm(3), crm(5, access="forbidden")], outcomes_start=start)
+    run = run_tap(discovering(sim, start_date=start.isoformat()), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "remove it from crms (found in /campaigns; set crms to choose)" in run.stderr
+    assert "remove it from campaign_ids (found in /campaigns; set it to choose)" in run.stderr
+
+
 def test_explicit_data_owner_that_answers_403_still_fails(simulator, tmp_path):
     sim = simulator([], crms=[crm(3), crm(5, access="forbidden")])
     config = discovering(sim, crms=[{"data_owner_id": 5, "crm_type": "B2C"}])

@@ -12,7 +12,6 @@ relies on, so an upgrade that changes it fails here, not in a user's run.
 - `PluginBase._handle_termination` (tap.py): the SDK's handler exits 0 on a partial run.
 - `PluginBase._validate_config` (tap.py): the rules a JSON schema cannot say, in the same
   one-line error.
-- `Stream._tap` (directory.py): the run's Directory of campaigns and data owners.
 - `requests.Response._content` (responses.py): a body read within request_timeout, then
   decoded as requests would.
 """
@@ -56,12 +55,6 @@ def test_signal_hooks_exist_with_the_shape_tap_cube_overrides():
     assert parameters(PluginBase._setup_signal_handlers) == ["self"]
     assert parameters(PluginBase._handle_termination) == ["self", "signum", "frame"]
     assert "raise_errors" in parameters(PluginBase._validate_config)
-
-
-def test_streams_know_their_tap(simulator):
-    sim = simulator([plain_assignment(7, 1)])
-    tap = TapCube(config=config_for(sim, [7]))
-    assert tap.streams["customers"]._tap is tap
 
 
 def test_requests_serves_content_it_was_given():
