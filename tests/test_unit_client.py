@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import typing as t
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -297,6 +298,15 @@ def test_a_failure_then_a_page_is_retried_and_counted(cube, make_client, caplog,
     assert retried[0].startswith("customers: retry 1 of 2 in ")
     assert retried[0].endswith("on /assignments/7/customers/")
     assert TOKEN not in retried[0]
+
+
+def test_a_429_holds_the_retry_for_its_retry_after(cube, make_client):
+    cube.answers[LIST] = [drf({"detail": "Slow down."}, 429, **{"Retry-After": "0.05"}), drf(PAGE)]
+    client = make_client(max_retry_wait=5)
+    started = time.monotonic()
+    assert client.fetch_page(page_request(cube)).body == PAGE
+    assert time.monotonic() - started >= 0.05
+    assert client.retries_of("assignment 7") == 1
 
 
 def test_retries_exhausted(cube, make_client):

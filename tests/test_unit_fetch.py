@@ -455,3 +455,15 @@ def test_gate_cancelled_refuses_every_request_until_reset():
         gate.wait_turn()
     gate.reset()
     gate.wait_turn()
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_an_error_of_a_page_fetched_ahead_waits_for_its_partition(pipelines, concurrency):
+    pages: dict[Key, Page | Exception] = {**numbered_list(1, 5, 2)}
+    pages[2, None] = ApiError("assignment 2: the server answered 400")
+    fetch = FakeFetch(pages)
+    pipeline = pipelines(fetch, concurrency)
+    pipeline.plan([context(1), context(2)])
+    assert ids(list(pipeline.pages(context(1)))) == [0, 1, 2, 3, 4]
+    with pytest.raises(ApiError, match=r"^assignment 2: "):
+        next(pipeline.pages(context(2)))
