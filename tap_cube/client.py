@@ -29,9 +29,10 @@ from tap_cube.errors import (
     AuthenticationError,
     ConfigError,
     InaccessibleError,
+    PageGoneError,
     RetriesExhaustedError,
 )
-from tap_cube.fetch import Page, PageGoneError
+from tap_cube.page import Page
 from tap_cube.responses import (
     ClientStatusError,
     ThrottledError,

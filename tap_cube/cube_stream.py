@@ -29,7 +29,7 @@ from tap_cube.completeness import CompleteRead, DeletionRule, PartitionList, Rec
 from tap_cube.converters import INT64_MAX, INT64_MIN, UNFIT
 from tap_cube.deletions import DELETED_AT, DELETED_AT_SCHEMA
 from tap_cube.errors import DeletionsWithheldError, InaccessibleError
-from tap_cube.fetch import Page, PagePipeline, RequestGate
+from tap_cube.fetch import PagePipeline, RequestGate
 from tap_cube.pagination import CubeNextLinkPaginator, query_pairs
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.settings import setting, zone_of
@@ -44,6 +44,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.tap_base import Tap
 
     from tap_cube.directory import Directory
+    from tap_cube.page import Page
 
 
 def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -14,9 +14,8 @@ from functools import cached_property
 from tap_cube.errors import ConfigError, InaccessibleError
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-
-    from tap_cube.cube_stream import CubeStream
+    import logging
+    from collections.abc import Callable, Iterable, Mapping
 
 CRM_TYPES = ("B2C", "B2B")
 
@@ -61,9 +60,16 @@ def describe_needs(needs: Iterable[Need]) -> str:
 class Directory:
     """The campaigns this user can see, and the data owners' CRMs to read; looked up once."""
 
-    def __init__(self, config: Mapping[str, t.Any], campaigns: CubeStream) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, t.Any],
+        read_campaigns: Callable[[], list[dict[str, t.Any]]],
+        logger: logging.Logger,
+    ) -> None:
+        """`read_campaigns`: the rows of /campaigns, read when first needed."""
         self._config = config
-        self._campaigns = campaigns
+        self._read_campaigns = read_campaigns
+        self._logger = logger
         self.discovering = discovers_crms(config)
 
     @property
@@ -74,7 +80,7 @@ class Directory:
 
     @cached_property
     def campaign_rows(self) -> list[dict[str, t.Any]]:
-        return self._campaigns.fetch_page(None, None).records
+        return self._read_campaigns()
 
     @cached_property
     def crms(self) -> list[dict[str, t.Any]]:
@@ -92,7 +98,7 @@ class Directory:
                 'user; list them in crms instead, e.g. [{"data_owner_id": 3, "crm_type": "B2C"}]'
             )
             raise ConfigError(msg) from None
-        logger = self._campaigns.logger
+        logger = self._logger
         pairs: set[tuple[int, str]] = set()
         for row in rows:
             owner, crm_type = _owner_id(row), str(row.get("campaign__crm_type")).upper()

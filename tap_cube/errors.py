@@ -41,6 +41,10 @@ class IncompleteError(CubeError):
     """A list could not be read completely: records would be missing."""
 
 
+class PageGoneError(CubeError):
+    """A later page answered the API's 404 (`Invalid page.`): rows were removed while paging."""
+
+
 class StateError(CubeError):
     """The given state cannot be trusted: what it says would be read wrongly."""
 

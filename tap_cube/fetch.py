@@ -19,56 +19,16 @@ from dataclasses import dataclass, field, replace
 
 from typing_extensions import override
 
-from tap_cube.errors import Cancelled, CubeError
+from tap_cube.errors import Cancelled
+from tap_cube.page import Page
 from tap_cube.pagination import query_for_page, query_pairs
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
-    from datetime import datetime
 
     from singer_sdk.helpers.types import Context
 
     from tap_cube.pagination import CubeNextLinkPaginator
-
-
-class PageGoneError(CubeError):
-    """A later page answered the API's 404 (`Invalid page.`): rows were removed while paging."""
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of a Cube list, as decoded from its response: all that paging and
-    reading need of it, so the JSON is decoded once."""
-
-    #: The decoded body: a DRF page, or a plain list wrapped as one
-    #: (tap_cube/responses.py `decode_body`).
-    body: dict[str, t.Any]
-    #: When the page arrived: its records were extracted together, then.
-    arrived_at: datetime
-    #: Why this page's `next` link was not followed (the next page was asked for by
-    #: number instead); None when it was, or when there is none. Known once it is emitted.
-    unusable_link: str | None = None
-
-    @property
-    def records(self) -> list[dict[str, t.Any]]:
-        return t.cast("list[dict[str, t.Any]]", self.body["results"])
-
-    @property
-    def count(self) -> int | None:
-        """The rows the list has, by the page's `count` (None when it has none)."""
-        count = self.body.get("count")
-        return count if isinstance(count, int) else None
-
-    @property
-    def next(self) -> object:
-        """The page's `next` as the server wrote it (usually a URL; None when none)."""
-        return self.body.get("next")
-
-    @property
-    def next_url(self) -> str | None:
-        """The `next` link, when it is one (a non-empty string)."""
-        link = self.body.get("next")
-        return link if isinstance(link, str) and link else None
 
 
 class RequestGate:

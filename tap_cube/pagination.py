@@ -10,7 +10,7 @@ from tap_cube.errors import ApiError
 if t.TYPE_CHECKING:
     from urllib.parse import ParseResult
 
-    from tap_cube.fetch import Page
+    from tap_cube.page import Page
 
 QueryPairs = tuple[tuple[str, str], ...]
 

@@ -10,7 +10,7 @@ import click
 from singer_sdk import Tap
 from typing_extensions import override
 
-from tap_cube import cli, stopping
+from tap_cube import stopping
 from tap_cube.call_outcomes import (
     CallOutcomesStream,
     CrmCallOutcomesStream,
@@ -133,7 +133,10 @@ class TapCube(Tap):
     @cached_property
     def directory(self) -> Directory:
         """The campaigns and data owners the streams read, looked up once per run."""
-        return Directory(self.config, CampaignsStream(self, gate=self.gate))
+        campaigns = CampaignsStream(self, gate=self.gate)
+        return Directory(
+            self.config, lambda: campaigns.fetch_page(None, None).records, campaigns.logger
+        )
 
     @override
     def discover_streams(self) -> list[Stream]:
@@ -270,7 +273,3 @@ class TapCube(Tap):
             return discover()
         entry = catalog.get_stream(stream_name)
         return entry.schema.to_dict() if entry is not None else base
-
-
-if __name__ == "__main__":
-    cli.main()

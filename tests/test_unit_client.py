@@ -20,9 +20,10 @@ from tap_cube.errors import (
     Cancelled,
     ConfigError,
     InaccessibleError,
+    PageGoneError,
     RetriesExhaustedError,
 )
-from tap_cube.fetch import PageGoneError, RequestGate
+from tap_cube.fetch import RequestGate
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator

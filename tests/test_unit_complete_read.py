@@ -17,8 +17,8 @@ from tap_cube.completeness import (
     RecordPath,
 )
 from tap_cube.deletions import DELETED_AT, decode_ids, encode_ids
-from tap_cube.errors import ApiError, IncompleteError
-from tap_cube.fetch import Page, PageGoneError
+from tap_cube.errors import ApiError, IncompleteError, PageGoneError
+from tap_cube.page import Page
 from tap_cube.seen import SeenIds
 
 if t.TYPE_CHECKING:

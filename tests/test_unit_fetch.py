@@ -17,8 +17,9 @@ from functools import partial
 
 import pytest
 
-from tap_cube.errors import ApiError, Cancelled
-from tap_cube.fetch import Page, PageGoneError, PagePipeline, RequestGate
+from tap_cube.errors import ApiError, Cancelled, PageGoneError
+from tap_cube.fetch import PagePipeline, RequestGate
+from tap_cube.page import Page
 from tap_cube.pagination import CubeNextLinkPaginator
 
 if t.TYPE_CHECKING:

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tap_cube.errors import ApiError
-from tap_cube.fetch import Page
+from tap_cube.page import Page
 from tap_cube.pagination import (
     LEAVES_BY_PATH,
     LEAVES_BY_QUERY,
