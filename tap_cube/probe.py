@@ -3,7 +3,7 @@
 Users hold the real servers; the notes are all the project can read. A probe reads the
 first page of a few partitions of every stream the configuration offers and prints, per
 endpoint, its era, the style of its `next` link, and each field's JSON types and format
-classes (tap_cube/formats.py) with what the tap does with it. `--probe=DIR` also writes a
+classes (tap_cube/records/formats.py) with what the tap does with it. `--probe=DIR` also writes a
 redacted fixture per endpoint: the page with every value replaced by a same-format
 stand-in, which the simulator can serve back, so a bug report becomes a test.
 """
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlparse, urlsplit
 
-from tap_cube.call_outcomes import DayWindowStream
-from tap_cube.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.errors import CubeError, scrubber
-from tap_cube.formats import StandIns, format_class, json_type
+from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
+from tap_cube.records.formats import StandIns, format_class, json_type
+from tap_cube.streams.call_outcomes import DayWindowStream
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -29,7 +29,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.streams import Stream
 
-    from tap_cube.cube_stream import CubeStream
+    from tap_cube.streams.cube_stream import CubeStream
 
 #: Partitions whose first page one endpoint's probe reads, at most, and how many of
 #: them need rows before it stops.

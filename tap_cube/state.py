@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from tap_cube import changes
-from tap_cube.deletions import STATE_KEY, decode_ids
 from tap_cube.errors import StateError
+from tap_cube.records import changes
+from tap_cube.records.deletions import STATE_KEY, decode_ids
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

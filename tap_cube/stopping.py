@@ -19,7 +19,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
-    from tap_cube.fetch import RequestGate
+    from tap_cube.api.fetch import RequestGate
     from tap_cube.output import BufferedRecordWriter
 
 #: The signals that stop a run: a scheduler's stop, Ctrl-C, a closed terminal.

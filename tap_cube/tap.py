@@ -11,22 +11,21 @@ from singer_sdk import Tap
 from typing_extensions import override
 
 from tap_cube import stopping
-from tap_cube.call_outcomes import (
+from tap_cube.api.fetch import RequestGate
+from tap_cube.errors import ConfigError, install_scrubber
+from tap_cube.output import BufferedRecordWriter, write_output
+from tap_cube.probe import probe
+from tap_cube.settings import SETTINGS
+from tap_cube.state import StreamShape, check_state
+from tap_cube.streams.call_outcomes import (
     CallOutcomesStream,
     CrmCallOutcomesStream,
     CrmProductRegistrationsStream,
     DayWindowStream,
     ProductRegistrationsStream,
 )
-from tap_cube.directory import Directory, meets
-from tap_cube.errors import ConfigError, install_scrubber
-from tap_cube.fetch import RequestGate
-from tap_cube.output import BufferedRecordWriter, write_output
-from tap_cube.probe import probe
-from tap_cube.schema import custom_properties, merge_properties
-from tap_cube.settings import SETTINGS
-from tap_cube.state import StreamShape, check_state
-from tap_cube.streams import (
+from tap_cube.streams.directory import Directory, meets
+from tap_cube.streams.lists import (
     CALLFLOW_PROPERTIES,
     CallflowBase,
     CallflowCustomersStream,
@@ -42,6 +41,7 @@ from tap_cube.streams import (
     discover_customer_schema,
     extend_schema,
 )
+from tap_cube.streams.schema import custom_properties, merge_properties
 from tap_cube.validation import (
     check_settings,
     warn_future_start_date,
@@ -55,7 +55,7 @@ if t.TYPE_CHECKING:
 
     from singer_sdk.streams import Stream
 
-    from tap_cube.cube_stream import CubeStream
+    from tap_cube.streams.cube_stream import CubeStream
 
 
 #: Every stream the tap may offer; each is offered when the settings it `needs` are set.

@@ -18,16 +18,16 @@ from datetime import date
 from decimal import Decimal
 from urllib.parse import urlsplit
 
-from tap_cube.directory import describe_needs, discovers_crms
 from tap_cube.errors import ConfigError, scrubber
 from tap_cube.settings import MAX_CONCURRENCY, SETTINGS, zone_of
+from tap_cube.streams.directory import describe_needs, discovers_crms
 
 if t.TYPE_CHECKING:
     import logging
 
     from singer_sdk.singerlib import Catalog
 
-    from tap_cube.directory import Need
+    from tap_cube.streams.directory import Need
 
 
 def check_settings(config: t.Mapping[str, t.Any]) -> list[str]:

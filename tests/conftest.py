@@ -286,7 +286,7 @@ def read_in_process(
 
     The state goes through JSON both ways, as between two real runs.
     """
-    from tap_cube.cube_stream import CubeStream
+    from tap_cube.streams.cube_stream import CubeStream
     from tap_cube.tap import TapCube
 
     given = json.loads(json.dumps(state)) if state is not None else None

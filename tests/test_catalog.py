@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tap_cube.deletions import DELETED_AT
+from tap_cube.records.deletions import DELETED_AT
 from tests.conftest import config_for, plain_assignment, run_tap
 from tests.test_coercion import validator_of
 from tests.test_deletions import deletions, last_state, run_with_state

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tap_cube.changes import (
+from tap_cube.records.changes import (
     STATE_KEY,
     ChangeFilter,
     HashSet,

@@ -2,7 +2,7 @@
 
 Each test throws arbitrary JSON values (and the odd forms Cube really sends: numbers as
 text, Norwegian dates, "Ja"/"nei") at fields of every type and checks two things with
-an oracle written independently of tap_cube/coercion.py:
+an oracle written independently of tap_cube/records/coercion.py:
 
 (a) the record validates against the schema, formats included, with every integer
     within 64 bits (PostgreSQL bigint);
@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from jsonschema import FormatChecker  # type: ignore[import-untyped]
 from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 
-from tap_cube.coercion import CATCH_ALL, CATCH_ALL_PROPERTY, RecordCoercion
 from tap_cube.errors import ApiError
-from tap_cube.schema import FIELD_TYPES
+from tap_cube.records.coercion import CATCH_ALL, CATCH_ALL_PROPERTY, RecordCoercion
+from tap_cube.streams.schema import FIELD_TYPES
 
 # Every mixed record carries a value of every type: together with the examples of the
 # single-field test that is 3,000 values per type, in well under a minute.

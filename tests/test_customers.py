@@ -84,7 +84,7 @@ def test_token_and_basic_auth(simulator, tmp_path):
 
 def offline_tap(**config):
     """A tap given a catalog, so that it makes no discovery requests."""
-    from tap_cube.streams import CustomersStream
+    from tap_cube.streams.lists import CustomersStream
 
     catalog = {
         "streams": [

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from jsonschema import FormatChecker  # type: ignore[import-untyped]
 from rfc3339_validator import validate_rfc3339  # type: ignore[import-untyped]
 
-from tap_cube.call_outcomes import bookmark_of
-from tap_cube.coercion import CATCH_ALL_PROPERTY, RecordCoercion
-from tap_cube.converters import UNFIT, instant, to_date_time
+from tap_cube.records.coercion import CATCH_ALL_PROPERTY, RecordCoercion
+from tap_cube.records.converters import UNFIT, instant, to_date_time
+from tap_cube.streams.call_outcomes import bookmark_of
 from tests.test_coercion import instant_of, written
 
 OSLO = ZoneInfo("Europe/Oslo")

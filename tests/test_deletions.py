@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tap_cube.deletions import STATE_KEY
 from tap_cube.errors import DeletionsWithheldError
+from tap_cube.records.deletions import STATE_KEY
 from tests.conftest import config_for, plain_assignment, run_tap
 
 

@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tap_cube.coercion import CATCH_ALL
+from tap_cube.records.coercion import CATCH_ALL
 from tap_cube.simulator import Assignment, Crm
 from tests.meltano_support import (
     FIELD_TYPES,

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tap_cube.page import Page
-from tap_cube.pagination import CubeNextLinkPaginator, query_for_page, query_pairs
+from tap_cube.api.page import Page
+from tap_cube.api.pagination import CubeNextLinkPaginator, query_for_page, query_pairs
 from tap_cube.simulator import Crm, CustomField
 from tests.conftest import config_for, plain_assignment, run_tap
 

@@ -23,7 +23,7 @@ import typing as t
 
 import pytest
 
-from tap_cube.converters import CONVERTERS, kind_of, to_date_time
+from tap_cube.records.converters import CONVERTERS, kind_of, to_date_time
 from tests.conftest import TOKEN, run_tap
 from tests.notes import (
     EXTRA_COLUMNS,
@@ -146,7 +146,7 @@ def test_the_fixtures_cover_every_stream_and_both_eras():
 
 def test_metadata_naming_its_type_data_type_types_the_field():
     """CustomerCustomFields.md of November 2021 names `type` `data__type`."""
-    from tap_cube.schema import type_of_metadata
+    from tap_cube.streams.schema import type_of_metadata
 
     assert type_of_metadata({"id": 64, "data__type": "integer"}) == "integer"
     assert type_of_metadata({"id": 64, "type": "date", "data__type": "text"}) == "date"

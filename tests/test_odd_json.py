@@ -9,8 +9,8 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tap_cube.coercion import CATCH_ALL, CATCH_ALL_PROPERTY, JSON_TEXT, RecordCoercion
-from tap_cube.responses import decode_body
+from tap_cube.api.responses import decode_body
+from tap_cube.records.coercion import CATCH_ALL, CATCH_ALL_PROPERTY, JSON_TEXT, RecordCoercion
 from tests.conftest import config_for, plain_assignment, run_tap
 
 DEEP = "[" * 1000 + "]" * 1000

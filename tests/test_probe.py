@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tap_cube.formats import STRING_CLASSES, StandIns, format_class, json_type, length_class
+from tap_cube.records.formats import STRING_CLASSES, StandIns, format_class, json_type, length_class
 from tap_cube.simulator import Crm, CustomField
 from tests.conftest import TOKEN, assert_no_secrets, config_for, plain_assignment, run_tap
 

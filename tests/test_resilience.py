@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tap_cube.responses import parse_retry_after
+from tap_cube.api.responses import parse_retry_after
 from tap_cube.simulator import Assignment
 from tests.conftest import (
     PASSWORD,

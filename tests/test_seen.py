@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tap_cube.seen import SeenIds
+from tap_cube.records.seen import SeenIds
 
 
 @pytest.mark.parametrize(

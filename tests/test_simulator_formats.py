@@ -16,7 +16,7 @@ from datetime import date, timedelta
 import pytest
 import requests
 
-from tap_cube.formats import json_type
+from tap_cube.records.formats import json_type
 from tap_cube.simulator import Crm, CubeSimulator, demo_assignments
 from tests.notes import load_fixtures
 

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
-from tap_cube.cube_stream import CubeStream
-from tap_cube.deletions import STATE_KEY
 from tap_cube.errors import CubeError
+from tap_cube.records.deletions import STATE_KEY
+from tap_cube.streams.cube_stream import CubeStream
 from tap_cube.tap import TapCube
 from tests.conftest import config_for, plain_assignment, run_tap
 

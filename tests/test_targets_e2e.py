@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tap_cube.coercion import CATCH_ALL
-from tap_cube.deletions import DELETED_AT
+from tap_cube.records.coercion import CATCH_ALL
+from tap_cube.records.deletions import DELETED_AT
 from tap_cube.simulator import Assignment
 from tests.conftest import run_tap
 from tests.meltano_support import FIELDS, PIPELINEWISE_INSTALLS, REPO, SCHEMA, SIM_TOKEN

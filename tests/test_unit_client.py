@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from tap_cube.client import CubeClient, PageRequest
+from tap_cube.api.client import CubeClient, PageRequest
+from tap_cube.api.fetch import RequestGate
 from tap_cube.errors import (
     ApiError,
     AuthenticationError,
@@ -23,7 +24,6 @@ from tap_cube.errors import (
     PageGoneError,
     RetriesExhaustedError,
 )
-from tap_cube.fetch import RequestGate
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tap_cube.completeness import (
+from tap_cube.api.page import Page
+from tap_cube.errors import ApiError, IncompleteError, PageGoneError
+from tap_cube.records.completeness import (
     MAX_REREADS,
     CompleteRead,
     DeletionRule,
@@ -16,10 +18,8 @@ from tap_cube.completeness import (
     ReadSummary,
     RecordPath,
 )
-from tap_cube.deletions import DELETED_AT, decode_ids, encode_ids
-from tap_cube.errors import ApiError, IncompleteError, PageGoneError
-from tap_cube.page import Page
-from tap_cube.seen import SeenIds
+from tap_cube.records.deletions import DELETED_AT, decode_ids, encode_ids
+from tap_cube.records.seen import SeenIds
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -359,7 +359,7 @@ def test_deletions_up_to_max_share_are_made():
 
 
 def test_a_list_without_pages_is_complete_without_a_count():
-    # A plain JSON list, wrapped as one page (tap_cube/responses.py decode_body).
+    # A plain JSON list, wrapped as one page (tap_cube/api/responses.py decode_body).
     source = Source([page([1, 2, 3], 5)])
     read = CompleteRead(source, partition(paginated=False), path())
     assert ids_of(read.records()) == [1, 2, 3]

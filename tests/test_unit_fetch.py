@@ -17,10 +17,10 @@ from functools import partial
 
 import pytest
 
+from tap_cube.api.fetch import PagePipeline, RequestGate
+from tap_cube.api.page import Page
+from tap_cube.api.pagination import CubeNextLinkPaginator
 from tap_cube.errors import ApiError, Cancelled, PageGoneError
-from tap_cube.fetch import PagePipeline, RequestGate
-from tap_cube.page import Page
-from tap_cube.pagination import CubeNextLinkPaginator
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping

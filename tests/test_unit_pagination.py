@@ -1,6 +1,6 @@
 """CubeNextLinkPaginator on its own: which `next` links it follows, and how it reads on.
 
-Pages are built directly (tap_cube/fetch.py `Page`); nothing is requested.
+Pages are built directly (tap_cube/api/fetch.py `Page`); nothing is requested.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tap_cube.errors import ApiError
-from tap_cube.page import Page
-from tap_cube.pagination import (
+from tap_cube.api.page import Page
+from tap_cube.api.pagination import (
     LEAVES_BY_PATH,
     LEAVES_BY_QUERY,
     REPEATS_PAGE,
@@ -22,6 +21,7 @@ from tap_cube.pagination import (
     query_for_page,
     query_pairs,
 )
+from tap_cube.errors import ApiError
 
 LIST = "/assignments/7/customers/"
 API = "https://cube.example/api/v1"

@@ -15,7 +15,9 @@ import functools
 import json
 import typing as t
 
-from tap_cube.converters import (
+from tap_cube.api.json_text import JsonText
+from tap_cube.errors import ApiError
+from tap_cube.records.converters import (
     CONVERTERS,
     INT64_MAX,
     INT64_MIN,
@@ -24,8 +26,6 @@ from tap_cube.converters import (
     kind_of,
     to_date_time,
 )
-from tap_cube.errors import ApiError
-from tap_cube.json_text import JsonText
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,7 +46,7 @@ CATCH_ALL_PROPERTY: dict[str, t.Any] = {
 
 #: The catch-all's member for what it cannot hold as a JSON value: a JSON object, as
 #: text, of each such field and its value as the server wrote it (NUL, lone surrogates,
-#: NaN, Infinity, numbers beyond a float, deep nesting; see tap_cube/json_text.py).
+#: NaN, Infinity, numbers beyond a float, deep nesting; see tap_cube/api/json_text.py).
 #: `json.loads` in Python reads it back whole; a server field of this name goes there too.
 JSON_TEXT = "_cube_json"
 

@@ -19,16 +19,16 @@ from dataclasses import dataclass, field, replace
 
 from typing_extensions import override
 
+from tap_cube.api.page import Page
+from tap_cube.api.pagination import query_for_page, query_pairs
 from tap_cube.errors import Cancelled
-from tap_cube.page import Page
-from tap_cube.pagination import query_for_page, query_pairs
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from singer_sdk.helpers.types import Context
 
-    from tap_cube.pagination import CubeNextLinkPaginator
+    from tap_cube.api.pagination import CubeNextLinkPaginator
 
 
 class RequestGate:

@@ -14,13 +14,13 @@ from functools import cached_property
 from singer_sdk.helpers._state import PROGRESS_MARKERS
 from typing_extensions import override
 
-from tap_cube.converters import instant
+from tap_cube.api.json_text import JsonText
 from tap_cube.errors import ApiError, ConfigError
-from tap_cube.json_text import JsonText
-from tap_cube.schema import CUSTOM_FIELD_PREFIX
+from tap_cube.records.converters import instant
 from tap_cube.settings import setting
 from tap_cube.state import parse_bookmark
-from tap_cube.streams import CampaignStream, CrmStream, CustomersBase
+from tap_cube.streams.lists import CampaignStream, CrmStream, CustomersBase
+from tap_cube.streams.schema import CUSTOM_FIELD_PREFIX
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -27,7 +27,7 @@ from pyroaring import BitMap
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
-    from tap_cube.seen import SeenIds
+    from tap_cube.records.seen import SeenIds
 
 #: The key of a partition's state that holds the ids it delivered last time.
 STATE_KEY = "delivered_ids"

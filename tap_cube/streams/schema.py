@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_cube.coercion import CATCH_ALL_PROPERTY
-from tap_cube.json_text import JsonText
+from tap_cube.api.json_text import JsonText
+from tap_cube.records.coercion import CATCH_ALL_PROPERTY
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -65,7 +65,7 @@ def type_of_values(values: Iterable[object]) -> str:
     kinds: set[str] = set()
     for value in values:
         if value is None or value == "" or type(value) is JsonText:
-            continue  # say nothing of the field's type (JsonText: tap_cube/json_text.py)
+            continue  # say nothing of the field's type (JsonText: tap_cube/api/json_text.py)
         if isinstance(value, bool):
             kinds.add("boolean")
         elif isinstance(value, int):

@@ -5,7 +5,7 @@ JSON parsers disagree on some bodies: a lone surrogate (`"\\ud800"`), `NaN`,
 refuses them all; PostgreSQL refuses NUL in text and `\\u0000` in jsonb. Such a body is
 not broken and reading it again gives the same, so it is decoded here leniently, once:
 each value that cannot be stored as it is becomes a `JsonText`, the server's JSON text
-of that value, which coercion keeps in the catch-all column (tap_cube/coercion.py).
+of that value, which coercion keeps in the catch-all column (tap_cube/records/coercion.py).
 """
 
 from __future__ import annotations

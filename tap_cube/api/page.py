@@ -15,7 +15,7 @@ class Page:
     reading need of it, so the JSON is decoded once."""
 
     #: The decoded body: a DRF page, or a plain list wrapped as one
-    #: (tap_cube/responses.py `decode_body`).
+    #: (tap_cube/api/responses.py `decode_body`).
     body: dict[str, t.Any]
     #: When the page arrived: its records were extracted together, then.
     arrived_at: datetime

@@ -4,7 +4,7 @@ Cube groups customers in two generations of containers: assignments (`assignment
 and, on current servers, a data owner's B2C or B2B CRM (`crms`, or discovered from
 /campaigns). Each stream of customers, custom-field metadata and call-flow status exists
 for both; the container mixin says how partitions are configured, keyed and named. Call
-outcomes and product registrations (tap_cube/call_outcomes.py) are read per campaign or
+outcomes and product registrations (tap_cube/streams/call_outcomes.py) are read per campaign or
 per data owner, in day windows.
 """
 
@@ -15,17 +15,17 @@ import typing as t
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_cube.coercion import CATCH_ALL_PROPERTY
-from tap_cube.cube_stream import CubeStream
 from tap_cube.errors import InaccessibleError
-from tap_cube.schema import FieldTypes, customer_properties
+from tap_cube.records.coercion import CATCH_ALL_PROPERTY
+from tap_cube.streams.cube_stream import CubeStream
+from tap_cube.streams.schema import FieldTypes, customer_properties
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
     from singer_sdk.tap_base import Tap
 
-    from tap_cube.directory import Directory, Need
-    from tap_cube.fetch import RequestGate
+    from tap_cube.api.fetch import RequestGate
+    from tap_cube.streams.directory import Directory, Need
 
 
 # --- containers ---------------------------------------------------------------------
@@ -35,7 +35,7 @@ class CatalogStream(CubeStream):
     """A stream the tap offers when the configuration sets what it `needs`.
 
     Discovery offers it, and a catalog selecting it without them is warned about, from
-    this declaration alone (tap_cube/directory.py says when a need is met).
+    this declaration alone (tap_cube/streams/directory.py says when a need is met).
     """
 
     needs: t.ClassVar[tuple[Need, ...]] = ()

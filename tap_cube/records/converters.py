@@ -1,7 +1,7 @@
 """The converters: one per kind of property, each turning a value into its kind's form.
 
 A converter returns the value converted when that loses nothing, or UNFIT when it
-cannot (tap_cube/coercion.py then keeps the value in the catch-all column). The README's
+cannot (tap_cube/records/coercion.py then keeps the value in the catch-all column). The README's
 coercion table describes the same rules.
 """
 

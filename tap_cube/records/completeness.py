@@ -16,16 +16,16 @@ from dataclasses import dataclass
 
 import msgspec
 
-from tap_cube.deletions import RemovedIds, encode_ids
 from tap_cube.errors import ApiError, IncompleteError, PageGoneError
 from tap_cube.progress import Progress
-from tap_cube.seen import SeenIds
+from tap_cube.records.deletions import RemovedIds, encode_ids
+from tap_cube.records.seen import SeenIds
 
 if t.TYPE_CHECKING:
     import logging
     from collections.abc import Callable, Generator, Iterator
 
-    from tap_cube.page import Page
+    from tap_cube.api.page import Page
 
 #: Reads of a partition after the first, when its list changed while it was read.
 MAX_REREADS = 3

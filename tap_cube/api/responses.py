@@ -1,7 +1,7 @@
 """The server's answers: reading a body in time, judging its status, decoding a page.
 
 Everything here looks at one response; what to do about a failure (retry it, or say what
-to fix) is the client's business (tap_cube/client.py).
+to fix) is the client's business (tap_cube/api/client.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import requests
 import urllib3
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
-from tap_cube import json_text
+from tap_cube.api import json_text
 from tap_cube.errors import ApiError
 
 _READ_CHUNK = 1 << 16
@@ -130,7 +130,7 @@ def decode_body(content: bytes, *, paginated: bool) -> dict[str, t.Any]:
     """Decode a list response into DRF's page shape, or fail as retriable.
 
     A body that strict JSON refuses, or that holds a NUL no database takes, is decoded
-    leniently (tap_cube/json_text.py): the values in question are kept as their JSON text,
+    leniently (tap_cube/api/json_text.py): the values in question are kept as their JSON text,
     and the page is not asked for again, since it would come back the same.
     """
     try:

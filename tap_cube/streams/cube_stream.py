@@ -1,8 +1,8 @@
 """`CubeStream`: a Cube list endpoint as a Singer stream, from its pages to its records.
 
-The stream says what to request and what its records are; its client (tap_cube/client.py)
-gets the pages, the page pipeline (tap_cube/fetch.py) fetches them ahead, and a complete
-read (tap_cube/completeness.py) turns them into each record exactly once. Calls go one
+The stream says what to request and what its records are; its client (tap_cube/api/client.py)
+gets the pages, the page pipeline (tap_cube/api/fetch.py) fetches them ahead, and a complete
+read (tap_cube/records/completeness.py) turns them into each record exactly once. Calls go one
 way: the stream hands each of them plain values and functions, and keeps the state.
 """
 
@@ -21,18 +21,18 @@ from singer_sdk.singerlib import RecordMessage
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
-from tap_cube import changes, deletions
-from tap_cube.catalog import reconcile
-from tap_cube.client import CubeClient, PageRequest
-from tap_cube.coercion import CATCH_ALL, RecordCoercion
-from tap_cube.completeness import CompleteRead, DeletionRule, PartitionList, RecordPath
-from tap_cube.converters import INT64_MAX, INT64_MIN, UNFIT
-from tap_cube.deletions import DELETED_AT, DELETED_AT_SCHEMA
+from tap_cube.api.client import CubeClient, PageRequest
+from tap_cube.api.fetch import PagePipeline, RequestGate
+from tap_cube.api.pagination import CubeNextLinkPaginator, query_pairs
 from tap_cube.errors import DeletionsWithheldError, InaccessibleError
-from tap_cube.fetch import PagePipeline, RequestGate
-from tap_cube.pagination import CubeNextLinkPaginator, query_pairs
 from tap_cube.progress import PROGRESS_INTERVAL
+from tap_cube.records import changes, deletions
+from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
+from tap_cube.records.completeness import CompleteRead, DeletionRule, PartitionList, RecordPath
+from tap_cube.records.converters import INT64_MAX, INT64_MIN, UNFIT
+from tap_cube.records.deletions import DELETED_AT, DELETED_AT_SCHEMA
 from tap_cube.settings import setting, zone_of
+from tap_cube.streams.catalog import reconcile
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
@@ -43,8 +43,8 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib import Catalog
     from singer_sdk.tap_base import Tap
 
-    from tap_cube.directory import Directory
-    from tap_cube.page import Page
+    from tap_cube.api.page import Page
+    from tap_cube.streams.directory import Directory
 
 
 def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -64,7 +64,7 @@ class CubeStream(RESTStream[t.Any]):
     Subclasses set `path`, `partition_label` and, for plain JSON lists rather than DRF
     pages, `paginated = False`. Records are de-duplicated per partition on
     `record_id_field`, and coerce() fits every value to its declared type or keeps it
-    in the catch-all column (tap_cube/coercion.py).
+    in the catch-all column (tap_cube/records/coercion.py).
     """
 
     paginated: bool = True

@@ -1,6 +1,6 @@
 """The Cube REST client: one place for auth, safe requests, retries and error messages.
 
-A stream says what to request (tap_cube/cube_stream.py); the client gets it: it sends
+A stream says what to request (tap_cube/streams/cube_stream.py); the client gets it: it sends
 credentials to the configured host only, reads the answer within request_timeout,
 retries what is worth retrying, and turns every failure into a message that says what
 to fix.
@@ -24,16 +24,8 @@ from requests.adapters import HTTPAdapter
 from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
 from singer_sdk.exceptions import RetriableAPIError
 
-from tap_cube.errors import (
-    ApiError,
-    AuthenticationError,
-    ConfigError,
-    InaccessibleError,
-    PageGoneError,
-    RetriesExhaustedError,
-)
-from tap_cube.page import Page
-from tap_cube.responses import (
+from tap_cube.api.page import Page
+from tap_cube.api.responses import (
     ClientStatusError,
     ThrottledError,
     check_status,
@@ -42,13 +34,21 @@ from tap_cube.responses import (
     host_and_port,
     read_body,
 )
+from tap_cube.errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigError,
+    InaccessibleError,
+    PageGoneError,
+    RetriesExhaustedError,
+)
 from tap_cube.settings import setting
 
 if t.TYPE_CHECKING:
     import logging
     from collections.abc import Generator, Mapping
 
-    from tap_cube.fetch import RequestGate
+    from tap_cube.api.fetch import RequestGate
 
 #: Failures worth another try: the server or a proxy was unwell, or the network was.
 RETRIABLE_ERRORS: tuple[type[Exception], ...] = (

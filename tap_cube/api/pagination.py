@@ -10,7 +10,7 @@ from tap_cube.errors import ApiError
 if t.TYPE_CHECKING:
     from urllib.parse import ParseResult
 
-    from tap_cube.page import Page
+    from tap_cube.api.page import Page
 
 QueryPairs = tuple[tuple[str, str], ...]
 
@@ -39,13 +39,13 @@ class CubeNextLinkPaginator:
     or a query without this list's own parameters (the notes' product registrations
     link to another window of `/call_outcomes/`). Then, while the page's `count` says
     rows remain, the next page is the list's own path and query with `page=N+1`; the
-    complete read (tap_cube/completeness.py) checks what that serves like any list.
+    complete read (tap_cube/records/completeness.py) checks what that serves like any list.
 
     Only a link's query is ever requested: DRF builds absolute links from what its proxy
     passes on, so they may name `http://` or an internal host. Requests always go to the
     configured base URL and the stream's own path; the link only says which page is next.
 
-    It advances on decoded pages (tap_cube/fetch.py `Page`), not on responses as the
+    It advances on decoded pages (tap_cube/api/fetch.py `Page`), not on responses as the
     paginators of `singer_sdk.pagination` do: pages are fetched ahead by worker threads
     and their JSON is decoded once, where they arrive.
     """

@@ -1,0 +1,1 @@
+"""The Cube API over HTTP: requests, responses, pages and paging."""

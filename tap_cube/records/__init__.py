@@ -1,0 +1,1 @@
+"""The record path: each record once, fitted to its column, deletions and changes."""

@@ -1,0 +1,1 @@
+"""The streams: what each Cube list is, its partitions, schema and catalog."""
