@@ -7,13 +7,18 @@ import os
 import sys
 import typing as t
 
+import xxhash
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.helpers._state import StateWriter
+from singer_sdk.singerlib import StateMessage
 from singer_sdk.singerlib.encoding.base import SingerMessageType
 from typing_extensions import override
 
 from tap_cube.errors import OutputClosedError, Stopped
 
 if t.TYPE_CHECKING:
+    from singer_sdk.helpers import types
+    from singer_sdk.singerlib.encoding.base import GenericSingerWriter
     from singer_sdk.singerlib.encoding.simple import Message
 
 _BUFFER_BYTES = 1 << 16
@@ -109,3 +114,55 @@ def write_output(data: bytes | bytearray) -> None:
         else:
             msg = f"writing the output failed ({exc.strerror}); this run is incomplete"
         raise OutputClosedError(msg) from None
+
+
+class DigestStateWriter(StateWriter):
+    """The SDK's StateWriter, remembering the last STATE by a digest instead of a copy.
+
+    It skips a STATE equal to the last one written; the SDK's own keeps a deep copy to
+    compare with, which holds the run's first STATE, its input, until the next one: with
+    skip_unchanged that is every partition's old record hashes (megabytes) for as long
+    as a stream reads. A 128-bit digest of the state tells the same.
+    """
+
+    def __init__(self, message_writer: GenericSingerWriter[t.Any, t.Any]) -> None:
+        super().__init__(message_writer)
+        self._last_digest: bytes | None = None
+
+    @override
+    def write_state(self, state: types.TapState) -> None:
+        digest = state_digest(state)
+        if digest == self._last_digest:
+            return
+        self._message_writer.write_message(StateMessage(value=state))
+        self._last_digest = digest
+
+
+def state_digest(state: object) -> bytes:
+    """A 128-bit digest of a JSON value, read a slice at a time: no copy of its long
+    strings (record hashes) is made whole."""
+    hasher = xxhash.xxh3_128()
+    _digest_into(hasher, state)
+    return hasher.digest()
+
+
+_SLICE = 1 << 16
+
+
+def _digest_into(hasher: xxhash.xxh3_128, value: object) -> None:
+    # Each value is tagged with its kind and length, so that no two values feed alike.
+    if isinstance(value, str):
+        hasher.update(b"s%d:" % len(value))
+        for start in range(0, len(value), _SLICE):
+            hasher.update(value[start : start + _SLICE].encode("utf-8", "surrogatepass"))
+    elif isinstance(value, dict):
+        hasher.update(b"{%d:" % len(value))
+        for key in sorted(value, key=str):
+            _digest_into(hasher, str(key))
+            _digest_into(hasher, value[key])
+    elif isinstance(value, list | tuple):
+        hasher.update(b"[%d:" % len(value))
+        for item in value:
+            _digest_into(hasher, item)
+    else:
+        hasher.update(b"o%r:" % (value,))

@@ -13,7 +13,7 @@ from typing_extensions import override
 from tap_cube import stopping
 from tap_cube.api.fetch import RequestGate
 from tap_cube.errors import ConfigError, install_scrubber
-from tap_cube.output import BufferedRecordWriter, write_output
+from tap_cube.output import BufferedRecordWriter, DigestStateWriter, write_output
 from tap_cube.probe import probe
 from tap_cube.settings import SETTINGS
 from tap_cube.state import StreamShape, check_state
@@ -94,6 +94,7 @@ class TapCube(Tap):
         self.gate = RequestGate()  # shared by every stream's requests, cancelled on a stop
         install_scrubber()  # before the SDK's constructor, which validates and discovers
         super().__init__(*args, **kwargs)
+        self._state_writer = DigestStateWriter(self.message_writer)
 
     @override
     def _setup_signal_handlers(self) -> None:

@@ -8,6 +8,8 @@ relies on, so an upgrade that changes it fails here, not in a user's run.
 - `Stream._stream_version` (cube_stream.py): the version the SDK's own record messages carry.
 - `Stream._write_state_message` and `state_manager.is_flushed` (cube_stream.py): a STATE
   without a partition's record hashes before its first change (skip_unchanged).
+- `Tap._state_writer` and `singer_sdk.helpers._state.StateWriter` (tap.py, output.py): a
+  STATE writer that remembers the last STATE by a digest, not by a copy of megabytes.
 - `PluginBase._setup_signal_handlers` (tap.py): add SIGHUP to the signals that stop a run.
 - `PluginBase._handle_termination` (tap.py): the SDK's handler exits 0 on a partial run.
 - `PluginBase._validate_config` (tap.py): the rules a JSON schema cannot say, in the same
@@ -74,3 +76,18 @@ def test_a_state_message_is_written_on_demand_when_unflushed(simulator, capsys):
     stream._write_state_message()
     assert '"type":"STATE"' in capsys.readouterr().out.replace(" ", "")
     assert stream.state_manager.is_flushed is True
+
+
+def test_the_tap_writes_every_state_through_its_digest_writer(simulator, capsys):
+    from singer_sdk.helpers._state import StateWriter
+
+    from tap_cube.output import DigestStateWriter
+
+    sim = simulator([plain_assignment(7, 1)])
+    tap = TapCube(config=config_for(sim, [7]))
+    assert isinstance(tap._state_writer, StateWriter)
+    assert tap.state_writer is tap._state_writer
+    assert isinstance(tap.state_writer, DigestStateWriter)
+    tap.sync_all()
+    states = [line for line in capsys.readouterr().out.splitlines() if '"STATE"' in line]
+    assert states

@@ -1,0 +1,58 @@
+"""The STATE writer: a STATE equal to the last one written is skipped, by its digest."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tap_cube.output import DigestStateWriter, state_digest
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.written: list[dict] = []
+
+    def write_message(self, message) -> None:
+        self.written.append(json.loads(json.dumps(message.to_dict()["value"], default=str)))
+
+
+def test_a_state_equal_to_the_last_written_is_skipped():
+    out = Collected()
+    writer = DigestStateWriter(out)  # type: ignore[arg-type]
+    write: t.Any = writer.write_state  # any JSON object, as a given state may be
+    state: dict = {"bookmarks": {"customers": {"partitions": [{"record_hashes": "x" * 200_000}]}}}
+    write(state)
+    write(state)
+    write(json.loads(json.dumps(state)))  # equal, not the same object
+    assert len(out.written) == 1
+    state["bookmarks"]["customers"]["partitions"][0]["record_hashes"] = "x" * 199_999 + "y"
+    write(state)
+    assert len(out.written) == 2
+    # It keeps no copy: a change made in place is a change.
+    state["bookmarks"]["customers"]["partitions"][0].pop("record_hashes")
+    write(state)
+    assert len(out.written) == 3
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(json_values, json_values)
+def test_digests_differ_where_the_values_do(a, b):
+    same = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert (state_digest(a) == state_digest(b)) == same
+
+
+def test_kinds_with_one_text_differ():
+    assert state_digest("1") != state_digest(1)
+    assert state_digest(1) != state_digest(Decimal(1)) != state_digest(True)
+    assert state_digest(["a", "b"]) != state_digest(["ab"])
+    assert state_digest({"a": {"b": 1}}) != state_digest({"a": "b", "1": 1})
