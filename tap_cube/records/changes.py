@@ -38,7 +38,6 @@ import xxhash
 if t.TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from singer_sdk.singerlib import RecordMessage
 
 #: The key of a partition's state that holds the hashes of the records it sent.
 STATE_KEY = "record_hashes"
@@ -46,47 +45,79 @@ STATE_KEY = "record_hashes"
 _encode = msgspec.json.Encoder(order="sorted").encode
 _hash = xxhash.xxh3_64_intdigest
 _INDEX_BITS = 16
+#: Hashes (or compressed bytes) handled at a time when encoding and decoding.
+_SLICE = 1 << 16
 
 
-def record_hash(messages: Sequence[RecordMessage]) -> int:
-    """The hash of a record as emitted: the messages its stream maps made of it."""
-    if len(messages) == 1:
-        return _hash(_encode(messages[0].record))
-    return _hash(_encode([(message.stream, message.record) for message in messages]))
+def record_hash(emitted: Sequence[tuple[str, dict[str, t.Any]]]) -> int:
+    """The hash of a record as emitted: (stream, record) of each message its stream maps
+    make of it."""
+    if len(emitted) == 1:
+        return _hash(_encode(emitted[0][1]))
+    return _hash(_encode(emitted))
 
 
 def encode_hashes(hashes: array[int]) -> str:
-    """Sorted hashes, for a partition's state: differences (little-endian), zlib, base64."""
-    differences = array("Q", hashes[:1])
-    differences.extend(map(operator.sub, itertools.islice(hashes, 1, None), hashes))
-    if sys.byteorder == "big":
-        differences.byteswap()  # the state is little-endian wherever it is read
+    """Sorted hashes, for a partition's state: differences (little-endian), zlib, base64.
+
+    Differenced and compressed a slice at a time, so that no second copy of a million
+    hashes is made on the way.
+    """
     # Level 1: the differences are nearly random; harder work saves under 1%.
-    packed = zlib.compress(differences, 1)
-    del differences
-    return base64.b64encode(packed).decode("ascii")
+    compressor = zlib.compressobj(1)
+    packed = bytearray()
+    previous = 0
+    for start in range(0, len(hashes), _SLICE):
+        part = hashes[start : start + _SLICE]
+        differences = array("Q", map(operator.sub, part, itertools.chain((previous,), part)))
+        previous = part[-1]
+        if sys.byteorder == "big":
+            differences.byteswap()  # the state is little-endian wherever it is read
+        packed += compressor.compress(differences)
+    packed += compressor.flush()
+    encoded = base64.b64encode(packed)
+    del packed
+    return encoded.decode("ascii")
 
 
 def decode_hashes(encoded: str) -> array[int]:
-    """The sorted hashes of `encode_hashes`; ValueError saying what is wrong."""
+    """The sorted hashes of `encode_hashes`; ValueError saying what is wrong.
+
+    Decompressed a slice at a time into the result: a million hashes are 8 MB, once.
+    """
     try:
-        raw = zlib.decompress(base64.b64decode(encoded, validate=True))
-    except (binascii.Error, zlib.error, ValueError) as exc:
+        packed = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
         msg = f"not base64 of zlib data ({exc})"
         raise ValueError(msg) from None
-    if len(raw) % 8:
-        msg = f"{len(raw)} bytes, not a whole number of 64-bit hashes"
-        raise ValueError(msg)
-    # A view, not a copy: a million hashes are 8 MB.
-    differences: Sequence[int] = memoryview(raw).cast("Q")
-    if sys.byteorder == "big":
-        differences = array("Q", raw)
-        differences.byteswap()
+    decompressor = zlib.decompressobj()
+    hashes = array("Q")
+    rest = b""
     try:
-        return array("Q", itertools.accumulate(differences))
+        for start in range(0, len(packed), _SLICE):
+            raw = rest + decompressor.decompress(packed[start : start + _SLICE])
+            whole = len(raw) - len(raw) % 8
+            rest = raw[whole:]
+            differences: Sequence[int] = memoryview(raw)[:whole].cast("Q")
+            if sys.byteorder == "big":
+                differences = array("Q", raw[:whole])
+                differences.byteswap()
+            sums = itertools.accumulate(differences, initial=hashes[-1] if hashes else 0)
+            next(sums)
+            hashes.extend(sums)
+    except zlib.error as exc:
+        msg = f"not base64 of zlib data ({exc})"
+        raise ValueError(msg) from None
     except OverflowError:
         msg = "the hashes are not in ascending order"
         raise ValueError(msg) from None
+    if not decompressor.eof:
+        msg = "not base64 of zlib data (the data is cut short)"
+        raise ValueError(msg)
+    if rest:
+        msg = f"{len(hashes) * 8 + len(rest)} bytes, not a whole number of 64-bit hashes"
+        raise ValueError(msg)
+    return hashes
 
 
 def record_hashes_problem(value: object) -> str | None:
@@ -138,16 +169,19 @@ class ChangeFilter:
     """
 
     def __init__(self, previous: array[int]) -> None:
-        self._previous = HashSet(previous)
+        #: The hashes of the last complete read, sorted.
+        self.previous = previous
+        self._lookup = HashSet(previous)
         self._buckets = [array("Q") for _ in range(256)]
         self.emitted = 0
         self.unchanged = 0
 
-    def admits(self, messages: Sequence[RecordMessage]) -> bool:
-        """Whether to send a record (as these messages); remembers its hash either way."""
-        digest = record_hash(messages)
+    def admits(self, emitted: Sequence[tuple[str, dict[str, t.Any]]]) -> bool:
+        """Whether to send a record (its messages' stream and record as in `record_hash`);
+        remembers its hash either way."""
+        digest = record_hash(emitted)
         self._buckets[digest >> 56].append(digest)
-        if digest in self._previous:
+        if digest in self._lookup:
             self.unchanged += 1
             return False
         self.emitted += 1
@@ -158,7 +192,8 @@ class ChangeFilter:
 
         The read is over: what it compared with and collected is let go as it goes.
         """
-        self._previous = HashSet(array("Q"))
+        self.previous = array("Q")
+        self._lookup = HashSet(self.previous)
         buckets, self._buckets = self._buckets, []
         buckets.reverse()
         result = array("Q")

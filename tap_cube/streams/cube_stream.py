@@ -126,9 +126,9 @@ class CubeStream(RESTStream[t.Any]):
             self.STATE_MSG_FREQUENCY = 1 << 62
         #: skip_unchanged's filter of the partition being read (None: send every record).
         self._changes: changes.ChangeFilter | None = None
-        #: The state of the partition being read while its stored hashes still vouch
-        #: for what the target holds (see `_withdraw_hashes`).
-        self._vouching: dict[str, t.Any] | None = None
+        #: Whether the last STATE written still holds the stored hashes of the partition
+        #: being read, which vouch for what the target holds (see `_withdraw_hashes`).
+        self._vouching = False
         self._pipeline: PagePipeline | None = None
         self.skipped: list[str] = []
         self.withheld_deletions: list[str] = []
@@ -296,8 +296,12 @@ class CubeStream(RESTStream[t.Any]):
         keeps_state = self.detects_deletions or self.tracks_changes
         state = self.get_context_state(context) if keeps_state else {}
         where = self.describe_partition(context)
-        self._changes = self._change_filter(state) if self.skips_unchanged else None
-        self._vouching = state if state.get(changes.STATE_KEY) else None
+        # The stored hashes are held decoded while the partition is read, and their text
+        # leaves the state (megabytes at a million records); a complete read puts new ones.
+        stored = state.pop(changes.STATE_KEY, None) if self.skips_unchanged else None
+        self._changes = self._change_filter(stored) if self.skips_unchanged else None
+        self._vouching = bool(stored)
+        del stored
         read = CompleteRead(
             partial(self._pages, context or {}),
             PartitionList(
@@ -322,9 +326,12 @@ class CubeStream(RESTStream[t.Any]):
                 raise
             self.logger.warning("%s; skipping it", exc)
             self.skipped.append(where)
+            if self._changes is not None and len(self._changes.previous):
+                # Not read: the next run compares with the same hashes.
+                state[changes.STATE_KEY] = changes.encode_hashes(self._changes.previous)
             return
         finally:
-            change_filter, self._changes, self._vouching = self._changes, None, None
+            change_filter, self._changes, self._vouching = self._changes, None, False
         summary = read.summary
         if summary.delivered_ids is not None:
             state[deletions.STATE_KEY] = summary.delivered_ids
@@ -361,10 +368,9 @@ class CubeStream(RESTStream[t.Any]):
             self._extracted_at = page.arrived_at
             yield page
 
-    def _change_filter(self, state: dict[str, t.Any]) -> changes.ChangeFilter:
+    def _change_filter(self, stored: str | None) -> changes.ChangeFilter:
         """skip_unchanged's filter, comparing with the hashes of the last complete read
         (checked with the rest of the state before the run: tap_cube/state.py)."""
-        stored = state.get(changes.STATE_KEY)
         return changes.ChangeFilter(changes.decode_hashes(stored) if stored else array("Q"))
 
     def _deletion_rule(self, state: dict[str, t.Any]) -> DeletionRule | None:
@@ -476,24 +482,32 @@ class CubeStream(RESTStream[t.Any]):
         was the largest per-record cost left; with any deselected, the SDK does it all.
         Records are compared as emitted, so a change of selection or stream maps counts.
         """
+        change_filter = self._changes
         if not self._every_property_selected:
             messages = list(super()._generate_record_messages(record))
+            emitted = [(message.stream, message.record) for message in messages]
         else:
+            # Compared before any message is made: most records of a re-run are unchanged.
+            emitted = [
+                (stream_map.stream_alias, mapped)
+                for stream_map in self.stream_maps
+                if (mapped := stream_map.transform(record)) is not None
+            ]
+            messages = None
+        if change_filter is not None and emitted:
+            if DELETED_AT not in record and not change_filter.admits(emitted):
+                return
+            self._withdraw_hashes()
+        if messages is None:
             messages = [
                 RecordMessage(
-                    stream=stream_map.stream_alias,
+                    stream=stream,
                     record=mapped,
                     version=self._stream_version,
                     time_extracted=self._extracted_at,
                 )
-                for stream_map in self.stream_maps
-                if (mapped := stream_map.transform(record)) is not None
+                for stream, mapped in emitted
             ]
-        change_filter = self._changes
-        if change_filter is not None and messages:
-            if DELETED_AT not in record and not change_filter.admits(messages):
-                return
-            self._withdraw_hashes()
         yield from messages
 
     def _withdraw_hashes(self) -> None:
@@ -505,10 +519,9 @@ class CubeStream(RESTStream[t.Any]):
         meanwhile is not taken for unchanged while the target holds the stopped run's
         version. One STATE per partition with changes; a complete read puts new hashes.
         """
-        if self._vouching is None:
+        if not self._vouching:
             return
-        state, self._vouching = self._vouching, None
-        del state[changes.STATE_KEY]
+        self._vouching = False
         self.state_manager.is_flushed = False  # the SDK writes a STATE only when unflushed
         self._write_state_message()
 
