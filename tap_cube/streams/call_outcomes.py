@@ -217,9 +217,7 @@ class DayWindowStream(CustomersBase):
             yield start, end
             start = end + timedelta(days=1)
 
-    def clamp_bookmark(
-        self, holder: dict[str, t.Any], now: datetime, context: Context | None, of: str
-    ) -> None:
+    def clamp_bookmark(self, holder: dict[str, t.Any], now: datetime, where: str, of: str) -> None:
         """Keep `holder`'s bookmark from passing `now`, the run's clock.
 
         A timestamp later than the run is no time the data has reached: kept as the
@@ -237,7 +235,7 @@ class DayWindowStream(CustomersBase):
                 "%s: %s: %s %s is later than this run's clock (%s); the bookmark is the "
                 "clock instead, so no later row is skipped",
                 self.name,
-                self.describe_partition(context),
+                where,
                 of,
                 value,
                 clock,
@@ -290,14 +288,15 @@ class DayWindowStream(CustomersBase):
         # The run's clock, read when the partition's read starts.
         now = datetime.now(UTC)
         state = self.get_context_state(context)
-        self.clamp_bookmark(state, now, context, "the state's bookmark")
+        where = self.describe_partition(context)
+        self.clamp_bookmark(state, now, where, "the state's bookmark")
         for start, end in self.windows(context, now):
             window = {**(context or {}), "from_date": _api_date(start), "to_date": _api_date(end)}
             yield from super().read_partition(window)
         # The SDK keeps this read's latest timestamp here until the stream is done.
         latest = state.get(PROGRESS_MARKERS)
         if isinstance(latest, dict):
-            self.clamp_bookmark(latest, now, context, "a row stamped")
+            self.clamp_bookmark(latest, now, where, "a row stamped")
         if not state.get("replication_key_value"):
             # A partition without rows still has been read up to now; without this
             # bookmark every run would read it again from start_date. Records found

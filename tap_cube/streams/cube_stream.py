@@ -252,14 +252,16 @@ class CubeStream(RESTStream[t.Any]):
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        where = self.describe_partition(context)
+        last = self._is_last_partition(context)
         try:
             yield from self.read_partition(context)
         except BaseException:
             self.close()  # a failed or abandoned run leaves no worker behind
             raise
         finally:
-            self._report_unfit(context)
-        if self._is_last_partition(context):
+            self._report_unfit(where)
+        if last:
             self.close()
             everything_skipped = len(self.skipped) == len(self.partitions or [{}])
             if everything_skipped and not self.optional:
@@ -437,9 +439,8 @@ class CubeStream(RESTStream[t.Any]):
         """Whether discovering the schema again would give `field` a column of its own."""
         return False
 
-    def _report_unfit(self, context: Context | None) -> None:
-        """One warning per field whose values fit no column in this partition."""
-        where = self.describe_partition(context)
+    def _report_unfit(self, where: str) -> None:
+        """One warning per field whose values fit no column in the partition `where`."""
         where = self.name if where == self.name else f"{self.name}: {where}"
         for line in self._coercion.report(self.discovery_declares):
             self.logger.warning("%s: %s", where, line)
