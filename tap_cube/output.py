@@ -7,8 +7,9 @@ import os
 import sys
 import typing as t
 
+import msgspec
 import xxhash
-from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.contrib.msgspec import MsgSpecWriter, enc_hook
 from singer_sdk.helpers._state import StateWriter
 from singer_sdk.singerlib import StateMessage
 from singer_sdk.singerlib.encoding.base import SingerMessageType
@@ -17,6 +18,8 @@ from typing_extensions import override
 from tap_cube.errors import OutputClosedError, Stopped
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     from singer_sdk.helpers import types
     from singer_sdk.singerlib.encoding.base import GenericSingerWriter
     from singer_sdk.singerlib.encoding.simple import Message
@@ -56,6 +59,12 @@ class BufferedRecordWriter(MsgSpecWriter):
 
     @override
     def write_message(self, message: Message) -> None:
+        if isinstance(message, StateMessage):
+            self.flush()
+            # A STATE with a million record hashes (skip_unchanged) is megabytes: it is
+            # encoded and written a slice at a time, never whole in memory.
+            self._write_pieces(_json_pieces({"type": "STATE", "value": message.value}), b"\n")
+            return
         line = self.format_message(message)
         if message.type == SingerMessageType.RECORD:
             self._pending += line
@@ -65,8 +74,6 @@ class BufferedRecordWriter(MsgSpecWriter):
             self.flush()
             return
         self.flush()
-        # Written from the encoder's buffer, not copied behind the records first: a STATE
-        # with a million record hashes (skip_unchanged) is megabytes.
         self._write(line)
 
     def flush(self) -> None:
@@ -74,21 +81,66 @@ class BufferedRecordWriter(MsgSpecWriter):
 
     def _write(self, data: bytearray) -> None:
         """Write `data` whole, then empty it."""
+        try:
+            self._write_pieces((data,))
+        finally:
+            data.clear()
+
+    def _write_pieces(self, pieces: Iterable[bytes | bytearray], end: bytes = b"") -> None:
+        """Write the pieces of one or more whole messages, in blocks of about 64 KiB."""
         if self._closed:
             return
         self._writing = True
+        block = bytearray()
         try:
-            write_output(data)
+            for piece in pieces:
+                if len(block) + len(piece) > _BUFFER_BYTES:
+                    write_output(block)
+                    block.clear()
+                if len(piece) >= _BUFFER_BYTES:
+                    write_output(piece)  # from where it is, not copied first
+                else:
+                    block += piece
+            block += end
+            write_output(block)
         except OutputClosedError:
             self._closed = True
             self._pending.clear()
             raise
         finally:
-            data.clear()
             self._writing = False
         if self._stop_signal is not None:
             signum, self._stop_signal = self._stop_signal, None
             raise Stopped(signum, self.records_written)
+
+
+_encode = msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="number").encode
+
+
+def _json_pieces(value: object) -> Iterator[bytes]:
+    """`value` as JSON, the way the SDK's msgspec writer encodes it, in pieces: a long
+    string (record hashes) a slice at a time."""
+    if isinstance(value, dict):
+        yield b"{"
+        for index, (key, item) in enumerate(value.items()):
+            yield b"," if index else b""
+            yield _encode(key if isinstance(key, str) else str(key))
+            yield b":"
+            yield from _json_pieces(item)
+        yield b"}"
+    elif isinstance(value, list | tuple):
+        yield b"["
+        for index, item in enumerate(value):
+            yield b"," if index else b""
+            yield from _json_pieces(item)
+        yield b"]"
+    elif isinstance(value, str) and len(value) > _SLICE:
+        yield b'"'
+        for start in range(0, len(value), _SLICE):
+            yield _encode(value[start : start + _SLICE])[1:-1]  # escaped, without quotes
+        yield b'"'
+    else:
+        yield _encode(value)
 
 
 def write_output(data: bytes | bytearray) -> None:

@@ -56,3 +56,54 @@ def test_kinds_with_one_text_differ():
     assert state_digest(1) != state_digest(Decimal(1)) != state_digest(True)
     assert state_digest(["a", "b"]) != state_digest(["ab"])
     assert state_digest({"a": {"b": 1}}) != state_digest({"a": "b", "1": 1})
+
+
+def written_lines(capfd) -> list[dict]:
+    return [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+
+
+def test_a_state_is_written_as_the_sdk_writes_it_with_long_strings_in_slices(capfd):
+    from datetime import UTC, datetime
+
+    from singer_sdk.contrib.msgspec import MsgSpecWriter
+    from singer_sdk.singerlib import StateMessage
+
+    from tap_cube.output import BufferedRecordWriter
+
+    tricky = 'a"b\\c\n\u00e6\u00f8\U0001f600' * 30_000  # escapes across slice ends
+    value: dict = {
+        "bookmarks": {
+            "customers": {"partitions": [{"context": {"assignment_id": 7}, "h": tricky}]},
+            "calls": {"replication_key_value": datetime(2026, 1, 2, tzinfo=UTC)},
+        },
+        "n": [1, 2.5, Decimal("3.25"), None, True, "x" * 70_000],
+    }
+    ours = BufferedRecordWriter()
+    ours.write_message(StateMessage(value=value))
+    theirs = MsgSpecWriter()
+    expected = json.loads(bytes(theirs.format_message(StateMessage(value=value))))
+    assert written_lines(capfd) == [expected]
+
+
+def test_a_stop_during_a_long_state_waits_until_it_is_whole(capfd, monkeypatch):
+    import pytest
+    from singer_sdk.singerlib import StateMessage
+
+    from tap_cube import output
+    from tap_cube.errors import Stopped
+
+    writer = output.BufferedRecordWriter()
+    real = output.write_output
+    calls = []
+
+    def signal_midway(data):
+        calls.append(len(data))
+        if len(calls) == 2:
+            writer.stop(15)  # as the signal handler would, between two blocks
+        real(data)
+
+    monkeypatch.setattr(output, "write_output", signal_midway)
+    with pytest.raises(Stopped):
+        writer.write_message(StateMessage(value={"h": "y" * 500_000}))
+    assert len(calls) > 2
+    assert written_lines(capfd) == [{"type": "STATE", "value": {"h": "y" * 500_000}}]
