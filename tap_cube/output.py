@@ -115,24 +115,27 @@ class BufferedRecordWriter(MsgSpecWriter):
 
 
 _encode = msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="number").encode
+#: Characters of a long string encoded at a time.
+_SLICE = 1 << 16
 
 
-def _json_pieces(value: object) -> Iterator[bytes]:
+def _json_pieces(value: object, *, sort_keys: bool = False) -> Iterator[bytes]:
     """`value` as JSON, the way the SDK's msgspec writer encodes it, in pieces: a long
     string (record hashes) a slice at a time."""
     if isinstance(value, dict):
         yield b"{"
-        for index, (key, item) in enumerate(value.items()):
+        keys = sorted(value, key=str) if sort_keys else value
+        for index, key in enumerate(keys):
             yield b"," if index else b""
             yield _encode(key if isinstance(key, str) else str(key))
             yield b":"
-            yield from _json_pieces(item)
+            yield from _json_pieces(value[key], sort_keys=sort_keys)
         yield b"}"
     elif isinstance(value, list | tuple):
         yield b"["
         for index, item in enumerate(value):
             yield b"," if index else b""
-            yield from _json_pieces(item)
+            yield from _json_pieces(item, sort_keys=sort_keys)
         yield b"]"
     elif isinstance(value, str) and len(value) > _SLICE:
         yield b'"'
@@ -191,30 +194,9 @@ class DigestStateWriter(StateWriter):
 
 
 def state_digest(state: object) -> bytes:
-    """A 128-bit digest of a JSON value, read a slice at a time: no copy of its long
-    strings (record hashes) is made whole."""
+    """A 128-bit digest of the STATE line `state` makes (keys sorted, so that equal
+    states digest alike), fed a piece at a time as it is written."""
     hasher = xxhash.xxh3_128()
-    _digest_into(hasher, state)
+    for piece in _json_pieces(state, sort_keys=True):
+        hasher.update(piece)
     return hasher.digest()
-
-
-_SLICE = 1 << 16
-
-
-def _digest_into(hasher: xxhash.xxh3_128, value: object) -> None:
-    # Each value is tagged with its kind and length, so that no two values feed alike.
-    if isinstance(value, str):
-        hasher.update(b"s%d:" % len(value))
-        for start in range(0, len(value), _SLICE):
-            hasher.update(value[start : start + _SLICE].encode("utf-8", "surrogatepass"))
-    elif isinstance(value, dict):
-        hasher.update(b"{%d:" % len(value))
-        for key in sorted(value, key=str):
-            _digest_into(hasher, str(key))
-            _digest_into(hasher, value[key])
-    elif isinstance(value, list | tuple):
-        hasher.update(b"[%d:" % len(value))
-        for item in value:
-            _digest_into(hasher, item)
-    else:
-        hasher.update(b"o%r:" % (value,))
