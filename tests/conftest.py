@@ -227,6 +227,41 @@ def new_database(pg_dsn: str) -> t.Iterator[PgDatabase]:
             )
 
 
+#: An HTTP answer of the tests' own servers: status, headers, body.
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class LocalServer:
+    """An HTTP server on 127.0.0.1, in a thread, answering each GET with
+    `answer(path, headers)`: the plumbing of the tests' own fake servers."""
+
+    def __init__(self, answer: t.Callable[[str, dict[str, str]], Answer]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                status, headers, body = answer(self.path, dict(self.headers))
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 class StaticCube:
     """A fake Cube of the tests' own, not the simulator: fixed JSON bodies by path.
 
@@ -236,31 +271,16 @@ class StaticCube:
     """
 
     def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         self.bodies: dict[str, t.Any] = {}
-        cube = self
+        self._server = LocalServer(self._answer)
+        self.url = f"{self._server.origin}/api/v1"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                found = [body for part, body in cube.bodies.items() if part in self.path]
-                plain = "custom_fields" in self.path or "/campaigns" in self.path
-                empty = [] if plain else {"count": 0, "next": None, "results": []}
-                body = json.dumps(found[0] if found else empty).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/api/v1"
+    def _answer(self, path: str, headers: dict[str, str]) -> Answer:
+        found = [body for part, body in self.bodies.items() if part in path]
+        plain = "custom_fields" in path or "/campaigns" in path
+        empty = [] if plain else {"count": 0, "next": None, "results": []}
+        body = json.dumps(found[0] if found else empty).encode()
+        return 200, {"Content-Type": "application/json"}, body
 
     def serve_customers(self, assignment_id: int, customers: list[dict[str, t.Any]]) -> None:
         """One DRF page holding `customers`, for the assignment's customers list."""
@@ -268,8 +288,7 @@ class StaticCube:
         self.bodies[f"/assignments/{assignment_id}/customers/"] = page
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 @pytest.fixture(scope="module")

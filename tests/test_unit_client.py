@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import typing as t
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -24,6 +22,7 @@ from tap_cube.errors import (
     PageGoneError,
     RetriesExhaustedError,
 )
+from tests.conftest import Answer, LocalServer
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -31,8 +30,6 @@ if t.TYPE_CHECKING:
 TOKEN = "tok-3f9a7c21d4e8b6a0"
 LIST = "/api/v1/assignments/7/customers/"
 LOGGER = logging.getLogger("test")
-
-Answer = tuple[int, dict[str, str], bytes]
 
 
 def drf(body: object, status: int = 200, **headers: str) -> Answer:
@@ -43,46 +40,24 @@ def html(status: int, text: str) -> Answer:
     return status, {"Content-Type": "text/html"}, f"<h1>{text}</h1>".encode()
 
 
-class ScriptedServer:
+class ScriptedServer(LocalServer):
     """Answers each path (with its query) from a list, the last answer repeating;
     any other path gets the web server's own 404. Records what each request carried."""
 
     def __init__(self) -> None:
         self.answers: dict[str, list[Answer]] = {}
         self.received: list[tuple[str, dict[str, str]]] = []
-        server = self
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.received.append((self.path, dict(self.headers)))
-                script = server.answers.get(self.path)
-                if script:
-                    answer = script.pop(0) if len(script) > 1 else script[0]
-                else:
-                    answer = html(404, "Not Found")
-                status, headers, body = answer
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+    def _answer(self, path: str, headers: dict[str, str]) -> Answer:
+        self.received.append((path, headers))
+        script = self.answers.get(path)
+        if not script:
+            return html(404, "Not Found")
+        return script.pop(0) if len(script) > 1 else script[0]
 
     def paths(self) -> list[str]:
         return [path for path, _ in self.received]
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture(scope="module")
