@@ -560,6 +560,38 @@ def tap_processes_of(parent: int) -> list[int]:
     ]
 
 
+def run_stopped_at_page_2(
+    job: MeltanoHome,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    sim: CubeSimulator,
+    assignment_id: int,
+    log: Path,
+) -> None:
+    """`meltano run` whose tap gets SIGTERM once it asked for page 2 of the assignment
+    (mid-partition); the run must end as stopped."""
+    earlier = len(sim.requests)
+    process = job.start(*args, env=env, log=log)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        part = f"/{assignment_id}/"
+        while not any(r.query == "page=2" and part in r.path for r in sim.requests[earlier:]):
+            assert process.poll() is None, tail(log)
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        taps = tap_processes_of(process.pid)
+        assert taps, "no tap-cube process found under meltano"
+        for pid in taps:
+            os.kill(pid, signal.SIGTERM)
+        process.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0
+    assert "stopped by SIGTERM" in log.read_text(errors="replace")
+
+
 class LiveCountWatch:
     """Polls the number of live customers while a run goes on; keeps the lowest seen."""
 
@@ -630,29 +662,12 @@ def test_deletions_reach_postgres_and_only_complete_reads_delete(
     sim.latency = 0.5
     stopped_env = {**env, "TAP_CUBE_MAX_CONCURRENT_REQUESTS": "1"}
     watch = LiveCountWatch(pg_database.dsn)
-    earlier = len(sim.requests)
-    process = job.start(
-        "run", "tap-cube", "target-postgres", env=stopped_env, log=tmp_path / "4.log"
-    )
     try:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        # Stop it once the sync has asked for page 2 of assignment 31, mid-partition.
-        while not any(r.query == "page=2" and "/31/" in r.path for r in sim.requests[earlier:]):
-            assert process.poll() is None, tail(tmp_path / "4.log")
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        taps = tap_processes_of(process.pid)
-        assert taps, "no tap-cube process found under meltano"
-        for pid in taps:
-            os.kill(pid, signal.SIGTERM)
-        process.wait(timeout=RUN_TIMEOUT)
+        run_stopped_at_page_2(
+            job, ("run", "tap-cube", "target-postgres"), stopped_env, sim, 31, tmp_path / "4.log"
+        )
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
         lowest = watch.stop()
-    assert process.returncode != 0
-    assert "stopped by SIGTERM" in (tmp_path / "4.log").read_text(errors="replace")
     assert lowest is not None
     assert lowest >= truth
     with psycopg.connect(pg_database.dsn) as conn:
@@ -920,27 +935,8 @@ def test_a_run_stopped_mid_way_then_a_complete_run_delivers_every_change(
     # Changes on the first page (sent before the stop) and on the last (never reached).
     changed = change_customers(sim, 61, [1, 2, 1998, 1999])
     sim.latency = 0.5
-    earlier = len(sim.requests)
-    process = job.start(
-        *args, env={**env, "TAP_CUBE_MAX_CONCURRENT_REQUESTS": "1"}, log=tmp_path / "stopped.log"
-    )
-    try:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while not any(r.query == "page=2" and "/61/" in r.path for r in sim.requests[earlier:]):
-            assert process.poll() is None, tail(tmp_path / "stopped.log")
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        taps = tap_processes_of(process.pid)
-        assert taps, "no tap-cube process found under meltano"
-        for pid in taps:
-            os.kill(pid, signal.SIGTERM)
-        process.wait(timeout=RUN_TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode != 0
-    assert "stopped by SIGTERM" in (tmp_path / "stopped.log").read_text(errors="replace")
+    stopped_env = {**env, "TAP_CUBE_MAX_CONCURRENT_REQUESTS": "1"}
+    run_stopped_at_page_2(job, args, stopped_env, sim, 61, tmp_path / "stopped.log")
 
     sim.latency = 0.0
     changed |= change_customers(sim, 61, [1000])
