@@ -483,33 +483,37 @@ class CubeStream(RESTStream[t.Any]):
         was the largest per-record cost left; with any deselected, the SDK does it all.
         Records are compared as emitted, so a change of selection or stream maps counts.
         """
-        change_filter = self._changes
         if not self._every_property_selected:
             messages = list(super()._generate_record_messages(record))
-            emitted = [(message.stream, message.record) for message in messages]
-        else:
-            # Compared before any message is made: most records of a re-run are unchanged.
-            emitted = [
-                (stream_map.stream_alias, mapped)
-                for stream_map in self.stream_maps
-                if (mapped := stream_map.transform(record)) is not None
-            ]
-            messages = None
-        if change_filter is not None and emitted:
-            if DELETED_AT not in record and not change_filter.admits(emitted):
-                return
-            self._withdraw_hashes()
-        if messages is None:
-            messages = [
-                RecordMessage(
-                    stream=stream,
-                    record=mapped,
-                    version=self._stream_version,
-                    time_extracted=self._extracted_at,
-                )
-                for stream, mapped in emitted
-            ]
-        yield from messages
+            if self._sends(record, [(message.stream, message.record) for message in messages]):
+                yield from messages
+            return
+        emitted = [
+            (stream_map.stream_alias, mapped)
+            for stream_map in self.stream_maps
+            if (mapped := stream_map.transform(record)) is not None
+        ]
+        # Compared before any message is made: most records of a re-run are unchanged.
+        if self._changes is not None and not self._sends(record, emitted):
+            return
+        for stream, mapped in emitted:
+            yield RecordMessage(
+                stream=stream,
+                record=mapped,
+                version=self._stream_version,
+                time_extracted=self._extracted_at,
+            )
+
+    def _sends(self, record: dict[str, t.Any], emitted: list[tuple[str, dict[str, t.Any]]]) -> bool:
+        """Whether skip_unchanged lets `record` (as `emitted`: stream, record per message)
+        go out; before the partition's first record that goes out, its hashes are withdrawn."""
+        change_filter = self._changes
+        if change_filter is None or not emitted:
+            return True
+        if DELETED_AT not in record and not change_filter.admits(emitted):
+            return False
+        self._withdraw_hashes()
+        return True
 
     def _withdraw_hashes(self) -> None:
         """Before the partition's first record its stored hashes do not vouch for (a
