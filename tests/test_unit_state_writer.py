@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import typing as t
 from decimal import Decimal
@@ -109,3 +111,21 @@ def test_a_stop_during_a_long_state_waits_until_it_is_whole(capfd, monkeypatch):
         writer.write_message(StateMessage(value={"h": "y" * 500_000}))
     assert len(calls) > 2
     assert written_lines(capfd) == [{"type": "STATE", "value": {"h": "y" * 500_000}}]
+
+
+@given(json_values, st.text(min_size=1, max_size=3))
+def test_any_state_is_written_as_the_sdk_writer_would(value, filler):
+    from singer_sdk.contrib.msgspec import MsgSpecWriter
+    from singer_sdk.singerlib import StateMessage
+
+    from tap_cube.output import BufferedRecordWriter
+
+    # A long string beside whatever hypothesis makes, so that slices are cut too.
+    state = {"value": value, "long": filler * 40_000}
+    ours = BufferedRecordWriter()
+    out = io.BytesIO()
+    with contextlib.redirect_stdout(io.TextIOWrapper(out, encoding="utf-8")) as wrapper:
+        ours.write_message(StateMessage(value=state))
+        wrapper.flush()
+    theirs = bytes(MsgSpecWriter().format_message(StateMessage(value=state)))
+    assert json.loads(out.getvalue()) == json.loads(theirs)
