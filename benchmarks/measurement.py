@@ -6,7 +6,9 @@
   and counts Singer RECORD messages of the customers streams (lines, for the naive loop);
   without a reader, stdout goes to /dev/null;
 - peak memory and CPU time: the `ru_maxrss`, `ru_utime` and `ru_stime` that `wait4()`
-  reports for the process, i.e. its own, not this script's or the simulator's;
+  reports for the process, i.e. its own, not this script's or the simulator's: it is
+  started by a small launcher (own_usage.py), since a child started straight from this
+  script would report at least this script's own peak RSS;
 - other load: the CPU time that other processes used during the run (from /proc).
 """
 
@@ -16,7 +18,9 @@ import contextlib
 import fcntl
 import functools
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
 #: ("customers" for tap-cube, "customers_<id>" for tap-rest-api-msdk).
 RECORD_MARK = b'"type":"RECORD","stream":"customers'
 LINE_MARK = b"\n"
+LAUNCHER = ROOT / "benchmarks" / "own_usage.py"
 CHUNK = 1 << 20
 
 #: Reads a process's stdout from a file descriptor until EOF; returns the records in it.
@@ -90,6 +95,7 @@ def measure(
     else competed for the machine.
     """
     read_fd = write_fd = -1
+    usage_read, usage_write = os.pipe()
     with log.open("wb") as err:
         if read is not None:
             read_fd, write_fd = os.pipe()
@@ -101,14 +107,17 @@ def measure(
         )
         started = time.perf_counter()
         proc = subprocess.Popen(  # noqa: S603  # argv built here
-            argv,
+            [sys.executable, "-S", str(LAUNCHER), str(usage_write), *argv],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=write_fd if read is not None else subprocess.DEVNULL,
             stderr=err,
+            pass_fds=(usage_write,),
+            start_new_session=True,  # so that a timeout kills the command, not only the launcher
         )
-        timer = threading.Timer(timeout, proc.kill)
+        os.close(usage_write)
+        timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
         timer.daemon = True
         timer.start()
         try:
@@ -119,21 +128,29 @@ def measure(
                     records = read(read_fd)
                 finally:
                     os.close(read_fd)
-            # wait4 reports the resource usage of this one child: its own peak RSS.
-            _, status, usage = os.wait4(proc.pid, 0)
+            status = proc.wait()
             wall = time.perf_counter() - started
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            os.close(usage_read)
+            raise
         finally:
             timer.cancel()
+        with os.fdopen(usage_read, "rb") as usage_file:
+            usage = usage_file.read().split()
         busy = machine_busy_seconds() - busy
         server = process_cpu_seconds(server_pid) - server
         own = own_cpu_seconds() - own
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    cpu = usage.ru_utime + usage.ru_stime
+    if len(usage) != 3:
+        msg = f"{argv[0]} was not run (exit {status}); see {log}"
+        raise RuntimeError(msg)
+    cpu = float(usage[1]) + float(usage[2])
     return Sample(
         wall=wall,
         records=records,
-        peak_rss_kib=usage.ru_maxrss,
-        returncode=proc.returncode,
+        peak_rss_kib=int(usage[0]),
+        returncode=status,
         cpu=cpu,
         other_cpu=busy - cpu - server - own,
     )

@@ -15,15 +15,16 @@ POSTGRES = "PostgreSQL server (all sessions)"
 class ProcessSampler:
     """CPU seconds and peak RSS of every process below one, by kind, sampled from /proc.
 
-    A process's figures are from its samples, so up to one interval of its work (and a
-    peak shorter than that) may be missed.
+    A process's CPU seconds are from its samples, so up to one interval of its work may
+    be missed. Its peak RSS is the kernel's high-water mark of the process (VmHWM), so a
+    short peak counts too; only growth in its last interval may be missed.
     """
 
     def __init__(self, root: int, interval: float = 0.1) -> None:
         self._root = root
         self._interval = interval
         self._last: dict[int, tuple[str, float]] = {}
-        self._peak_pages: dict[str, int] = {}
+        self._peak_kib: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._postgres_start = 0.0
@@ -42,8 +43,7 @@ class ProcessSampler:
         for kind, seconds in self._last.values():
             totals[kind] = totals.get(kind, 0.0) + seconds
         totals[POSTGRES] = postgres_cpu() - self._postgres_start
-        page_mib = os.sysconf("SC_PAGE_SIZE") / (1 << 20)
-        peaks = {kind: pages * page_mib for kind, pages in self._peak_pages.items()}
+        peaks = {kind: kib / 1024 for kind, kib in self._peak_kib.items()}
         return totals, peaks
 
     def _loop(self) -> None:
@@ -53,9 +53,9 @@ class ProcessSampler:
                     continue
                 sample = process_sample(pid)
                 if sample is not None:
-                    kind, cpu, rss_pages = sample
+                    kind, cpu, peak_kib = sample
                     self._last[pid] = (kind, cpu)
-                    self._peak_pages[kind] = max(self._peak_pages.get(kind, 0), rss_pages)
+                    self._peak_kib[kind] = max(self._peak_kib.get(kind, 0), peak_kib)
 
 
 def descendants(root: int) -> list[int]:
@@ -75,15 +75,19 @@ def descendants(root: int) -> list[int]:
 
 
 def process_sample(pid: int) -> tuple[str, float, int] | None:
-    """(name, CPU seconds, RSS pages) of a process; the name is its command's, as `ps`
-    shows it."""
+    """(name, CPU seconds, peak RSS in KiB so far) of a process; the name is its
+    command's, as `ps` shows it."""
     try:
         name, rest = Path(f"/proc/{pid}/stat").read_text().split(" (", 1)[1].rsplit(")", 1)
+        status = Path(f"/proc/{pid}/status").read_text()
     except (OSError, IndexError, ValueError):
         return None
     fields = rest.split()  # fields[0] is the stat file's field 3
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return name, cpu, int(fields[21])
+    # The high-water mark of the process since it started its program (exec); absent
+    # once it has exited.
+    peak = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")), "0")
+    return name, cpu, int(peak)
 
 
 def postgres_cpu() -> float:
