@@ -301,6 +301,14 @@ class CubeStream(RESTStream[t.Any]):
         # The stored hashes are held decoded while the partition is read, and their text
         # leaves the state (megabytes at a million records); a complete read puts new ones.
         stored = state.pop(changes.STATE_KEY, None) if self.skips_unchanged else None
+        if stored is not None and changes.is_outdated(stored):
+            self.logger.warning(
+                "%s: %s: its record hashes were kept by an earlier tap-cube, in a format it "
+                "no longer reads; every record of it is sent this once",
+                self.name,
+                where,
+            )
+            stored = None
         self._changes = self._change_filter(stored) if self.skips_unchanged else None
         self._vouching = bool(stored)
         del stored
@@ -343,7 +351,7 @@ class CubeStream(RESTStream[t.Any]):
             # After a read again, some records sent may since have been deleted; their
             # hashes must not make them look unchanged when they come back, so the
             # next run compares with nothing and sends the partition whole.
-            kept = change_filter.finish() if not summary.reread else array("Q")
+            kept = change_filter.finish() if not summary.reread else ()
             state[changes.STATE_KEY] = changes.encode_hashes(kept)
         elif self.tracks_changes:
             # Hashes from before a run without skip_unchanged may vouch for rows it
