@@ -240,6 +240,23 @@ def test_base64_of_pieces_is_that_of_them_joined(pieces):
     assert text.value() == base64.b64encode(b"".join(pieces)).decode()
 
 
+@given(st.text(alphabet="QUFBQkM=x\n", max_size=40), st.sampled_from([1, 2, 5]))
+def test_base64_read_in_slices_is_as_strict_as_read_whole(text, block):
+    """Whatever the text and wherever the slices fall, the same bytes, or an error
+    exactly when reading the text whole fails."""
+    try:
+        whole: bytes | None = base64.b64decode(text, validate=True)
+    except ValueError:
+        whole = None
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(changes, "_BLOCK", block)
+        try:
+            sliced: bytes | None = b"".join(changes._base64_slices(text, 0))
+        except ValueError:
+            sliced = None
+    assert sliced == whole
+
+
 @given(st.lists(st.integers(0, 2**64 - 1), max_size=3000).map(sorted))
 def test_any_sorted_hashes_survive_in_blocks_as_a_set(hashes):
     """Repeats included, from an iterator as from an array, over blocks of any fill."""

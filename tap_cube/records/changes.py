@@ -23,7 +23,6 @@ whole, so no record an aborted run sent is later taken for unchanged.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import heapq
 import itertools
@@ -73,7 +72,7 @@ def encode_hashes(hashes: Iterable[int]) -> str:
     so that the only whole copy made is the text itself.
     """
     compressor = zlib.compressobj(6)
-    text = _Base64Text()
+    text = _Base64Text(FORMAT)
     hashes = iter(hashes)
     previous = 0
     while block := array("Q", itertools.islice(hashes, _BLOCK)):
@@ -84,17 +83,17 @@ def encode_hashes(hashes: Iterable[int]) -> str:
         raw = differences.tobytes()
         text.add(compressor.compress(b"".join(raw[plane::8] for plane in range(8))))
     text.add(compressor.flush())
-    return FORMAT + text.value()
+    return text.value()
 
 
 class _Base64Text:
-    """Base64 of bytes that arrive in pieces, as if of them joined: each piece but the
-    last is encoded in whole groups of 3 bytes, the rest carried over to the next."""
+    """`prefix` and the base64 of bytes that arrive in pieces, as if of them joined: each
+    piece but the last is encoded in whole groups of 3 bytes, the rest carried over."""
 
     __slots__ = ("_carry", "_pieces")
 
-    def __init__(self) -> None:
-        self._pieces: list[str] = []
+    def __init__(self, prefix: str = "") -> None:
+        self._pieces = [prefix]
         self._carry = b""
 
     def add(self, data: bytes) -> None:
@@ -123,18 +122,13 @@ def decode_hashes(encoded: str) -> array[int]:
     if is_outdated(encoded):
         msg = f"does not start with {FORMAT!r}"
         raise ValueError(msg)
-    try:
-        packed = base64.b64decode(encoded[len(FORMAT) :], validate=True)
-    except (binascii.Error, ValueError) as exc:
-        msg = f"not base64 of zlib data ({exc})"
-        raise ValueError(msg) from None
     decompressor = zlib.decompressobj()
     hashes = array("Q")
     block_bytes = _BLOCK * 8
     pending = bytearray()
     try:
-        for start in range(0, len(packed), block_bytes):
-            pending += decompressor.decompress(packed[start : start + block_bytes])
+        for packed in _base64_slices(encoded, len(FORMAT)):
+            pending += decompressor.decompress(packed)
             while len(pending) >= block_bytes:
                 _add_block(hashes, pending[:block_bytes])
                 del pending[:block_bytes]
@@ -152,6 +146,22 @@ def decode_hashes(encoded: str) -> array[int]:
         msg = "not base64 of zlib data (the data is cut short)"
         raise ValueError(msg)
     return hashes
+
+
+def _base64_slices(text: str, start: int) -> Iterator[bytes]:
+    """The bytes of base64 `text` from `start`, a slice at a time (never all at once);
+    ValueError for text that is not strictly base64 as a whole."""
+    step = 4 * _BLOCK
+    for at in range(start, len(text), step):
+        part = text[at : at + step]
+        if "=" in part and at + step < len(text):
+            msg = "not base64 of zlib data (padding before the end)"
+            raise ValueError(msg)
+        try:
+            yield binascii.a2b_base64(part, strict_mode=True)
+        except (binascii.Error, ValueError) as exc:
+            msg = f"not base64 of zlib data ({exc})"
+            raise ValueError(msg) from None
 
 
 def _add_block(hashes: array[int], planes: bytearray) -> None:
