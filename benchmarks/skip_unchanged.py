@@ -12,10 +12,12 @@ and 0.25% are removed, and a second run loads the difference. Printed: wall time
 runs, the rows PostgreSQL wrote in the second (`n_tup_ins + n_tup_upd`) and tap-cube's
 peak RSS; both databases must end with the same rows (e2e_postgres.loaded).
 
-State (`--large`, per id style of benchmarks/id_memory.py): a first run with it off
-(tap-cube's peak RSS as it is without the hashes), then a first and a second run with it
-on; printed: the size of the state Meltano keeps (`meltano state get`), the growth of
-`benchmarks/.meltano/meltano.db` per run, and tap-cube's peak RSS.
+State (`--large`, per id style of benchmarks/id_memory.py): with skip_unchanged off and
+on, each into its own database, a first run and a second one after the same changes;
+printed: the size of the state Meltano keeps (`meltano state get`), the growth of
+`benchmarks/.meltano/meltano.db` per run with it on, and tap-cube's peak RSS (the
+kernel's high-water mark) in each run, with it on against off in the same run: the
+first run has no state yet, the second reads and writes every partition's.
 
 The pipelines are e2e_pipelines.py's, timed and sampled as in benchmarks/e2e.py
 (--profile); the machine is shared, so figures vary from run to run.
@@ -182,39 +184,56 @@ def speed(pg: Postgres, per_assignment: int, workdir: Path) -> None:
 def state_costs(pg: Postgres, per_assignment: int, styles: list[str], workdir: Path) -> None:
     rows = []
     for style in styles:
-        found: dict[str, Run] = {}
-        sizes: dict[str, int] = {}
-        for skip, phases in ((False, ("off",)), (True, ("first", "second"))):
+        found: dict[tuple[str, str], Run] = {}
+        sizes: dict[tuple[str, str], int] = {}
+        for skip in (False, True):
+            setting = "on" if skip else "off"
             database = pg.create()
-            suffix = f"state-{style}-{phases[0]}-{workdir.name}"
+            suffix = f"state-{style}-{setting}-{workdir.name}"
             try:
                 with simulator(per_assignment, style) as sim:
-                    for phase in phases:
+                    for phase in ("first", "second"):
                         if phase == "second":
                             change_and_remove(sim, per_assignment)
-                        log = workdir / f"state-{style}-{phase}.log"
-                        found[phase] = run(sim, pg, database, suffix, skip, log)
-                        sizes[phase] = state_size(suffix, workdir)
-                        progress(f"{style} ids, {phase}: {found[phase].wall:.1f} s")
+                        log = workdir / f"state-{style}-{setting}-{phase}.log"
+                        found[setting, phase] = run(sim, pg, database, suffix, skip, log)
+                        sizes[setting, phase] = state_size(suffix, workdir)
+                        progress(
+                            f"{style} ids, skip_unchanged {setting}, {phase} run: "
+                            f"{found[setting, phase].wall:.1f} s"
+                        )
             finally:
                 pg.drop(database)
         rows.append((style, found, sizes))
     customers = per_assignment * len(ASSIGNMENT_IDS)
-    print(f"\n{customers:,} customers (detect_deletions on in every run):\n")
     print(
-        "| Ids | State without / with skip_unchanged (bytes) | meltano.db growth, first / "
-        "second run (bytes) | tap-cube peak RSS without / with (MiB) | Wall without / with, "
-        "first / second run (s) |"
+        f"\n{customers:,} customers, detect_deletions on in every run; the second run after "
+        "1% changed and 0.25% removed:\n"
     )
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| Ids | State without / with skip_unchanged (bytes) | meltano.db growth with it, "
+        "first / second run (bytes) | tap-cube peak RSS without / with, first run (MiB) "
+        "| the same, second run (MiB) | Wall without / with, first / second run (s) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    ratios = []
     for style, found, sizes in rows:
-        off, first, second = found["off"], found["first"], found["second"]
+        peaks = {key: value.tap_peak_mib for key, value in found.items()}
+        ratios += [peaks["on", phase] / peaks["off", phase] for phase in ("first", "second")]
         print(
-            f"| {style} | {sizes['off']:,} / {sizes['second']:,} | {first.db_growth:,} / "
-            f"{second.db_growth:,} | {off.tap_peak_mib:.0f} / "
-            f"{max(first.tap_peak_mib, second.tap_peak_mib):.0f} | {off.wall:.1f} / "
-            f"{first.wall:.1f} / {second.wall:.1f} |"
+            f"| {style} | {sizes['off', 'second']:,} / {sizes['on', 'second']:,} "
+            f"| {found['on', 'first'].db_growth:,} / {found['on', 'second'].db_growth:,} "
+            f"| {peaks['off', 'first']:.1f} / {peaks['on', 'first']:.1f} "
+            f"({peaks['on', 'first'] / peaks['off', 'first']:.2f}x) "
+            f"| {peaks['off', 'second']:.1f} / {peaks['on', 'second']:.1f} "
+            f"({peaks['on', 'second'] / peaks['off', 'second']:.2f}x) "
+            f"| {found['off', 'first'].wall:.1f} / {found['on', 'first'].wall:.1f}, "
+            f"{found['off', 'second'].wall:.1f} / {found['on', 'second'].wall:.1f} |"
         )
+    print(
+        f"\nPeak RSS with skip_unchanged against without, same run: at most {max(ratios):.2f}x "
+        "(target: <= 1.3x)"
+    )
 
 
 def main() -> None:
