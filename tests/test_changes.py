@@ -24,6 +24,7 @@ from tap_cube.records.changes import (
     record_hash,
     record_hashes_problem,
 )
+from tap_cube.records.state_text import Base64Text
 from tests.conftest import config_for, plain_assignment, run_tap
 from tests.test_deletions import deletions, last_state, run_with_state
 
@@ -234,7 +235,7 @@ def test_hashes_survive_the_state(hashes):
 
 @given(st.lists(st.binary(max_size=10)))
 def test_base64_of_pieces_is_that_of_them_joined(pieces):
-    text = changes._Base64Text()
+    text = Base64Text()
     for piece in pieces:
         text.add(piece)
     assert text.value() == base64.b64encode(b"".join(pieces)).decode()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pyroaring import BitMap
 
 from tap_cube.errors import DeletionsWithheldError
-from tap_cube.records.deletions import STATE_KEY
+from tap_cube.records import deletions as deletions_module
+from tap_cube.records.deletions import STATE_KEY, decode_ids, encode_ids
 from tests.conftest import config_for, plain_assignment, run_tap
 
 
@@ -190,3 +197,32 @@ def test_a_share_outside_0_to_1_is_refused(simulator, tmp_path, share):
     run = run_tap(config_for(sim, [7], max_deletion_share=share), tmp_path)
     assert run.returncode == 1
     assert "max_deletion_share must be between 0 and 1" in run.last_stderr_line
+
+
+# --- the encoding -------------------------------------------------------------------------
+
+other_ids = st.lists(
+    st.one_of(
+        st.integers(-(2**63), 2**63 - 1).filter(lambda n: not 0 <= n < 2**32),
+        st.text(st.characters(exclude_categories=["Cs"]), max_size=8),
+    ),
+    unique=True,
+    max_size=50,
+)
+
+
+@given(st.sets(st.integers(0, 2**32 - 1), max_size=50), other_ids, st.sampled_from([1, 3]))
+def test_ids_encoded_a_batch_at_a_time_are_the_one_json_list(numbers, others, batch):
+    """The others are written a batch at a time, and are still the one compressed JSON
+    list that a state of any earlier run holds, and read back as they were."""
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(deletions_module, "_BATCH", batch)
+        encoded = encode_ids(BitMap(numbers), iter(others))
+    whole = zlib.compress(msgspec.json.encode(others), 6)
+    assert base64.b64decode(encoded["others"]) == whole
+    assert decode_ids(encoded) == (BitMap(numbers), others)
+
+
+def test_compound_ids_are_not_kept():
+    with pytest.raises(TypeError, match="compound ids"):
+        encode_ids(BitMap(), ["a", b'{"x":1}'])

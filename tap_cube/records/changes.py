@@ -36,6 +36,8 @@ from bisect import bisect_left
 import msgspec
 import xxhash
 
+from tap_cube.records.state_text import Base64Text
+
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
@@ -72,7 +74,7 @@ def encode_hashes(hashes: Iterable[int]) -> str:
     so that the only whole copy made is the text itself.
     """
     compressor = zlib.compressobj(6)
-    text = _Base64Text(FORMAT)
+    text = Base64Text(FORMAT)
     hashes = iter(hashes)
     previous = 0
     while block := array("Q", itertools.islice(hashes, _BLOCK)):
@@ -84,28 +86,6 @@ def encode_hashes(hashes: Iterable[int]) -> str:
         text.add(compressor.compress(b"".join(raw[plane::8] for plane in range(8))))
     text.add(compressor.flush())
     return text.value()
-
-
-class _Base64Text:
-    """`prefix` and the base64 of bytes that arrive in pieces, as if of them joined: each
-    piece but the last is encoded in whole groups of 3 bytes, the rest carried over."""
-
-    __slots__ = ("_carry", "_pieces")
-
-    def __init__(self, prefix: str = "") -> None:
-        self._pieces = [prefix]
-        self._carry = b""
-
-    def add(self, data: bytes) -> None:
-        data = self._carry + data
-        whole = len(data) - len(data) % 3
-        self._pieces.append(binascii.b2a_base64(data[:whole], newline=False).decode("ascii"))
-        self._carry = data[whole:]
-
-    def value(self) -> str:
-        pieces, self._pieces = self._pieces, []
-        pieces.append(binascii.b2a_base64(self._carry, newline=False).decode("ascii"))
-        return "".join(pieces)
 
 
 def is_outdated(encoded: str) -> bool:

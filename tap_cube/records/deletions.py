@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 import msgspec
 from pyroaring import BitMap
 
+from tap_cube.records.state_text import Base64Text
+
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
@@ -34,21 +36,34 @@ STATE_KEY = "delivered_ids"
 #: The column a deletion record sets; the SDK's targets know it (record metadata).
 DELETED_AT = "_sdc_deleted_at"
 DELETED_AT_SCHEMA: dict[str, t.Any] = {"type": ["string", "null"], "format": "date-time"}
+#: Ids encoded at a time.
+_BATCH = 1 << 16
 
 
 def encode_ids(numbers: BitMap, others: Iterable[int | str | bytes]) -> dict[str, str]:
-    """Delivered ids, for a partition's state: small numbers, and every other id."""
+    """Delivered ids, for a partition's state: small numbers, and every other id.
+
+    The others are a JSON list, encoded and compressed _BATCH ids at a time, so that
+    neither they nor their JSON are ever all in memory at once.
+    """
     numbers = BitMap(numbers)
     numbers.run_optimize()
-    kept: list[int | str] = []
-    for key in others:
-        if isinstance(key, bytes):
+    compressor = zlib.compressobj(6)
+    text = Base64Text()
+    text.add(compressor.compress(b"["))
+    others = iter(others)
+    separator = b""
+    while batch := tuple(itertools.islice(others, _BATCH)):
+        if any(isinstance(key, bytes) for key in batch):
             msg = "compound ids (of rows without an id) are not kept in state"
             raise TypeError(msg)
-        kept.append(key)
+        text.add(compressor.compress(separator + msgspec.json.encode(batch)[1:-1]))
+        separator = b","
+    text.add(compressor.compress(b"]"))
+    text.add(compressor.flush())
     return {
         "numbers": base64.b64encode(numbers.serialize()).decode("ascii"),
-        "others": base64.b64encode(zlib.compress(msgspec.json.encode(kept), 6)).decode("ascii"),
+        "others": text.value(),
     }
 
 
@@ -85,30 +100,38 @@ class RemovedIds:
     `previous` is the partition's delivered ids from its state (checked when the state
     was loaded), `served` what the complete read served, and `emitted` what this run
     emitted when that is more than `served` (a partition read again after it changed):
-    those rows are in the target too, and gone from Cube.
+    those rows are in the target too, and gone from Cube. Only the removed ids are kept:
+    the delivered ones, megabytes of text ids at a million, are decoded again in the
+    rare case that they are all kept (`delivered_ids`).
     """
 
     def __init__(self, previous: object, served: SeenIds, emitted: SeenIds) -> None:
-        numbers, others = decode_ids(previous) if previous is not None else (BitMap(), [])
-        if emitted is not served:
-            numbers |= emitted.small_numbers
-            others += [key for key in emitted.other_ids() if isinstance(key, int | str)]
-        self._delivered_numbers = numbers
-        self._delivered_others = list(dict.fromkeys(others))
+        self._previous, self._emitted, self._served = previous, emitted, served
+        numbers, others = self._delivered()
+        self.delivered = len(numbers) + len(others)
         self._numbers = numbers - served.small_numbers
-        self._others = [key for key in self._delivered_others if key not in served]
+        self._others = list(dict.fromkeys(key for key in others if key not in served))
+
+    def _delivered(self) -> tuple[BitMap, list[int | str]]:
+        """Every id delivered before: small numbers, and the others (as a state keeps
+        them, each once; so too when this run's emitted ids join them)."""
+        others: list[int | str]
+        if self._previous is None:
+            numbers, others = BitMap(), []
+        else:
+            numbers, others = decode_ids(self._previous)
+        if self._emitted is not self._served:
+            numbers |= self._emitted.small_numbers
+            others += [key for key in self._emitted.other_ids() if isinstance(key, int | str)]
+            others = list(dict.fromkeys(others))
+        return numbers, others
 
     def __len__(self) -> int:
         return len(self._numbers) + len(self._others)
 
-    @property
-    def delivered(self) -> int:
-        """How many ids were delivered before."""
-        return len(self._delivered_numbers) + len(self._delivered_others)
-
     def delivered_ids(self) -> dict[str, str]:
         """Every id delivered before, for a state that deletes nothing now."""
-        return encode_ids(self._delivered_numbers, self._delivered_others)
+        return encode_ids(*self._delivered())
 
     def records(
         self, key_field: str, key_schema: Mapping[str, t.Any]
