@@ -26,7 +26,7 @@ from tap_cube.records.changes import (
 )
 from tap_cube.records.state_text import Base64Text
 from tests.conftest import config_for, plain_assignment, run_tap
-from tests.test_deletions import deletions, last_state, run_with_state
+from tests.test_deletions import deletions, last_state, run_with_state, state_a_target_may_keep
 
 
 def partition_state(run, stream: str = "customers", index: int = 0) -> dict:
@@ -328,11 +328,27 @@ def test_hashes_take_about_eight_bytes_each_in_the_state():
     assert list(ChangeFilter(hashes).finish()) == []  # nothing admitted yet
 
 
-def state_a_target_may_keep(run, state_before: dict) -> dict:
-    """The state Meltano keeps after a failed run: the last STATE the run emitted, if any
-    (a target confirms a STATE only after loading the records before it)."""
-    states = [m["value"] for m in run.messages if m["type"] == "STATE"]
-    return states[-1] if states else state_before
+def test_a_run_that_fails_before_any_change_keeps_the_hashes(simulator, tmp_path):
+    """A run that fails after it read unchanged records only leaves a STATE that still
+    holds the partition's hashes: the next run sends nothing that did not change."""
+    sim = simulator([plain_assignment(7, 1200)])
+    config = config_for(sim, [7], skip_unchanged=True, detect_deletions=True)
+    first = run_tap(config, tmp_path)
+    assert first.returncode == 0, first.stderr
+    sim.fail_next("/customers/?page=2", 400, json.dumps({"detail": "Bad request"}))
+    failed = run_with_state(config, tmp_path, last_state(first))
+    assert failed.returncode == 1
+    assert failed.records() == []
+    kept = state_a_target_may_keep(failed, last_state(first))
+    assert kept is not None
+    assert partition_state_of(kept)[STATE_KEY] == partition_state(first)[STATE_KEY]
+    again = run_with_state(config, tmp_path, kept)
+    assert again.returncode == 0, again.stderr
+    assert summary(again) == (0, 1200, 0)
+
+
+def partition_state_of(state: dict) -> dict:
+    return dict(state["bookmarks"]["customers"]["partitions"][0])
 
 
 @pytest.mark.parametrize("how", ["changed", "deleted"])
@@ -363,6 +379,7 @@ def test_a_record_sent_by_a_failed_run_that_changes_back_is_sent_again(simulator
     else:
         sim.set_count(7, 300, at="start")
     kept = state_a_target_may_keep(failed, last_state(first))
+    assert kept is not None
     again = run_with_state(config, tmp_path, kept)
     assert again.returncode == 0, again.stderr
     assert sent(again).get((7, key)) is not None, "the record changed back was not sent"

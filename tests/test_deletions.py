@@ -27,6 +27,13 @@ def deletions(run, stream: str = "customers") -> list[dict]:
     return [r for r in run.records(stream) if r.get("_sdc_deleted_at")]
 
 
+def state_a_target_may_keep(run, state_before: dict | None) -> dict | None:
+    """The state Meltano keeps after a failed run: the last STATE the run emitted, if any
+    (a target confirms a STATE only after loading the records before it)."""
+    states = [m["value"] for m in run.messages if m["type"] == "STATE"]
+    return states[-1] if states else state_before
+
+
 def run_with_state(config, tmp_path, state: dict, *args: str):
     state_file = tmp_path / "state.json"
     state_file.write_text(json.dumps(state))
@@ -59,6 +66,44 @@ def test_customers_removed_since_last_run_are_marked_deleted(simulator, tmp_path
     # A third run has nothing new to delete.
     third = run_with_state(config, tmp_path, last_state(second))
     assert deletions(third) == []
+
+
+@pytest.mark.parametrize(
+    ("earlier_run", "style", "skip_unchanged"),
+    [(True, "dense", False), (False, "text", False), (True, "text", True), (True, "dense", True)],
+)
+def test_a_customer_a_failed_run_sent_and_that_is_gone_by_the_next_is_marked_deleted(
+    simulator, tmp_path, earlier_run, style, skip_unchanged
+):
+    """A run fails after it sent a customer new to the state; the customer is removed
+    before the next complete run, which must still mark it deleted. (Whether the failed
+    run is the first or a later one, and with skip_unchanged too.)"""
+    sim = simulator([plain_assignment(7, 1200, customer_id_style=style)])
+    config = config_for(sim, [7], detect_deletions=True, skip_unchanged=skip_unchanged)
+    state = None
+    if earlier_run:
+        first = run_tap(config, tmp_path)
+        assert first.returncode == 0, first.stderr
+        state = last_state(first)
+        sim.set_count(7, 1201, at="start")  # a new customer, on page 1
+    new = str(sim.customers(7)[0]["crm__customer_id"])
+    sim.fail_next("/customers/?page=2", 400, json.dumps({"detail": "Bad request"}))
+    failed = run_with_state(config, tmp_path, state) if state else run_tap(config, tmp_path)
+    assert failed.returncode == 1
+    assert new in {str(r["crm__customer_id"]) for r in failed.records()}
+    sim.set_count(7, 1200 if earlier_run else 1199, at="start")  # the new customer is gone
+    kept = state_a_target_may_keep(failed, state)
+    assert kept is not None, "the failed run left no state naming what it sent"
+    again = run_with_state(config, tmp_path, kept)
+    assert again.returncode == 0, again.stderr
+    assert [str(r["crm__customer_id"]) for r in deletions(again)] == [new]
+    # Every live customer is sent again: with skip_unchanged, the failed run withdrew
+    # the partition's hashes before it sent the new customer.
+    assert len(sent_live(again)) == (1200 if earlier_run else 1199)
+
+
+def sent_live(run) -> list[dict]:
+    return [r for r in run.records() if not r.get("_sdc_deleted_at")]
 
 
 def test_state_is_written_when_a_stream_is_done_not_while_records_flow(simulator, tmp_path):

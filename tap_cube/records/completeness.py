@@ -18,7 +18,7 @@ import msgspec
 
 from tap_cube.errors import ApiError, IncompleteError, PageGoneError
 from tap_cube.progress import Progress
-from tap_cube.records.deletions import RemovedIds, encode_ids
+from tap_cube.records.deletions import RemovedIds, delivered_so_far, encode_ids
 from tap_cube.records.seen import SeenIds
 
 if t.TYPE_CHECKING:
@@ -123,8 +123,40 @@ class CompleteRead:
 
     def records(self) -> Iterator[Record]:
         """The records of the partition, each exactly once, or an error that says why not."""
+        with SeenIds() as emitted:
+            try:
+                yield from self._reads(emitted)
+            except BaseException:
+                self._keep_what_was_sent(emitted)
+                raise
+        if self.summary.duplicates:
+            self._partition.logger.warning(
+                "%s: %d records were served twice (rows shifted between pages); each was "
+                "emitted once",
+                self._partition.where,
+                self.summary.duplicates,
+            )
+
+    def _keep_what_was_sent(self, emitted: SeenIds) -> None:
+        """For a read that ends early (an error, a signal): the ids delivered before and
+        those it emitted, for the stream to write to the state before the run ends.
+
+        Without them, a record sent now whose row is gone by the next complete read
+        would never be marked deleted: the target keeps it, and no state names it.
+        """
+        if self._rule is None or not len(emitted):
+            return
+        try:
+            self.summary.delivered_ids = delivered_so_far(self._rule.delivered_before, emitted)
+        except Exception:  # the error that ended the read is the one to report
+            self._partition.logger.warning(
+                "%s: the ids sent before the run ended could not be kept", self._partition.where
+            )
+
+    def _reads(self, emitted: SeenIds) -> Iterator[Record]:
+        """Reads until one is complete, then the deletion records."""
         partition, summary = self._partition, self.summary
-        with SeenIds() as emitted, contextlib.ExitStack() as reads:
+        with contextlib.ExitStack() as reads:
             for attempt in range(MAX_REREADS + 1):
                 # The first read checks ids against what was emitted; later ones also
                 # need to know what they served, since most of it was emitted before.
@@ -158,13 +190,6 @@ class CompleteRead:
                 raise IncompleteError(msg)
             if self._rule is not None:
                 yield from self._deletions(self._rule, served, emitted)
-        if summary.duplicates:
-            partition.logger.warning(
-                "%s: %d records were served twice (rows shifted between pages); each was "
-                "emitted once",
-                partition.where,
-                summary.duplicates,
-            )
 
     def _deletions(self, rule: DeletionRule, served: SeenIds, emitted: SeenIds) -> Iterator[Record]:
         """Deletion records for what this complete read no longer served (deletions.py).

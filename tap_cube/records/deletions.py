@@ -94,6 +94,29 @@ def decode_ids(encoded: object) -> tuple[BitMap, list[int | str]]:
     return numbers, others
 
 
+def delivered_so_far(previous: object, emitted: SeenIds) -> dict[str, str]:
+    """The ids delivered before and those emitted since, for the state of a read that
+    ends early: a record it sent that is gone by the next complete read is then still
+    marked deleted."""
+    return encode_ids(*_delivered(previous, emitted))
+
+
+def _delivered(previous: object, emitted: SeenIds | None) -> tuple[BitMap, list[int | str]]:
+    """The ids of `previous` (a partition's delivered ids, checked when the state was
+    loaded), with those of `emitted` if given: small numbers, and the others (as a
+    state keeps them, each once; so too when the emitted ids join them)."""
+    others: list[int | str]
+    if previous is None:
+        numbers, others = BitMap(), []
+    else:
+        numbers, others = decode_ids(previous)
+    if emitted is not None:
+        numbers |= emitted.small_numbers
+        others += [key for key in emitted.other_ids() if isinstance(key, int | str)]
+        others = list(dict.fromkeys(others))
+    return numbers, others
+
+
 class RemovedIds:
     """Ids delivered before (last run, or earlier in this one) that a complete read lacks.
 
@@ -106,32 +129,19 @@ class RemovedIds:
     """
 
     def __init__(self, previous: object, served: SeenIds, emitted: SeenIds) -> None:
-        self._previous, self._emitted, self._served = previous, emitted, served
-        numbers, others = self._delivered()
+        self._previous = previous
+        self._emitted = emitted if emitted is not served else None
+        numbers, others = _delivered(previous, self._emitted)
         self.delivered = len(numbers) + len(others)
         self._numbers = numbers - served.small_numbers
         self._others = list(dict.fromkeys(key for key in others if key not in served))
-
-    def _delivered(self) -> tuple[BitMap, list[int | str]]:
-        """Every id delivered before: small numbers, and the others (as a state keeps
-        them, each once; so too when this run's emitted ids join them)."""
-        others: list[int | str]
-        if self._previous is None:
-            numbers, others = BitMap(), []
-        else:
-            numbers, others = decode_ids(self._previous)
-        if self._emitted is not self._served:
-            numbers |= self._emitted.small_numbers
-            others += [key for key in self._emitted.other_ids() if isinstance(key, int | str)]
-            others = list(dict.fromkeys(others))
-        return numbers, others
 
     def __len__(self) -> int:
         return len(self._numbers) + len(self._others)
 
     def delivered_ids(self) -> dict[str, str]:
         """Every id delivered before, for a state that deletes nothing now."""
-        return encode_ids(*self._delivered())
+        return encode_ids(*_delivered(self._previous, self._emitted))
 
     def records(
         self, key_field: str, key_schema: Mapping[str, t.Any]

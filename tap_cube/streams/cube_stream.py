@@ -28,7 +28,13 @@ from tap_cube.errors import DeletionsWithheldError, InaccessibleError
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records import changes, deletions
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
-from tap_cube.records.completeness import CompleteRead, DeletionRule, PartitionList, RecordPath
+from tap_cube.records.completeness import (
+    CompleteRead,
+    DeletionRule,
+    PartitionList,
+    ReadSummary,
+    RecordPath,
+)
 from tap_cube.records.converters import INT64_MAX, INT64_MIN, UNFIT
 from tap_cube.records.deletions import DELETED_AT, DELETED_AT_SCHEMA
 from tap_cube.settings import setting, zone_of
@@ -333,6 +339,7 @@ class CubeStream(RESTStream[t.Any]):
             yield from read.records()
         except InaccessibleError as exc:
             if read.pages or not self.skips_inaccessible:
+                self._end_early(state, read.summary)
                 raise
             self.logger.warning("%s; skipping it", exc)
             self.skipped.append(where)
@@ -340,6 +347,11 @@ class CubeStream(RESTStream[t.Any]):
                 # Not read: the next run compares with the same hashes.
                 state[changes.STATE_KEY] = changes.encode_hashes(self._changes.previous)
             return
+        except GeneratorExit:
+            raise  # closed by the SDK, which failed: nothing more goes out
+        except BaseException:
+            self._end_early(state, read.summary)
+            raise
         finally:
             change_filter, self._changes, self._vouching = self._changes, None, False
         summary = read.summary
@@ -371,6 +383,22 @@ class CubeStream(RESTStream[t.Any]):
             unchanged,
             summary.deleted,
         )
+
+    def _end_early(self, state: dict[str, t.Any], summary: ReadSummary) -> None:
+        """A STATE for a partition whose read ends early (an error, a signal) after it
+        sent records: its delivered ids with those it sent (CompleteRead), and its stored
+        hashes again while they still vouch for everything sent. The run still fails;
+        the target confirms this STATE once it has loaded the records before it."""
+        if summary.delivered_ids is None:
+            return
+        state[deletions.STATE_KEY] = summary.delivered_ids
+        if self._vouching and self._changes is not None and len(self._changes.previous):
+            state[changes.STATE_KEY] = changes.encode_hashes(self._changes.previous)
+        self.state_manager.is_flushed = False  # the SDK writes a STATE only when unflushed
+        try:
+            self._write_state_message()
+        except Exception:  # the error that ended the read is the one to report
+            self.logger.warning("%s: the state could not be written", self.name)
 
     def _pages(self, context: Context, *, again: bool = False) -> Iterator[Page]:
         """The partition's pages from the pipeline, noting when each arrived."""
