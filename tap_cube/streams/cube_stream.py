@@ -343,9 +343,7 @@ class CubeStream(RESTStream[t.Any]):
                 raise
             self.logger.warning("%s; skipping it", exc)
             self.skipped.append(where)
-            if self._changes is not None and len(self._changes.previous):
-                # Not read: the next run compares with the same hashes.
-                state[changes.STATE_KEY] = changes.encode_hashes(self._changes.previous)
+            self._keep_stored_hashes(state)  # not read: the next run compares with them
             return
         except GeneratorExit:
             raise  # closed by the SDK, which failed: nothing more goes out
@@ -392,13 +390,18 @@ class CubeStream(RESTStream[t.Any]):
         if summary.delivered_ids is None:
             return
         state[deletions.STATE_KEY] = summary.delivered_ids
-        if self._vouching and self._changes is not None and len(self._changes.previous):
-            state[changes.STATE_KEY] = changes.encode_hashes(self._changes.previous)
+        self._keep_stored_hashes(state)
         self.state_manager.is_flushed = False  # the SDK writes a STATE only when unflushed
         try:
             self._write_state_message()
         except Exception:  # the error that ended the read is the one to report
             self.logger.warning("%s: the state could not be written", self.name)
+
+    def _keep_stored_hashes(self, state: dict[str, t.Any]) -> None:
+        """Puts the partition's stored hashes back into its state, while they still vouch
+        for all that went out of it (see `_withdraw_hashes`)."""
+        if self._vouching and self._changes is not None and len(self._changes.previous):
+            state[changes.STATE_KEY] = changes.encode_hashes(self._changes.previous)
 
     def _pages(self, context: Context, *, again: bool = False) -> Iterator[Page]:
         """The partition's pages from the pipeline, noting when each arrived."""
