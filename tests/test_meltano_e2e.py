@@ -999,3 +999,37 @@ def test_jobs_on_disjoint_assignments_each_send_only_their_own_changes(
     expected = expected_rows(sim, [71, 72, 73])
     with psycopg.connect(pg_database.dsn) as conn:
         assert loaded_rows(conn, list(next(iter(expected.values())))) == expected
+
+
+def test_a_customer_a_stopped_run_sent_and_that_is_gone_by_the_next_run_is_deleted(
+    simulator, meltano, pg_database, tmp_path
+):
+    """Through Meltano and target-postgres: a run stopped by SIGTERM after it loaded a
+    customer new to the state leaves (via the STATE it writes on the way out, which the
+    target confirms) a state naming it, so the next complete run marks it deleted once
+    it is gone from Cube."""
+    sim = simulator([Assignment(71, 1200, custom_fields=FIELDS)], token=SIM_TOKEN)
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[71]",
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    job = meltano("a")
+    args = ("run", "--state-id-suffix", f"new-{tmp_path.name}", "tap-cube", "target-postgres")
+    job.run(*args, env=env, log=tmp_path / "first.log")
+
+    sim.set_count(71, 1201, at="start")  # a new customer, on page 1
+    new = (71, str(sim.customers(71)[0]["crm__customer_id"]))
+    sim.latency = 0.5
+    stopped_env = {**env, "TAP_CUBE_MAX_CONCURRENT_REQUESTS": "1"}
+    run_stopped_at_page_2(job, args, stopped_env, sim, 71, tmp_path / "stopped.log")
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert new in customer_keys(conn, deleted=False)  # the stopped run loaded it
+
+    sim.latency = 0.0
+    sim.set_count(71, 1200, at="start")  # and it is gone again
+    job.run(*args, env=env, log=tmp_path / "complete.log")
+    with psycopg.connect(pg_database.dsn) as conn:
+        assert customer_keys(conn, deleted=True) == {new}
+        assert customer_keys(conn, deleted=False) == keys_of(sim, 71)
