@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import typing as t
 from functools import cached_property, partial
 from pathlib import Path
 
 import click
 from singer_sdk import Tap
+from singer_sdk.configuration._dict_config import merge_missing_config_jsonschema
+from singer_sdk.helpers._classproperty import classproperty
+from singer_sdk.helpers.capabilities import EMIT_ACTIVATE_VERSION_CONFIG, TapCapabilities
 from typing_extensions import override
 
 from tap_cube import stopping
@@ -44,7 +48,10 @@ from tap_cube.streams.lists import (
 from tap_cube.streams.schema import custom_properties, merge_properties
 from tap_cube.validation import (
     check_settings,
+    read_environment,
+    refuse_partial_versions,
     warn_future_start_date,
+    warn_nothing_selected,
     warn_unknown_settings,
     warn_unoffered_streams,
 )
@@ -106,9 +113,30 @@ class TapCube(Tap):
         """End the run as failed: the SDK would write a state and exit 0 on a partial run."""
         stopping.stop_run(signum, self.gate, t.cast("BufferedRecordWriter", self.message_writer))
 
+    @classmethod
+    @override
+    def append_builtin_config(cls, config_jsonschema: dict[str, t.Any]) -> None:
+        """The SDK's built-in settings, with `emit_activate_version_messages`: the SDK's
+        streams act on it, yet only targets declare it (capabilities.py)."""
+        super().append_builtin_config(config_jsonschema)
+        if TapCapabilities.ACTIVATE_VERSION in cls.capabilities:
+            merge_missing_config_jsonschema(EMIT_ACTIVATE_VERSION_CONFIG, config_jsonschema)
+
+    @classmethod
+    def settings_schema(cls) -> dict[str, t.Any]:
+        """Every setting a run reads: the tap's own and the SDK's built-in ones."""
+        schema = copy.deepcopy(cls.config_jsonschema)
+        cls.append_builtin_config(schema)
+        return schema
+
+    @classproperty
+    def _env_var_config(cls) -> dict[str, t.Any]:
+        """`--config ENV`: the TAP_CUBE_* variables, each read by its setting's type."""
+        return read_environment(cls.settings_schema(), cls._env_var_prefix)
+
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        warn_unknown_settings(self.config, self.config_jsonschema, self.logger)
+        warn_unknown_settings(self.config, self.settings_schema(), self.logger)
         warn_future_start_date(self.config, self.logger)
         errors = super()._validate_config(raise_errors=False)
         errors += check_settings(self.config)
@@ -124,6 +152,15 @@ class TapCube(Tap):
         if self.input_catalog is not None:
             _ = self.streams  # builds the streams, which apply the catalog
         super().setup_mapper()
+
+    @override
+    def _set_compatible_replication_methods(self) -> None:
+        """Before a sync writes anything: what the selected streams cannot honour is
+        refused, and a catalog that selects nothing is said."""
+        super()._set_compatible_replication_methods()
+        streams = [t.cast("CubeStream", stream) for stream in self.streams.values()]
+        refuse_partial_versions(streams)
+        warn_nothing_selected(self.input_catalog, streams, self.logger)
 
     @override
     def load_state(self, state: dict[str, t.Any]) -> None:

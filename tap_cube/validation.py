@@ -7,10 +7,12 @@ the variable, and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import ipaddress
 import json
 import os
+import re
 import ssl
 import typing as t
 import unicodedata
@@ -18,15 +20,19 @@ from datetime import date
 from decimal import Decimal
 from urllib.parse import urlsplit
 
+from singer_sdk.configuration._dict_config import parse_environment_config
+
 from tap_cube.errors import ConfigError, scrubber
 from tap_cube.settings import MAX_CONCURRENCY, SETTINGS, zone_of
 from tap_cube.streams.directory import describe_needs, discovers_crms
 
 if t.TYPE_CHECKING:
     import logging
+    from collections.abc import Iterable
 
     from singer_sdk.singerlib import Catalog
 
+    from tap_cube.streams.cube_stream import CubeStream
     from tap_cube.streams.directory import Need
 
 
@@ -42,6 +48,7 @@ def check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
         *_start_date_errors(config.get("start_date")),
         *_timezone_errors(config.get("timezone")),
         *_ca_bundle_errors(config.get("ca_bundle")),
+        *_sdk_feature_errors(config),
     ]
 
 
@@ -216,6 +223,31 @@ MAX_DAYS = 36_500
 MAX_SECONDS = 86_400
 
 
+def _sdk_feature_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+    """SDK features that would act wrongly together with a setting, refused by name
+    rather than let them lose rows.
+
+    The stream-level ones (a version of a stream read in day windows, or whose partition
+    was skipped) are refused as the streams know them (CubeStream.partial_send).
+    """
+    errors: list[str] = []
+    if config.get("emit_activate_version_messages") and config.get("skip_unchanged"):
+        errors.append(
+            "emit_activate_version_messages cannot be used with skip_unchanged: "
+            "ACTIVATE_VERSION tells the target that a run sent the whole table, so it "
+            "would mark every unchanged row deleted (and remove it with hard_delete); turn "
+            "one of them off (detect_deletions marks removed customers deleted without it)"
+        )
+    mapped = [key for key in ("stream_maps", "flattening_enabled") if config.get(key)]
+    if config.get("batch_config") and mapped:
+        errors.append(
+            f"batch_config cannot be used with {' or '.join(mapped)}: the SDK writes BATCH "
+            "files of the records as read, without the maps or flattening; remove "
+            "batch_config to have them applied"
+        )
+    return errors
+
+
 def _start_date_errors(start_date: object) -> list[str]:
     if start_date is not None and not _is_date(start_date):
         return [f"start_date {start_date!r} is not a date; use YYYY-MM-DD"]
@@ -265,7 +297,10 @@ def _is_latin1(text: str) -> bool:
 def warn_unknown_settings(
     config: t.Mapping[str, t.Any], schema: t.Mapping[str, t.Any], logger: logging.Logger
 ) -> None:
-    """A misspelt setting would otherwise be ignored without a word."""
+    """A misspelt setting would otherwise be ignored without a word.
+
+    `schema`: every setting the tap reads, the SDK's built-in ones included.
+    """
     known = list(schema["properties"])
     for key in config:
         if key not in known:
@@ -306,6 +341,32 @@ def warn_unoffered_streams(
                 entry.tap_stream_id,
                 f"it needs {describe_needs(wanted)}" if wanted else "no setting enables it",
             )
+
+
+def refuse_partial_versions(streams: Iterable[CubeStream]) -> None:
+    """ACTIVATE_VERSION tells the target that a version holds the whole table: refused
+    for a stream whose run never sends it whole."""
+    for stream in streams:
+        if stream.activates_version and stream.partial_send:
+            msg = (
+                f"emit_activate_version_messages cannot be honoured for stream "
+                f"{stream.name!r}: {stream.partial_send}, so ACTIVATE_VERSION would mark "
+                "every row it did not send deleted; turn it off, or leave the stream's "
+                "replication method as discovery gives it"
+            )
+            raise ConfigError(msg)
+
+
+def warn_nothing_selected(
+    catalog: Catalog | None, streams: Iterable[CubeStream], logger: logging.Logger
+) -> None:
+    """A run that extracts nothing succeeds: a scheduler would never notice it."""
+    if catalog is not None and not any(stream.selected for stream in streams):
+        logger.warning(
+            "the catalog selects no stream this configuration offers, so this run extracts "
+            "nothing; select streams (meltano select tap-cube customers '*'), or make a "
+            "catalog with tap-cube --discover"
+        )
 
 
 #: What each input file must hold, for the message when it does not.
@@ -411,6 +472,54 @@ def _input_files(argv: list[str]) -> t.Iterator[tuple[str, str]]:
 
 
 _ARRAY_EXAMPLES = {"crms": """'[{"data_owner_id": 3, "crm_type": "B2C"}]'"""}
+
+#: The JSON types read from a variable's text here rather than by the SDK, and how
+#: messages name them.
+_SCALAR_KINDS = {"integer": "a whole number", "number": "a number", "boolean": "true or false"}
+_TRUE_WORDS = ("true", "1", "yes", "on")  # the SDK's, for true
+_FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def read_environment(schema: t.Mapping[str, t.Any], prefix: str) -> dict[str, t.Any]:
+    """The settings given as `<prefix><NAME>` variables, by the type `schema` gives them.
+
+    The SDK's parse_environment_config reads the rest; it leaves a number as text, which
+    validation then refuses (`'1' is not of type 'number'`), and ends on a malformed whole
+    number with a bare ValueError. A variable set empty counts as unset.
+    """
+    properties: dict[str, t.Any] = schema["properties"]
+    scalars = {name: kind for name, prop in properties.items() if (kind := _scalar_kind(prop))}
+    others = {name: prop for name, prop in properties.items() if name not in scalars}
+    # It also loads a .env file into the environment, so it runs first.
+    config = parse_environment_config({**schema, "properties": others}, prefix)
+    for name, kind in scalars.items():
+        variable = prefix + name.upper().replace("-", "_")
+        text = os.environ.get(variable, "").strip()
+        if text:
+            config[name] = _scalar_from_text(variable, text, kind, properties[name])
+    return config
+
+
+def _scalar_kind(prop: t.Mapping[str, t.Any]) -> str | None:
+    types = prop.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    return next((kind for kind in _SCALAR_KINDS if kind in types), None)
+
+
+def _scalar_from_text(variable: str, text: str, kind: str, prop: t.Mapping[str, t.Any]) -> t.Any:
+    if kind == "boolean" and text.lower() in (*_TRUE_WORDS, *_FALSE_WORDS):
+        return text.lower() in _TRUE_WORDS
+    if kind == "integer" and re.fullmatch(r"[+-]?[0-9]+", text):
+        return int(text)
+    if kind == "number":
+        with contextlib.suppress(json.JSONDecodeError):
+            # As a JSON config file gives numbers: whole ones as int, others as Decimal.
+            value = json.loads(text, parse_float=Decimal)
+            if isinstance(value, int | Decimal) and not isinstance(value, bool):
+                return value
+    example = "true" if kind == "boolean" else prop.get("default", 1)
+    msg = f"{variable}={text!r} is not {_SCALAR_KINDS[kind]}; write it as {variable}={example}"
+    raise ConfigError(msg)
 
 
 def _check_environment(environ: t.Mapping[str, str]) -> None:

@@ -14,6 +14,13 @@ relies on, so an upgrade that changes it fails here, not in a user's run.
 - `PluginBase._handle_termination` (tap.py): the SDK's handler exits 0 on a partial run.
 - `PluginBase._validate_config` (tap.py): the rules a JSON schema cannot say, in the same
   one-line error.
+- `Stream._write_activate_version_message` (cube_stream.py): the ACTIVATE_VERSION the SDK
+  writes as a sync begins, held back until the stream was sent whole.
+- `Tap._set_compatible_replication_methods` (tap.py): the step of `sync_all` before any
+  message, where what the selected streams cannot honour is refused.
+- `PluginBase._env_var_config` and `singer_sdk.configuration._dict_config`
+  (`parse_environment_config`, `merge_missing_config_jsonschema`; tap.py, validation.py):
+  `--config ENV` read by each setting's type, and `emit_activate_version_messages` declared.
 - `requests.Response._content` (responses.py): a body read within request_timeout, then
   decoded as requests would.
 """
@@ -91,3 +98,20 @@ def test_the_tap_writes_every_state_through_its_digest_writer(simulator, capsys)
     tap.sync_all()
     states = [line for line in capsys.readouterr().out.splitlines() if '"STATE"' in line]
     assert states
+
+
+def test_activate_version_and_sync_hooks_exist_with_the_shape_tap_cube_overrides():
+    from singer_sdk import Tap
+    from singer_sdk.configuration._dict_config import (
+        merge_missing_config_jsonschema,
+        parse_environment_config,
+    )
+
+    assert parameters(Stream._write_activate_version_message) == ["self", "full_table_version"]
+    assert parameters(Tap._set_compatible_replication_methods) == ["self"]
+    assert parameters(parse_environment_config)[:2] == ["config_schema", "prefix"]
+    assert parameters(merge_missing_config_jsonschema) == [
+        "source_jsonschema",
+        "target_jsonschema",
+    ]
+    assert isinstance(inspect.getattr_static(PluginBase, "_env_var_config"), property)

@@ -127,6 +127,7 @@ class DayWindowStream(CustomersBase):
     # read again is there to update rows edited late.
     tracks_deletions = False
     tracks_changes = False
+    partial_send = "it is read in day windows from its bookmark, never whole"
     #: The object columns gathering free-form `<column>__<label>` fields by label.
     extra_columns: t.ClassVar[tuple[str, ...]] = (CALL_OUTCOME_EXTRA,)
     extra_properties: t.ClassVar[dict[str, t.Any]] = {}

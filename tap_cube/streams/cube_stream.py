@@ -18,13 +18,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from singer_sdk import RESTStream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import RecordMessage
+from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
 from tap_cube.api.client import CubeClient, PageRequest
 from tap_cube.api.fetch import PagePipeline, RequestGate
 from tap_cube.api.pagination import CubeNextLinkPaginator, query_pairs
-from tap_cube.errors import DeletionsWithheldError, InaccessibleError
+from tap_cube.errors import DeletionsWithheldError, InaccessibleError, IncompleteError
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records import changes, deletions
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
@@ -91,6 +92,9 @@ class CubeStream(RESTStream[t.Any]):
     key_schema: t.ClassVar[dict[str, t.Any]] = {}
     #: Whether skip_unchanged applies: full-table streams keyed by `record_id_field`.
     tracks_changes: bool = False
+    #: Why a run never sends this stream's whole table, if it never does: then
+    #: ACTIVATE_VERSION, which tells the target a version holds it all, is refused.
+    partial_send: str | None = None
     # coerce() makes every record match the schema, cheaper than the SDK's generic
     # conformance, which walks the schema for every field of every record.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
@@ -289,6 +293,38 @@ class CubeStream(RESTStream[t.Any]):
                     "them, run once with max_deletion_share: 1 (TAP_CUBE_MAX_DELETION_SHARE=1)"
                 )
                 raise DeletionsWithheldError(msg)
+            self._activate_version()
+
+    @property
+    def activates_version(self) -> bool:
+        """Whether the SDK gives this stream's records a version to activate, as its
+        `sync` decides it."""
+        return (
+            self.selected
+            and self.replication_method == REPLICATION_FULL_TABLE
+            and self.emit_activate_version_messages
+        )
+
+    @override
+    def _write_activate_version_message(self, full_table_version: int) -> None:
+        """Held back: the SDK writes it as a sync begins, before any record of the version,
+        and a target then marks every row deleted until it is sent again; a run that
+        fails on the way left them so. `_activate_version` writes it once all were sent."""
+
+    def _activate_version(self) -> None:
+        """ACTIVATE_VERSION after the stream's last record, when every partition was
+        read whole; a skipped one would have its rows marked deleted, so none then."""
+        if self._stream_version is None:
+            return
+        if self.skipped:
+            msg = (
+                f"{self.name}: ACTIVATE_VERSION (emit_activate_version_messages) was not "
+                f"sent: {', '.join(self.skipped)} answered 403 or 404, so the target would "
+                "mark its rows deleted; grant this user access, or leave it out of "
+                f"{self.partition_setting}"
+            )
+            raise IncompleteError(msg)
+        super()._write_activate_version_message(self._stream_version)
 
     def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
         """The records of one partition, each exactly once, or an error that says why not.
