@@ -9,8 +9,11 @@ import typing as t
 import pytest
 from singer_sdk.helpers import capabilities
 
+from tap_cube.simulator import Assignment
 from tests.conftest import config_for, plain_assignment, run_tap
+from tests.meltano_support import FIELDS, RUN_TIMEOUT, SIM_TOKEN, tail
 from tests.test_errors import assert_fails_with
+from tests.test_meltano_e2e import keys_of, table_contents, tap_lines
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -153,6 +156,43 @@ def test_a_read_that_fails_part_way_activates_no_version(simulator, tmp_path):
     assert_fails_with(run, "assignment 7", "400")
     assert run.records()
     assert activate_versions(run) == []
+
+
+@pytest.mark.slow
+def test_activate_version_with_skip_unchanged_leaves_the_table_whole_through_meltano(
+    simulator, meltano, pg_database, tmp_path
+):
+    """meltano.yml turns skip_unchanged on; a re-run with ACTIVATE_VERSION sent no
+    unchanged customer and the version, and target-postgres marked every one deleted."""
+    sim = simulator([Assignment(81, 700, custom_fields=FIELDS)], token=SIM_TOKEN)
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[81]",
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    job = meltano("a")
+    args = ("run", "--state-id-suffix", f"activate-{tmp_path.name}", "tap-cube", "target-postgres")
+    job.run(*args, env=env, log=tmp_path / "first.log")
+    log = tmp_path / "activate.log"
+    process = job.start(
+        *args, env={**env, "TAP_CUBE_EMIT_ACTIVATE_VERSION_MESSAGES": "true"}, log=log
+    )
+    try:
+        process.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0, f"meltano run did not fail:\n{tail(log)}"
+    lines = [line for line in tap_lines(log.read_text(encoding="utf-8")) if line.strip()]
+    assert lines[-1].startswith(
+        "tap-cube: error: invalid configuration: emit_activate_version_messages cannot be "
+        "used with skip_unchanged"
+    ), tail(log)
+    rows = table_contents(pg_database.dsn)
+    assert {(a, str(c)) for a, c in rows} == keys_of(sim, 81)
+    assert not [key for key, row in rows.items() if row["deleted"]]
 
 
 # --- BATCH ------------------------------------------------------------------------
