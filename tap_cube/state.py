@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from tap_cube.errors import StateError
-from tap_cube.records import changes
+from tap_cube.records import changes, memory
 from tap_cube.records.deletions import STATE_KEY, decode_ids
 
 if t.TYPE_CHECKING:
@@ -145,6 +145,15 @@ def check_partition(partition: object, shape: StreamShape, index: int | None) ->
     problem = changes.record_hashes_problem(partition.get(changes.STATE_KEY))
     if problem is not None:
         _fail(shape, where, problem)
+    note = partition.get(memory.STATE_KEY)
+    if note is not None and not memory.is_note(note):
+        # A note no tap-cube writes: the state was edited or damaged, as for the ids.
+        _fail(
+            shape,
+            where,
+            f"its {memory.STATE_KEY} is {_kind(note)}, not what tap-cube notes there "
+            "(four 16-digit hex hashes joined by '-')",
+        )
     if shape.bookmark_key is not None:
         _check_bookmark(partition, shape, where)
 
