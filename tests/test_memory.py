@@ -119,6 +119,45 @@ def test_a_change_of_timezone_sends_the_partition_whole(simulator, tmp_path):
     assert live(third) == set()
 
 
+@pytest.mark.parametrize("skip_unchanged", [False, True])
+def test_a_run_with_deletions_off_in_between_leaves_ids_a_later_run_can_trust(
+    simulator, tmp_path, skip_unchanged
+):
+    """Customers a run with detect_deletions off loaded, and that are removed before the
+    next run with it on, are marked deleted by that run; the run with it off marks
+    nothing deleted itself."""
+    sim = simulator([plain_assignment(7, 100)])
+    on = config_for(sim, [7], detect_deletions=True, skip_unchanged=skip_unchanged)
+    off = {**on, "detect_deletions": False}
+    first = run_tap(on, tmp_path)
+    assert first.returncode == 0, first.stderr
+    sim.set_count(7, 105)  # 5 new customers
+    new = served(sim) - live(first)
+    sim.set_count(7, 104, at="start")  # and one of the first run's removed
+    removed_early = live(first) - served(sim)
+    between = run_with_state(off, tmp_path, last_state(first))
+    assert between.returncode == 0, between.stderr
+    assert new <= live(between)
+    assert [r for r in between.records() if "_sdc_deleted_at" in r] == []
+    sim.set_count(7, 99)  # the 5 new customers are removed again
+    assert not new & served(sim)
+    later = run_with_state(on, tmp_path, last_state(between))
+    assert later.returncode == 0, later.stderr
+    assert deleted(later) == new | removed_early
+    if skip_unchanged:
+        assert live(later) == served(sim)  # detect_deletions turned on: sent whole once
+    after = run_with_state(on, tmp_path, last_state(later))
+    assert deleted(after) == set()
+
+
+def test_a_run_with_deletions_off_keeps_no_ids_where_there_were_none(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 100)])
+    run = run_tap(config_for(sim, [7]), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert IDS not in partition(last_state(run))
+    assert VOUCHES_FOR not in partition(last_state(run))
+
+
 def test_a_memory_kept_by_an_earlier_tap_cube_is_rebuilt_and_its_ids_kept(simulator, tmp_path):
     """A state from before `memory_vouches_for`: the partition is sent whole once, and
     the ids it delivered still mark what was removed."""

@@ -302,9 +302,11 @@ class CubeStream(RESTStream[t.Any]):
         started = time.monotonic()
         # Only streams that keep ids or hashes per partition touch its state here (a
         # call outcomes window is no partition of its own).
-        keeps_state = self.detects_deletions or self.tracks_changes
+        keeps_state = self.tracks_deletions or self.tracks_changes
         state = self.get_context_state(context) if keeps_state else {}
         where = self.describe_partition(context)
+        # With detect_deletions off, ids are kept only where a run with it on kept some.
+        keeps_ids = self.detects_deletions or deletions.STATE_KEY in state
         reason = self._distrust_reason(state) if keeps_state else None
         if reason is not None:
             self._forget_distrusted(state, where, reason)
@@ -329,7 +331,7 @@ class CubeStream(RESTStream[t.Any]):
                 prepare=partial(self.set_aside_owned, context=context),
                 fit=self.coerce,
             ),
-            self._deletion_rule(state),
+            self._deletion_rule(state) if keeps_ids else None,
         )
         try:
             yield from read.records()
@@ -498,12 +500,14 @@ class CubeStream(RESTStream[t.Any]):
         return changes.ChangeFilter(changes.decode_hashes(stored) if stored else array("Q"))
 
     def _deletion_rule(self, state: dict[str, t.Any]) -> DeletionRule | None:
-        if not self.detects_deletions:
+        """detect_deletions, or with it off the delivered ids kept current (completeness.py)."""
+        if not self.tracks_deletions:
             return None
         return DeletionRule(
             delivered_before=state.get(deletions.STATE_KEY),
             max_share=self.max_deletion_share,
             id_schema=self.schema["properties"][str(self.record_id_field)],
+            marks_deleted=self.detects_deletions,
         )
 
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]:
