@@ -7,7 +7,8 @@ and the customers removed since the last run are never marked deleted. So every 
 of the state of a stream this tap knows is checked when it is loaded (`check_state`,
 one partition at a time in `check_partition`), and what cannot be trusted stops the
 run with one line naming the stream, the partition and what to do. Streams and keys
-the tap does not know are left as they are.
+the tap does not know are left as they are. The state as `meltano state get` prints
+it is read too; a top level of any other shape stops the run (`singer_state`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from tap_cube.errors import StateError
-from tap_cube.records import changes
+from tap_cube.records import changes, memory
 from tap_cube.records.deletions import STATE_KEY, decode_ids
 
 if t.TYPE_CHECKING:
@@ -53,6 +54,32 @@ class StreamShape:
             partition_keys={key: _KEY_TYPES[prop["type"]] for key, prop in key_schema.items()},
             bookmark_key=replication_key if isinstance(replication_key, str) else None,
         )
+
+
+#: The key under which `meltano state get` prints the Singer state.
+MELTANO_WRAPPER = "singer_state"
+
+
+def singer_state(given: Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The Singer state in a given state: as a target emitted it, or unwrapped from the
+    form `meltano state get` prints; StateError for any other shape.
+
+    The SDK reads only a state's "bookmarks": any other shape would be taken as empty,
+    and a run from an empty state marks nothing deleted that was removed meanwhile.
+    """
+    state = given
+    if set(given) == {MELTANO_WRAPPER} and isinstance(given[MELTANO_WRAPPER], dict):
+        state = given[MELTANO_WRAPPER]
+    if state and "bookmarks" not in state:
+        keys = ", ".join(json.dumps(str(key))[:40] for key in list(state)[:3])
+        more = ", ..." if len(state) > 3 else ""
+        msg = (
+            f'the state is not a Singer state: its top level holds {keys}{more}, not "bookmarks"; '
+            "give the state as the tap emitted it (a STATE message's value), or as "
+            '`meltano state get <state id>` prints it ({"singer_state": {"bookmarks": ...}})'
+        )
+        raise StateError(msg)
+    return dict(state)
 
 
 def check_state(state: Mapping[str, t.Any], shapes: Iterable[StreamShape]) -> None:
@@ -118,6 +145,15 @@ def check_partition(partition: object, shape: StreamShape, index: int | None) ->
     problem = changes.record_hashes_problem(partition.get(changes.STATE_KEY))
     if problem is not None:
         _fail(shape, where, problem)
+    note = partition.get(memory.STATE_KEY)
+    if note is not None and not memory.is_note(note):
+        # A note no tap-cube writes: the state was edited or damaged, as for the ids.
+        _fail(
+            shape,
+            where,
+            f"its {memory.STATE_KEY} is {_kind(note)}, not what tap-cube notes there "
+            "(four 16-digit hex hashes joined by '-')",
+        )
     if shape.bookmark_key is not None:
         _check_bookmark(partition, shape, where)
 

@@ -20,7 +20,7 @@ from tap_cube.errors import ConfigError, install_scrubber
 from tap_cube.output import BufferedRecordWriter, DigestStateWriter, write_output
 from tap_cube.probe import probe
 from tap_cube.settings import SETTINGS
-from tap_cube.state import StreamShape, check_state
+from tap_cube.state import StreamShape, check_state, singer_state
 from tap_cube.streams.call_outcomes import (
     CallOutcomesStream,
     CrmCallOutcomesStream,
@@ -165,6 +165,7 @@ class TapCube(Tap):
     @override
     def load_state(self, state: dict[str, t.Any]) -> None:
         """Check the given state whole first: what cannot be trusted stops the run."""
+        state = singer_state(state)
         check_state(state, [StreamShape.of(stream_class) for stream_class in STREAM_CLASSES])
         super().load_state(state)
 

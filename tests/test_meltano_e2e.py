@@ -959,6 +959,39 @@ def test_a_run_stopped_mid_way_then_a_complete_run_delivers_every_change(
     assert stopped_run <= len(changed)
 
 
+def test_a_stream_renamed_by_a_map_after_a_skipping_run_gets_every_customer(
+    simulator, meltano, pg_database, tmp_path
+):
+    """After a run with skip_unchanged (on in meltano.yml), an alias map sends customers
+    to a new table: it gets every live customer with its current values, and no row for
+    one removed before (its id named a row of the old table)."""
+    sim = simulator([Assignment(71, 1200, custom_fields=FIELDS)], token=SIM_TOKEN)
+    env = {
+        "TAP_CUBE_API_URL": sim.url,
+        "TAP_CUBE_ASSIGNMENT_IDS": "[71]",
+        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
+        **pg_database.target_env(),
+    }
+    job = meltano("a")
+    args = ("run", "--state-id-suffix", f"renamed-{tmp_path.name}", "tap-cube", "target-postgres")
+    job.run(*args, env=env, log=tmp_path / "first.log")
+
+    changed = change_customers(sim, 71, [20, 600])
+    sim.set_count(71, 1190, at="start")  # 10 removed
+    alias = json.dumps({"customers": {"__alias__": "cube_customers"}})
+    log = job.run(*args, env={**env, "TAP_CUBE_STREAM_MAPS": alias}, log=tmp_path / "renamed.log")
+
+    renamed = table_contents(pg_database.dsn, "cube_customers")
+    assert set(renamed) == keys_of(sim, 71)
+    assert not any(row["deleted"] for row in renamed.values())
+    names = {key: row["crm__standard_info__name"] for key, row in renamed.items()}
+    served = {(71, str(c["crm__customer_id"])): c for c in sim.customers(71)}
+    assert names == {key: c["crm__standard_info__name"] for key, c in served.items()}
+    assert changed <= set(renamed)
+    assert tap_summaries(log) == {"customers: assignment 71": (1190, 0, 0)}
+    assert "customers: assignment 71: sent whole this once: the streams its records go to" in log
+
+
 def test_jobs_on_disjoint_assignments_each_send_only_their_own_changes(
     simulator, meltano, pg_database, tmp_path
 ):

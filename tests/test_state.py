@@ -170,6 +170,53 @@ def test_streams_and_keys_the_tap_does_not_know_are_left_alone(simulator, tmp_pa
     assert last_state(second)["bookmarks"]["someone_elses_stream"] == {"anything": ["at all"]}
 
 
+def test_the_state_as_meltano_state_get_prints_it_is_read(simulator, tmp_path):
+    """`meltano state get` wraps the state in {"singer_state": ...}; given to --state as
+    it is, the customers removed meanwhile are still marked deleted."""
+    sim = simulator([plain_assignment(7, 100)])
+    config = config_for(sim, [7], detect_deletions=True)
+    first = run_tap(config, tmp_path)
+    assert first.returncode == 0, first.stderr
+    sim.set_count(7, 90, at="start")
+    second = run_with_state(config, tmp_path, {"singer_state": last_state(first)})
+    assert second.returncode == 0, second.stderr
+    assert len([r for r in second.records() if r.get("_sdc_deleted_at")]) == 10
+    # What it writes is the Singer state, which Meltano wraps again itself.
+    assert "bookmarks" in last_state(second)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "bare bookmarks",
+        "another wrapper",
+        "wrapped twice",
+        "wrapped beside more",
+        "wrapped a list",
+    ],
+)
+def test_a_state_of_an_unknown_shape_is_refused_not_taken_as_empty(simulator, tmp_path, shape):
+    sim = simulator([plain_assignment(7, 100)])
+    config = config_for(sim, [7], detect_deletions=True)
+    state = last_state(run_tap(config, tmp_path))
+    given = {
+        "bare bookmarks": state["bookmarks"],
+        "another wrapper": {"value": state},
+        "wrapped twice": {"singer_state": {"singer_state": state}},
+        "wrapped beside more": {"singer_state": state, "completed": True},
+        "wrapped a list": {"singer_state": [state]},
+    }[shape]
+    sim.set_count(7, 90, at="start")
+    run = run_with_state(config, tmp_path, given)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert run.records() == []
+    line = run.last_stderr_line
+    assert line.startswith("tap-cube: error: the state is not a Singer state: "), line
+    assert '"bookmarks"' in line
+    assert "meltano state get" in line
+    assert "Traceback" not in run.stderr
+
+
 # --- hypothesis: any state either loads and behaves, or fails with one line ---------------
 
 

@@ -64,7 +64,13 @@ class RecordPath:
 
 @dataclass(frozen=True, slots=True)
 class DeletionRule:
-    """detect_deletions for one partition: what it delivered last time, and the limit."""
+    """detect_deletions for one partition: what it delivered last time, and the limit.
+
+    With `marks_deleted` off (detect_deletions off, on a partition that has delivered
+    ids), nothing is marked deleted, and the ids kept are those delivered before with
+    those emitted now: every row the target may hold live, for a later run with
+    detect_deletions on to compare with.
+    """
 
     #: The delivered ids its state holds (deletions.py); None before its first read.
     delivered_before: object
@@ -72,6 +78,8 @@ class DeletionRule:
     max_share: float
     #: The id field's schema, for the deletion records.
     id_schema: dict[str, t.Any]
+    #: Whether what is no longer served is marked deleted.
+    marks_deleted: bool = True
 
 
 @dataclass(slots=True)
@@ -188,8 +196,10 @@ class CompleteRead:
                     "it to Headshed if it persists."
                 )
                 raise IncompleteError(msg)
-            if self._rule is not None:
+            if self._rule is not None and self._rule.marks_deleted:
                 yield from self._deletions(self._rule, served, emitted)
+            elif self._rule is not None:
+                summary.delivered_ids = delivered_so_far(self._rule.delivered_before, emitted)
 
     def _deletions(self, rule: DeletionRule, served: SeenIds, emitted: SeenIds) -> Iterator[Record]:
         """Deletion records for what this complete read no longer served (deletions.py).

@@ -96,8 +96,8 @@ def decode_ids(encoded: object) -> tuple[BitMap, list[int | str]]:
 
 def delivered_so_far(previous: object, emitted: SeenIds) -> dict[str, str]:
     """The ids delivered before and those emitted since, for the state of a read that
-    ends early: a record it sent that is gone by the next complete read is then still
-    marked deleted."""
+    ends early, or of one with detect_deletions off: a record it sent that is gone by
+    the next complete read with detect_deletions on is then still marked deleted."""
     return encode_ids(*_delivered(previous, emitted))
 
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from singer_sdk import RESTStream
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import RemoveRecordTransform, StreamMap
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from singer_sdk.streams.rest import PageContext
@@ -27,7 +28,7 @@ from tap_cube.api.fetch import PagePipeline, RequestGate
 from tap_cube.api.pagination import CubeNextLinkPaginator, query_pairs
 from tap_cube.errors import DeletionsWithheldError, InaccessibleError, IncompleteError
 from tap_cube.progress import PROGRESS_INTERVAL
-from tap_cube.records import changes, deletions
+from tap_cube.records import changes, deletions, memory
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.records.completeness import (
     CompleteRead,
@@ -332,25 +333,22 @@ class CubeStream(RESTStream[t.Any]):
         A partition that answers 403 or 404 before its first page is skipped with a
         warning when skips_inaccessible allows it. Its state changes only once it was
         read completely: its delivered ids (detect_deletions) and record hashes
-        (skip_unchanged).
+        (skip_unchanged), and the note of what they vouch for (tap_cube/records/memory.py).
         """
         started = time.monotonic()
         # Only streams that keep ids or hashes per partition touch its state here (a
         # call outcomes window is no partition of its own).
-        keeps_state = self.detects_deletions or self.tracks_changes
+        keeps_state = self.tracks_deletions or self.tracks_changes
         state = self.get_context_state(context) if keeps_state else {}
         where = self.describe_partition(context)
+        # With detect_deletions off, ids are kept only where a run with it on kept some.
+        keeps_ids = self.detects_deletions or deletions.STATE_KEY in state
+        reason = self._distrust_reason(state) if keeps_state else None
+        if reason is not None:
+            self._forget_distrusted(state, where, reason)
         # The stored hashes are held decoded while the partition is read, and their text
         # leaves the state (megabytes at a million records); a complete read puts new ones.
         stored = state.pop(changes.STATE_KEY, None) if self.skips_unchanged else None
-        if stored is not None and changes.is_outdated(stored):
-            self.logger.warning(
-                "%s: %s: its record hashes were kept by an earlier tap-cube, in a format it "
-                "no longer reads; every record of it is sent this once",
-                self.name,
-                where,
-            )
-            stored = None
         self._changes = self._change_filter(stored) if self.skips_unchanged else None
         self._vouching = bool(stored)
         del stored
@@ -369,7 +367,7 @@ class CubeStream(RESTStream[t.Any]):
                 prepare=partial(self.set_aside_owned, context=context),
                 fit=self.coerce,
             ),
-            self._deletion_rule(state),
+            self._deletion_rule(state) if keeps_ids else None,
         )
         try:
             yield from read.records()
@@ -403,6 +401,7 @@ class CubeStream(RESTStream[t.Any]):
             # Hashes from before a run without skip_unchanged may vouch for rows it
             # has since marked deleted.
             state.pop(changes.STATE_KEY, None)
+        self._note_what_memory_vouches_for(state)
         unchanged = change_filter.unchanged if change_filter is not None else 0
         self.logger.info(
             "%s: %s done: %d records, %d pages, %d retries, %.1f s; "
@@ -427,6 +426,7 @@ class CubeStream(RESTStream[t.Any]):
             return
         state[deletions.STATE_KEY] = summary.delivered_ids
         self._keep_stored_hashes(state)
+        self._note_what_memory_vouches_for(state)
         self.state_manager.is_flushed = False  # the SDK writes a STATE only when unflushed
         try:
             self._write_state_message()
@@ -438,6 +438,91 @@ class CubeStream(RESTStream[t.Any]):
         for all that went out of it (see `_withdraw_hashes`)."""
         if self._vouching and self._changes is not None and len(self._changes.previous):
             state[changes.STATE_KEY] = changes.encode_hashes(self._changes.previous)
+
+    # --- what the memory vouches for ---------------------------------------------------
+
+    def _distrust_reason(self, state: dict[str, t.Any]) -> str | None:
+        """Why the partition's stored memory is not trusted this run (None: trust it).
+
+        Its stored hashes are then dropped, so the partition is sent whole and its
+        hashes rebuilt; its delivered ids are kept unless they name rows of another
+        destination (`_names_another_destination`).
+        """
+        hashes = state.get(changes.STATE_KEY)
+        if hashes is None and deletions.STATE_KEY not in state:
+            return None  # nothing remembered
+        if hashes is not None and changes.is_outdated(hashes):
+            return (
+                "its record hashes were kept by an earlier tap-cube, in a format it no longer reads"
+            )
+        note = state.get(memory.STATE_KEY)
+        if note is None:
+            return (
+                "its memory was kept by an earlier tap-cube, which did not note what it vouches for"
+            )
+        changed = self.vouches_for.changed_since(memory.Vouching.parse(note))
+        if not changed:
+            return None
+        reason = memory.reason(changed, self._emitted_streams)
+        if deletions.STATE_KEY in state and self._names_another_destination(state):
+            reason += (
+                "; the ids it delivered name rows of where its records went before, so they "
+                "are let go and nothing is marked deleted this run"
+            )
+        return reason
+
+    def _names_another_destination(self, state: dict[str, t.Any]) -> bool:
+        """Whether the partition's memory is of records sent to other streams (tables)."""
+        note = state.get(memory.STATE_KEY)
+        earlier = memory.Vouching.parse(note) if note is not None else None
+        return earlier is not None and earlier.destination != self.vouches_for.destination
+
+    def _forget_distrusted(self, state: dict[str, t.Any], where: str, reason: str) -> None:
+        """Drops the memory `_distrust_reason` does not trust, and says so in one line
+        where that changes what is sent or deleted."""
+        forgets_hashes = state.pop(changes.STATE_KEY, None) is not None and self.skips_unchanged
+        forgets_ids = self._names_another_destination(state) and (
+            state.pop(deletions.STATE_KEY, None) is not None
+        )
+        if forgets_hashes or forgets_ids:
+            self.logger.info("%s: %s: sent whole this once: %s", self.name, where, reason)
+
+    def _note_what_memory_vouches_for(self, state: dict[str, t.Any]) -> None:
+        """Notes with the partition's ids and hashes what they vouch for (none: no note)."""
+        if deletions.STATE_KEY in state or changes.STATE_KEY in state:
+            state[memory.STATE_KEY] = self.vouches_for.note()
+        else:
+            state.pop(memory.STATE_KEY, None)
+
+    @cached_property
+    def _emitted_streams(self) -> list[str]:
+        """The streams this stream's records go to, as emitted (after stream maps)."""
+        return [stream_map.stream_alias for stream_map in self._emitting_maps]
+
+    @cached_property
+    def _emitting_maps(self) -> list[StreamMap]:
+        """The stream maps that make messages of this stream's records."""
+        return [m for m in self.stream_maps if not isinstance(m, RemoveRecordTransform)]
+
+    @cached_property
+    def vouches_for(self) -> memory.Vouching:
+        """What this run's memory of a partition vouches for (tap_cube/records/memory.py):
+        its SCHEMA messages as the SDK writes them, and the settings beside them."""
+        return memory.Vouching.of(
+            destination=self._emitted_streams,
+            shape={
+                "schemas": [
+                    [m.stream_alias, m.transformed_schema, m.transformed_key_properties]
+                    for m in self._emitting_maps
+                ],
+                "settings": {name: self.config.get(name) for name in memory.MAP_SETTINGS},
+            },
+            timezone=self.zone.key,
+            switches={
+                "detect_deletions": self.detects_deletions,
+                "skip_unchanged": self.skips_unchanged,
+            },
+        )
 
     def _pages(self, context: Context, *, again: bool = False) -> Iterator[Page]:
         """The partition's pages from the pipeline, noting when each arrived."""
@@ -451,12 +536,14 @@ class CubeStream(RESTStream[t.Any]):
         return changes.ChangeFilter(changes.decode_hashes(stored) if stored else array("Q"))
 
     def _deletion_rule(self, state: dict[str, t.Any]) -> DeletionRule | None:
-        if not self.detects_deletions:
+        """detect_deletions, or with it off the delivered ids kept current (completeness.py)."""
+        if not self.tracks_deletions:
             return None
         return DeletionRule(
             delivered_before=state.get(deletions.STATE_KEY),
             max_share=self.max_deletion_share,
             id_schema=self.schema["properties"][str(self.record_id_field)],
+            marks_deleted=self.detects_deletions,
         )
 
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]:
