@@ -144,3 +144,18 @@ def test_definition_adds_installs_and_runs_in_a_new_project(simulator, tmp_path)
     served = {(a, str(c["crm__customer_id"])) for a in (101, 202) for c in sim.customers(a)}
     assert {(c["assignment_id"], str(c["crm__customer_id"])) for c in customers} == served
     assert len(customers) == len(served)
+
+
+def test_capabilities_are_those_the_tap_reports():
+    """What Meltano is told the tap can do is what `tap-cube --about` says, no more."""
+    about = subprocess.run(
+        [str(MELTANO.with_name("tap-cube")), "--about", "--format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    reported = json.loads(about)["capabilities"]
+    assert sorted(meltano_yml_tap()["capabilities"]) == sorted(reported)
+    # Deletions arrive as records (detect_deletions); no ACTIVATE_VERSION is ever sent.
+    assert "activate-version" not in reported
+    assert "test" in reported
