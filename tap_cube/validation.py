@@ -42,6 +42,7 @@ def check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
         *_start_date_errors(config.get("start_date")),
         *_timezone_errors(config.get("timezone")),
         *_ca_bundle_errors(config.get("ca_bundle")),
+        *_batch_errors(config),
     ]
 
 
@@ -244,6 +245,24 @@ def _ca_bundle_errors(bundle: t.Any) -> list[str]:
         except (ssl.SSLError, ValueError):
             return [f"ca_bundle {bundle!r} holds no PEM certificate"]
     return []
+
+
+def _batch_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+    """The SDK writes BATCH files from the records as read, past the stream maps and the
+    flattening that shape the SCHEMA it sends: a column a map removes would be loaded."""
+    if not config.get("batch_config"):
+        return []
+    mapping = [
+        name
+        for name in ("stream_maps", "flattening_enabled")
+        if config.get(name) not in (None, {}, False)
+    ]
+    if not mapping:
+        return []
+    return [
+        f"batch_config cannot be used with {' or '.join(mapping)}: the SDK writes BATCH files "
+        "without applying them; remove batch_config (see docs/performance.md)"
+    ]
 
 
 def _is_date(value: object) -> bool:
