@@ -9,7 +9,7 @@ Run by hand, not in CI, from the project root, with PostgreSQL on 127.0.0.1:5432
 
 Both pipelines are benchmarks/e2e.py's `meltano run` (same plugins in
 `benchmarks/.meltano/`, same loader settings from meltano.yml, only the `customers`
-stream, a fresh database and simulator per run); the BATCH one only adds
+stream, a fresh database, simulator and state ID per run); the BATCH one only adds
 TAP_CUBE_BATCH_CONFIG. Their order alternates from round to round. After each run the
 script checks in PostgreSQL that every customer is there once, that both loaded the same
 columns and the same values, and counts the rows without `_sdc_extracted_at` or
