@@ -118,9 +118,11 @@ class TapCube(Tap):
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        errors = super()._validate_config(raise_errors=False)
+        # After the SDK's check, which adds its own settings (stream_maps, batch_config, …)
+        # to the schema: before it, they were reported as unknown.
         warn_unknown_settings(self.config, self.config_jsonschema, self.logger)
         warn_future_start_date(self.config, self.logger)
-        errors = super()._validate_config(raise_errors=False)
         errors += check_settings(self.config)
         if errors and raise_errors:
             msg = "invalid configuration: " + "; ".join(errors)

@@ -37,6 +37,7 @@ def test_batch_files_hold_the_rows_records_carry(simulator, tmp_path):
     assert records.returncode == 0, records.stderr
     batched = run_tap({**config, "batch_config": batch_config(tmp_path / "files")}, tmp_path)
     assert batched.returncode == 0, batched.stderr
+    assert "unknown setting" not in batched.stderr  # an SDK setting, not a misspelt one
     assert not batched.records()
     key = ("assignment_id", "crm__customer_id")
     assert sorted(batch_rows(batched, "customers"), key=lambda r: [r[k] for k in key]) == sorted(
