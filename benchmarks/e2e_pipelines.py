@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import sys
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -85,8 +86,10 @@ def meltano_pipeline(
 ) -> Pipeline:
     """`meltano run` selecting `streams`; None selects nothing, so every stream loads.
 
-    `tap_settings` override meltano.yml's tap-cube settings; `state_id_suffix` gives the
-    run a state of its own (`--state-id-suffix`), which later runs with it continue.
+    `tap_settings` override meltano.yml's tap-cube settings. Each run starts from a state
+    of its own (`--state-id-suffix`), so that it is a first load: with one shared state,
+    meltano.yml's skip_unchanged would send nothing on a later run of the same data. Runs
+    given the same `state_id_suffix` continue one another's state.
     """
     env = {
         **{f"TAP_CUBE_{k.upper()}": v for k, v in (tap_settings or {}).items()},
@@ -97,8 +100,8 @@ def meltano_pipeline(
     }
     if streams is not None:
         env["TAP_CUBE__SELECT"] = json.dumps([f"{stream}.*" for stream in streams])
-    suffix = ["--state-id-suffix", state_id_suffix] if state_id_suffix else []
-    argv = [str(MELTANO), "run", *suffix, "tap-cube", "target-postgres"]
+    suffix = state_id_suffix or f"first-load-{uuid.uuid4().hex[:12]}"
+    argv = [str(MELTANO), "run", "--state-id-suffix", suffix, "tap-cube", "target-postgres"]
     return Pipeline(MELTANO_RUN, argv, meltano_env(env), SCHEMA)
 
 

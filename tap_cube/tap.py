@@ -12,10 +12,12 @@ from singer_sdk import Tap
 from singer_sdk.configuration._dict_config import merge_missing_config_jsonschema
 from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import EMIT_ACTIVATE_VERSION_CONFIG, TapCapabilities
+from singer_sdk.tap_base import CliTestOptionValue
 from typing_extensions import override
 
 from tap_cube import stopping
 from tap_cube.api.fetch import RequestGate
+from tap_cube.connection_test import check_streams
 from tap_cube.errors import ConfigError, install_scrubber
 from tap_cube.output import BufferedRecordWriter, DigestStateWriter, write_output
 from tap_cube.probe import probe
@@ -60,6 +62,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
+    from singer_sdk.helpers.capabilities import CapabilitiesEnum
     from singer_sdk.streams import Stream
 
     from tap_cube.streams.cube_stream import CubeStream
@@ -96,6 +99,12 @@ class TapCube(Tap):
     # settings first, as a sync does, instead of failing later on what is wrong in them.
     dynamic_catalog = True
     config_jsonschema = SETTINGS
+    # The SDK's, less ACTIVATE_VERSION (deletions arrive as records, see detect_deletions;
+    # none is ever sent), and with `--test` (see connection_test.py).
+    capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
+        *Tap.capabilities,
+        TapCapabilities.TEST,
+    ]
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.gate = RequestGate()  # shared by every stream's requests, cancelled on a stop
@@ -238,6 +247,21 @@ class TapCube(Tap):
         catalog_text = self.catalog_json_text
         write_output(f"{catalog_text}\n".encode())
         return catalog_text
+
+    @classmethod
+    @override
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """`--test`: one line per stream checked, and no ERROR for the SDK's own stop.
+
+        The SDK's connection test cannot be overridden (it is final), its callback can.
+        """
+        if value != CliTestOptionValue.All.value:  # off, or `--test=schema`
+            super().cb_test(ctx, param, value)
+            return
+        config = ctx.params["config"]  # parsed first: --config is an eager option
+        tap = cls(config=config.config, parse_env_config=config.parse_env, validate_config=True)
+        check_streams(tap.streams.values(), tap.logger)
+        ctx.exit()
 
     @classmethod
     @override

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).parent.parent / "README.md"
 START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 
@@ -38,15 +40,28 @@ def test_readme_settings_table_matches_about():
     )
 
 
-def test_meltano_yml_declares_every_setting_and_marks_secrets():
-    """Meltano drops environment variables of undeclared settings without a word."""
-    import json
-
+def meltano_yml_tap() -> dict:
+    """The tap-cube entry of the project's meltano.yml."""
     import yaml
 
     project = yaml.safe_load((README.parent / "meltano.yml").read_text(encoding="utf-8"))
-    tap = next(p for p in project["plugins"]["extractors"] if p["name"] == "tap-cube")
-    declared = {setting["name"]: setting for setting in tap["settings"]}
+    return next(p for p in project["plugins"]["extractors"] if p["name"] == "tap-cube")
+
+
+def plugin_definition() -> dict:
+    """The plugin definition that other Meltano projects add (`meltano add --from-ref`)."""
+    import yaml
+
+    definition: dict = yaml.safe_load((README.parent / "hub" / "tap-cube.yml").read_text("utf-8"))
+    return definition
+
+
+@pytest.mark.parametrize("plugin", [meltano_yml_tap, plugin_definition], ids=lambda f: f.__name__)
+def test_meltano_plugin_declares_every_setting_and_marks_secrets(plugin):
+    """Meltano drops environment variables of undeclared settings without a word."""
+    import json
+
+    declared = {setting["name"]: setting for setting in plugin()["settings"]}
     about = json.loads(
         subprocess.run(
             [str(Path(sys.executable).with_name("tap-cube")), "--about", "--format=json"],

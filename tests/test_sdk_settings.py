@@ -203,18 +203,7 @@ BATCH = {
 }
 
 
-@pytest.mark.parametrize(
-    "mapping",
-    [
-        {"stream_maps": {"customers": {"__alias__": "cube_customers"}}},
-        {"flattening_enabled": True, "flattening_max_depth": 1},
-    ],
-)
-def test_batch_with_stream_maps_is_refused(simulator, tmp_path, mapping):
-    sim = simulator([plain_assignment(7, 5)])
-    run = run_tap(config_for(sim, [7], batch_config=BATCH, **mapping), tmp_path)
-    assert_fails_with(run, "batch_config", next(iter(mapping)))
-    assert not [m for m in run.messages if m["type"] in {"RECORD", "BATCH"}]
+# The refusal of batch_config with stream maps is tested in tests/test_batch.py.
 
 
 # --- built-in settings --------------------------------------------------------------

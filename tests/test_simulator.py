@@ -535,3 +535,29 @@ def test_command_line(tmp_path):
     assert process.returncode == 0
     assert out == f"Cube simulator listening on {url}\n"
     assert err == ""
+
+
+def test_command_line_serves_the_demo_data_beside_a_crm(tmp_path):
+    """`--demo-data` keeps the demo's assignments when `--crm` adds a data owner's CRM."""
+    ready = tmp_path / "url"
+    argv = ["--crm", "3/B2C=40", "--demo-data", "--ready-file", str(ready)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tap_cube.simulator", *argv],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        url = ready.read_text()
+        demo = requests.get(f"{url}/assignments/101/customers/", headers=TOKEN, timeout=5)
+        crm = requests.get(f"{url}/data_owners/3/B2C/customers/", headers=TOKEN, timeout=5)
+        assert (demo.json()["count"], crm.json()["count"]) == (2137, 40)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=10)
+    assert err == ""

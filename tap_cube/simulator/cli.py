@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         type=_assignment_arg,
         default=[],
         metavar="ID=COUNT",
-        help="serve this assignment (repeatable); default (without --crm): the demo data set",
+        help="serve this assignment (repeatable); without it and --crm: the demo data set",
     )
     parser.add_argument(
         "--id-style",
@@ -117,14 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ID=COUNT",
         help="serve assignment ID without its first COUNT customers, as if deleted in Cube",
     )
+    parser.add_argument(
+        "--demo-data",
+        action="store_true",
+        help="serve the demo data set beside --assignment and --crm (without either it is "
+        "served anyway)",
+    )
     parser.add_argument("--quirk", action="append", choices=QUIRKS, default=[])
     parser.add_argument("--ready-file", help="write the base url here once listening")
     args = parser.parse_args(argv)
     for assignment in args.assignment:
         assignment.customer_id_style = args.id_style
 
+    with_demo = args.demo_data or not (args.assignment or args.crm)
     simulator = CubeSimulator(
-        args.assignment or ([] if args.crm else demo_assignments()),
+        [*args.assignment, *(demo_assignments() if with_demo else [])],
         crms=args.crm,
         quirks=args.quirk,
         token=args.token,
