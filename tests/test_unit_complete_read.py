@@ -402,7 +402,8 @@ def uncounted(pages: list[list[object]]) -> list[Page | Exception]:
 
 def test_a_read_without_a_count_deletes_nothing_and_keeps_every_id(caplog):
     # The server's links end after 2 of its 3 pages: 5 and 6 are live, just not served.
-    rule = DeletionRule(delivered_before=delivered(*range(1, 7)), max_share=0.5, id_schema=INTEGER_ID)
+    before = delivered(*range(1, 7))
+    rule = DeletionRule(delivered_before=before, max_share=0.5, id_schema=INTEGER_ID)
     source = Source(uncounted([[1, 2], [3, 4, 7]]))
     read = CompleteRead(source, partition(), path(), rule)
     with caplog.at_level(logging.INFO, logger="test"):
@@ -480,12 +481,11 @@ def test_endless_new_ids_without_a_count_stop_after_the_bound():
             yield page([n], None, next=f"?page={n + 1}")
 
     read = CompleteRead(endless, partition(), path())
-    emitted = 0
+    emitted: list[Record] = []
     with pytest.raises(ApiError) as raised:
-        for _ in read.records():
-            emitted += 1
+        emitted.extend(read.records())
     assert read.pages == MAX_PAGES_WITHOUT_COUNT + 1
-    assert emitted == MAX_PAGES_WITHOUT_COUNT
+    assert len(emitted) == MAX_PAGES_WITHOUT_COUNT
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith(f"assignment 7: the server sent {MAX_PAGES_WITHOUT_COUNT} pages")
