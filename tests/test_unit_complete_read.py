@@ -469,7 +469,7 @@ def test_a_page_of_rows_already_served_while_the_count_changes_is_read_again():
     first = [page([1, 2], 4, next="?page=2"), page([1, 2], 6, next="?page=3")]
     source = Source(first, listed([[3, 4], [1, 2], [5, 6]], count=6))
     read = CompleteRead(source, partition(), path())
-    assert sorted(ids_of(read.records())) == [1, 2, 3, 4, 5, 6]
+    assert set(ids_of(read.records())) == {1, 2, 3, 4, 5, 6}
     assert source.calls == [False, True]
 
 
