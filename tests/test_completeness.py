@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import typing as t
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from tap_cube.errors import IncompleteError
-from tests.conftest import config_for, plain_assignment, run_tap
+from tap_cube.errors import ApiError, IncompleteError
+from tap_cube.records import completeness
+from tests.conftest import (
+    Answer,
+    LocalServer,
+    config_for,
+    plain_assignment,
+    read_in_process,
+    run_tap,
+)
 from tests.test_concurrency import customers_stream, fetch_threads
 
 
@@ -109,4 +120,80 @@ def test_runaway_next_links_are_bounded(simulator, tmp_path):
     sim.fail_next("/customers/", 200, json.dumps(first), times=2)  # discovery and sync
     run = run_tap(config_for(sim, [7], max_concurrent_requests=1), tmp_path, timeout=60)
     assert run.returncode == 1
-    assert "more pages than its count of 1000 allows" in run.last_stderr_line
+    # Page 2 brings no new row: the read stops there, not at the count's bound.
+    assert "assignment 7: page 2 served only rows already served" in run.last_stderr_line
+    assert len([r for r in sim.requests if "n=" in r.query]) <= 2
+
+
+# --- servers whose links never end ----------------------------------------------------------
+
+
+class EndlessCube:
+    """A Cube of the tests' own whose assignment 7 lists pages without a `count`, each
+    linking to the next page number, for ever: the same 10 rows on every page, or 10
+    new ones."""
+
+    LIST = "/api/v1/assignments/7/customers/"
+
+    def __init__(self, *, new_rows: bool) -> None:
+        self.new_rows = new_rows
+        self.pages_asked = 0
+        self._server = LocalServer(self._answer)
+        self.url = f"{self._server.origin}/api/v1"
+
+    def _answer(self, path: str, headers: dict[str, str]) -> Answer:
+        parts = urlsplit(path)
+        if parts.path == self.LIST:
+            self.pages_asked += 1
+            number = int(dict(parse_qsl(parts.query)).get("page", "1"))
+            first = (number - 1) * 10 if self.new_rows else 0
+            rows = [{"crm__customer_id": str(i)} for i in range(first, first + 10)]
+            body: object = {"next": f"{self.url}/assignments/7/customers/?page={number + 1}",
+                            "previous": None, "results": rows}  # fmt: skip
+        elif "custom_fields" in parts.path or "/campaigns" in parts.path:
+            body = []
+        else:
+            body = {"count": 0, "next": None, "results": []}
+        return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@pytest.fixture
+def endless_cube() -> t.Iterator[t.Callable[..., EndlessCube]]:
+    started: list[EndlessCube] = []
+
+    def start(**kwargs: t.Any) -> EndlessCube:
+        started.append(EndlessCube(**kwargs))
+        return started[-1]
+
+    yield start
+    for cube in started:
+        cube.stop()
+
+
+def endless_config(cube: EndlessCube) -> dict[str, t.Any]:
+    return {"api_url": cube.url, "auth_token": "tok-3f9a7c21d4e8b6a0", "assignment_ids": [7]}
+
+
+def test_pages_repeating_the_same_rows_without_count_stop_at_once(endless_cube, tmp_path):
+    cube = endless_cube(new_rows=False)
+    started = time.monotonic()
+    run = run_tap(endless_config(cube), tmp_path, timeout=60)
+    assert time.monotonic() - started < 30
+    assert run.returncode == 1
+    line = run.last_stderr_line
+    assert line.startswith("tap-cube: error: assignment 7: page 2 served only rows already served")
+    assert cube.pages_asked <= 4  # discovery's sample, then pages 1 and 2 (and one ahead)
+
+
+def test_endless_new_rows_without_count_stop_at_the_bound(endless_cube, monkeypatch):
+    monkeypatch.setattr(completeness, "MAX_PAGES_WITHOUT_COUNT", 40)
+    cube = endless_cube(new_rows=True)
+    with pytest.raises(ApiError) as raised:
+        read_in_process(endless_config(cube), None)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("assignment 7: the server sent 40 pages without a count")
+    assert cube.pages_asked <= 40 + 3

@@ -281,3 +281,34 @@ def test_campaign_without_crm_type_is_left_out_with_a_warning(simulator, tmp_pat
     assert run.returncode == 0, run.stderr
     assert "campaign 2 names data owner 4 with CRM type ''; it is left out" in run.stderr
     assert {r["data_owner_id"] for r in run.records("crm_customers")} == {3}
+
+
+def test_a_data_owner_gone_from_campaigns_is_named_with_what_to_do(simulator, tmp_path):
+    before = simulator([], crms=[crm(3), crm(4, count=30)])
+    first = run_tap(discovering(before, detect_deletions=True), tmp_path)
+    assert first.returncode == 0, first.stderr
+    state = [m["value"] for m in first.messages if m["type"] == "STATE"][-1]
+    # Data owner 4 has no campaign any more: discovery no longer finds it.
+    after = simulator([], crms=[crm(3)])
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(state))
+    second = run_tap(
+        discovering(after, detect_deletions=True), tmp_path, "--state", str(state_file)
+    )
+    assert second.returncode == 0, second.stderr
+    warned = [line for line in second.stderr.splitlines() if "data owner 4 (B2C)" in line]
+    assert len(warned) == 1, warned
+    line = warned[0]
+    assert "WARNING" in line
+    assert "no longer" in line
+    assert "crm_customers" in line
+    assert "its rows stay live" in line
+    assert "set crms to the CRMs to read, with it" in line  # to read it still
+    assert "data_owner_id = 4 AND crm_type = 'B2C'" in line  # to delete its rows on purpose
+    assert "data owner 3" not in " ".join(
+        line for line in second.stderr.splitlines() if "no longer" in line
+    )
+    # Its partitions stay in the state: the warning comes again until they are removed.
+    kept = [m["value"] for m in second.messages if m["type"] == "STATE"][-1]
+    contexts = [p["context"] for p in kept["bookmarks"]["crm_customers"]["partitions"]]
+    assert {"data_owner_id": 4, "crm_type": "B2C"} in contexts

@@ -147,6 +147,40 @@ def test_a_list_that_never_adds_up_deletes_nothing(simulator, tmp_path):
     assert deletions(second) == []
 
 
+def test_a_read_without_a_count_deletes_nothing_and_a_later_counted_one_does(simulator, tmp_path):
+    # The server's pages carry no count, and its links end after 4 of 6 pages: the 400
+    # customers of pages 5 and 6 are live, only not served this time.
+    sim = simulator([plain_assignment(7, 1200)], page_size=200, next_style="same")
+    config = config_for(sim, [7], detect_deletions=True, max_concurrent_requests=1)
+    first = run_tap(config, tmp_path)
+    assert first.returncode == 0, first.stderr
+    customers = sim.customers(7)
+    path = "/assignments/7/customers/"
+    for n in (2, 3, 4):
+        following = f"{sim.url}{path}?page={n + 1}" if n < 4 else None
+        body = {"next": following, "previous": None, "results": customers[(n - 1) * 200 : n * 200]}
+        sim.fail_next(f"{path}?page={n}", 200, json.dumps(body))
+    body = {"next": f"{sim.url}{path}?page=2", "previous": None, "results": customers[:200]}
+    sim.fail_next(path, 200, json.dumps(body), times=2)  # discovery's sample, the sync
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert second.returncode == 0, second.stderr
+    assert len(second.records()) == 800
+    assert deletions(second) == []
+    said = [line for line in second.stderr.splitlines() if "no count" in line]
+    assert len(said) == 1, said
+    assert "customers: assignment 7: " in said[0]
+    assert "nothing is marked deleted" in said[0]
+    # The ids it did not serve were kept: a counted read deletes what is really gone.
+    sim.set_count(7, 1100, at="start")
+    gone = {r["crm__customer_id"] for r in customers} - {
+        r["crm__customer_id"] for r in sim.customers(7)
+    }
+    third = run_with_state(config, tmp_path, last_state(second))
+    assert third.returncode == 0, third.stderr
+    assert {r["crm__customer_id"] for r in deletions(third)} == gone
+    assert len(gone) == 100
+
+
 def test_off_by_default(simulator, tmp_path):
     sim = simulator([plain_assignment(7, 600)])
     first = run_tap(config_for(sim, [7]), tmp_path)

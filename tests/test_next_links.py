@@ -124,9 +124,33 @@ def test_notes_product_registration_example_reads_on(simulator, tmp_path):
     )
 
 
+@pytest.mark.parametrize("link", ["?page=0", "?page=-1", "", 7])
+def test_a_next_that_names_no_page_is_read_on_by_page_number(simulator, tmp_path, link):
+    # Pages 1 and 2 of 3 link to no page DRF numbers, or are no link at all.
+    sim = simulator([plain_assignment(7, 120)], page_size=50, next_style="same")
+    customers = sim.customers(7)
+    path = "/assignments/7/customers/"
+    following = f"{sim.url}{path}{link}" if isinstance(link, str) and link else link
+    for n in (3, 2, 1):
+        body = {
+            "count": 120,
+            "next": following if n < 3 else None,
+            "previous": None,
+            "results": customers[(n - 1) * 50 : n * 50],
+        }
+        sim.fail_next(f"{path}?page={n}" if n > 1 else path, 200, json.dumps(body), times=2)
+    run = run_tap(config_for(sim, [7]), tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    ids = [r["crm__customer_id"] for r in run.records()]
+    assert sorted(ids) == sorted(c["crm__customer_id"] for c in customers)
+    assert len(ids) == len(set(ids))
+    assert len(warnings_about_links(run.stderr)) == 1
+    assert not any("page=0" in r.query or "page=-1" in r.query for r in sim.requests)
+
+
 def test_page_numbers_that_do_not_add_up_either_stop_with_one_line(simulator, tmp_path):
     # The server ignores `page` and links every page to itself: reading by page number
-    # serves the same rows again, and the count never adds up.
+    # serves the same rows again, which stops the read at once.
     sim = simulator([], crms=[crm(3, count=120)], page_size=50)
     customers = sim.crm_customers(3, "B2C")
     same = {
@@ -142,7 +166,7 @@ def test_page_numbers_that_do_not_add_up_either_stop_with_one_line(simulator, tm
     assert line.startswith("tap-cube: error: data owner 3 (B2C): "), line
     assert "next links" in line
     assert "page number" in line
-    assert "50 of the 120" in line
+    assert "page 2 served only rows already served (50 rows" in line
     assert len(warnings_about_links(run.stderr)) == 1
 
 

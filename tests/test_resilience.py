@@ -307,14 +307,72 @@ def test_a_trickling_body_is_bounded_by_request_timeout(simulator, tmp_path):
     assert "the answer took longer than request_timeout to arrive" in run.last_stderr_line
 
 
-def test_a_body_that_is_not_utf8_is_retried(simulator, tmp_path):
+def test_a_body_cut_short_within_a_character_is_retried(simulator, tmp_path):
+    # A proxy cut the answer in the middle of "ø": the rest would come on a retry.
     sim = simulator([plain_assignment(7, 700)])
-    sim.fail_next("/customers/?page=2", 200, b'{"count": 700, "results": [{"a": "\xff"}]}')
+    sim.fail_next("/customers/?page=2", 200, '{"count": 700, "results": [{"a": "ø'.encode()[:-1])
     run = run_tap(config_for(sim, [7]), tmp_path)
     assert run.returncode == 0, run.stderr
     assert_exactly_once(run, sim, [7])
     assert "invalid JSON or UTF-8" in run.stderr
-    sim.fail_next("/customers/?page=2", 200, b"\xff\xfe", times=3)
-    run = run_tap(config_for(sim, [7], max_retries=1), tmp_path)
+
+
+def second_page(sim, name: str) -> str:
+    """Page 2 of assignment 7's 700 customers as JSON text, its first customer named `name`."""
+    rows = [dict(row) for row in sim.customers(7)[500:]]
+    rows[0]["crm__standard_info__name"] = name
+    return json.dumps({"count": 700, "next": None, "previous": None, "results": rows},
+                      ensure_ascii=False)  # fmt: skip
+
+
+NAME = "Ærlig Øyvind Åsen"
+NOT_UTF8 = "is not UTF-8 and declares no other charset (byte 0x"
+
+
+def test_a_body_with_a_utf8_bom_is_read(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 700)])
+    body = b"\xef\xbb\xbf" + second_page(sim, NAME).encode()
+    sim.fail_next("/customers/?page=2", 200, body)
+    run = run_tap(config_for(sim, [7]), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert NAME in {r["crm__standard_info__name"] for r in run.records()}
+    assert "retry" not in run.stderr
+
+
+@pytest.mark.parametrize("charset", ["iso-8859-1", "latin-1", "windows-1252"])
+def test_a_body_in_the_charset_its_content_type_declares_is_read(simulator, tmp_path, charset):
+    sim = simulator([plain_assignment(7, 700)])
+    body = second_page(sim, NAME).encode(charset)
+    content_type = f"application/json; charset={charset.upper()}"
+    sim.fail_next("/customers/?page=2", 200, body, headers={"Content-Type": content_type})
+    run = run_tap(config_for(sim, [7]), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert NAME in {r["crm__standard_info__name"] for r in run.records()}
+    assert "retry" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("content_type", "encoding", "why"),
+    [
+        ("application/json", "latin-1", NOT_UTF8),
+        ("application/json; charset=utf-8", "latin-1", NOT_UTF8),
+        ("application/json; charset=x-no-such", "utf-8", "declares charset x-no-such"),
+        ("application/json; charset=us-ascii", "utf-8", "is not us-ascii (byte 0xc3 at"),
+    ],
+)
+def test_a_body_that_cannot_be_decoded_fails_at_once(
+    simulator, tmp_path, content_type, encoding, why
+):
+    sim = simulator([plain_assignment(7, 700)])
+    body = second_page(sim, NAME).encode(encoding)
+    sim.fail_next("/customers/?page=2", 200, body, headers={"Content-Type": content_type}, times=9)
+    run = run_tap(config_for(sim, [7], max_retry_wait=5), tmp_path, timeout=60)
     assert run.returncode == 1
-    assert run.last_stderr_line.startswith("tap-cube: error: assignment 7: giving up")
+    line = run.last_stderr_line
+    assert line.startswith(
+        "tap-cube: error: assignment 7: the answer to /api/v1/assignments/7/customers/?page=2 "
+    ), line
+    assert why in line
+    assert "retry" not in run.stderr
+    asked = [r for r in sim.requests if r.path.endswith("7/customers/") and "page=2" in r.query]
+    assert len(asked) == 1

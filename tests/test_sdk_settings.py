@@ -148,6 +148,22 @@ def test_a_version_a_skipped_assignment_left_incomplete_is_not_activated(simulat
     assert activate_versions(run) == []
 
 
+def test_a_read_that_cannot_be_checked_as_complete_activates_no_version(simulator, tmp_path):
+    """Pages without a count whose links end after 2 of 3 pages: ACTIVATE_VERSION would
+    have the target mark the 100 live customers of page 3 deleted."""
+    sim = simulator([plain_assignment(7, 300)], page_size=100, next_style="same")
+    customers = sim.customers(7)
+    path = "/assignments/7/customers/"
+    body = {"next": f"{sim.url}{path}?page=2", "previous": None, "results": customers[:100]}
+    sim.fail_next(path, 200, json.dumps(body), times=2)  # discovery's sample, the sync
+    last = {"next": None, "previous": None, "results": customers[100:200]}
+    sim.fail_next(f"{path}?page=2", 200, json.dumps(last))
+    run = run_tap(config_for(sim, [7], max_concurrent_requests=1, **ACTIVATE), tmp_path)
+    assert_fails_with(run, "customers", "ACTIVATE_VERSION", "assignment 7", "no count")
+    assert len(run.records()) == 200
+    assert activate_versions(run) == []
+
+
 def test_a_read_that_fails_part_way_activates_no_version(simulator, tmp_path):
     """The target would keep every row the run had not sent again marked deleted."""
     sim = simulator([plain_assignment(7, 1200)])

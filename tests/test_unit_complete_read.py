@@ -11,6 +11,7 @@ import pytest
 from tap_cube.api.page import Page
 from tap_cube.errors import ApiError, IncompleteError, PageGoneError
 from tap_cube.records.completeness import (
+    MAX_PAGES_WITHOUT_COUNT,
     MAX_REREADS,
     CompleteRead,
     DeletionRule,
@@ -243,14 +244,15 @@ def test_a_record_without_its_key_stops_the_run():
 
 
 def test_more_pages_than_the_count_allows_stops_the_run():
-    # A server that serves the same page over and over: 2 * 1 + 2 pages are allowed.
-    looping = [page([1, 2], 2, next="?page=2") for _ in range(10)]
+    # A server that serves new rows on page after page, beyond its count of 2 in pages
+    # of 2: 2 * 1 + 2 pages are allowed.
+    looping = [page([2 * n + 1, 2 * n + 2], 2, next=f"?page={n + 2}") for n in range(10)]
     source = Source(looping)
     read = CompleteRead(source, partition(), path())
     emitted: list[Record] = []
     with pytest.raises(ApiError) as raised:
         emitted.extend(read.records())
-    assert ids_of(emitted) == [1, 2]
+    assert ids_of(emitted) == list(range(1, 9))
     assert source.calls == [False]
     message = str(raised.value)
     assert "\n" not in message
@@ -385,3 +387,106 @@ def test_each_read_gets_a_fresh_identity_function():
     read = CompleteRead(source, partition(), path(identity))
     assert ids_of(read.records()) == [1, 2]
     assert len(made) == 2
+
+
+# --- reads that cannot be checked, and reads that would not end ---------------------------
+
+
+def uncounted(pages: list[list[object]]) -> list[Page | Exception]:
+    """A read of pages without a `count`, linked in order, the last linking nowhere."""
+    return [
+        page(ids, None, next=f"?page={n + 2}" if n + 1 < len(pages) else None)
+        for n, ids in enumerate(pages)
+    ]
+
+
+def test_a_read_without_a_count_deletes_nothing_and_keeps_every_id(caplog):
+    # The server's links end after 2 of its 3 pages: 5 and 6 are live, just not served.
+    before = delivered(*range(1, 7))
+    rule = DeletionRule(delivered_before=before, max_share=0.5, id_schema=INTEGER_ID)
+    source = Source(uncounted([[1, 2], [3, 4, 7]]))
+    read = CompleteRead(source, partition(), path(), rule)
+    with caplog.at_level(logging.INFO, logger="test"):
+        records = list(read.records())
+    assert ids_of(records) == [1, 2, 3, 4, 7]
+    assert all(DELETED_AT not in record for record in records)
+    assert read.summary.deleted == 0
+    assert read.summary.withheld is None  # nothing to fail on: no deletion was due
+    # The ids delivered before stay, with the new one: a later checked read deletes.
+    assert decoded(read.summary.delivered_ids) == {1, 2, 3, 4, 5, 6, 7}
+    said = [m for m in caplog.messages if "no count" in m]
+    assert len(said) == 1, caplog.messages
+    assert said[0].startswith("customers: assignment 7: ")
+    assert "nothing is marked deleted" in said[0]
+
+
+def test_a_first_read_without_a_count_keeps_what_it_served(caplog):
+    rule = DeletionRule(delivered_before=None, max_share=0.5, id_schema=INTEGER_ID)
+    read = CompleteRead(Source(uncounted([[1, 2], [3]])), partition(), path(), rule)
+    with caplog.at_level(logging.INFO, logger="test"):
+        assert ids_of(read.records()) == [1, 2, 3]
+    assert decoded(read.summary.delivered_ids) == {1, 2, 3}
+    assert sum("no count" in m for m in caplog.messages) == 1
+
+
+def test_a_count_that_is_no_number_is_no_count():
+    rule = DeletionRule(delivered_before=delivered(1, 2, 3), max_share=1.0, id_schema=INTEGER_ID)
+    pages = [
+        Page({"count": True, "next": None, "results": [{"id": 1}]}, arrived_at=datetime.now(UTC))
+    ]
+    read = CompleteRead(Source(pages), partition(), path(), rule)
+    records = list(read.records())
+    assert all(DELETED_AT not in record for record in records)
+    assert decoded(read.summary.delivered_ids) == {1, 2, 3}
+
+
+def test_a_plain_list_is_checked_by_being_whole_and_deletes():
+    # A plain JSON list is one answer, all of it: nothing to page, nothing left out.
+    rule = DeletionRule(delivered_before=delivered(1, 2, 3), max_share=0.5, id_schema=INTEGER_ID)
+    read = CompleteRead(Source([page([1, 2], None)]), partition(paginated=False), path(), rule)
+    records = list(read.records())
+    assert [r["id"] for r in records if DELETED_AT in r] == [3]
+
+
+@pytest.mark.parametrize("count", [None, 1000])
+def test_pages_that_bring_no_new_id_stop_the_read_at_once(count):
+    # Every page serves the same rows and links to a page not asked for yet.
+    source = Source([page([1, 2], count, next=f"?page={n + 2}") for n in range(100)])
+    read = CompleteRead(source, partition(), path())
+    emitted: list[Record] = []
+    with pytest.raises(ApiError) as raised:
+        emitted.extend(read.records())
+    assert ids_of(emitted) == [1, 2]
+    assert read.pages == 2
+    assert source.calls == [False]
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("assignment 7: page 2 served only rows already served")
+
+
+def test_a_page_of_rows_already_served_while_the_count_changes_is_read_again():
+    # Rows added ahead of page 2 pushed page 1's rows onto it: the list changed.
+    first = [page([1, 2], 4, next="?page=2"), page([1, 2], 6, next="?page=3")]
+    source = Source(first, listed([[3, 4], [1, 2], [5, 6]], count=6))
+    read = CompleteRead(source, partition(), path())
+    assert set(ids_of(read.records())) == {1, 2, 3, 4, 5, 6}
+    assert source.calls == [False, True]
+
+
+def test_endless_new_ids_without_a_count_stop_after_the_bound():
+    def endless(again: bool = False) -> Iterator[Page]:
+        n = 0
+        while True:
+            n += 1
+            yield page([n], None, next=f"?page={n + 1}")
+
+    read = CompleteRead(endless, partition(), path())
+    emitted: list[Record] = []
+    with pytest.raises(ApiError) as raised:
+        emitted.extend(read.records())
+    assert read.pages == MAX_PAGES_WITHOUT_COUNT + 1
+    assert len(emitted) == MAX_PAGES_WITHOUT_COUNT
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"assignment 7: the server sent {MAX_PAGES_WITHOUT_COUNT} pages")
+    assert "without a count" in message

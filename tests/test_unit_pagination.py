@@ -93,12 +93,52 @@ def test_a_usable_link_keeps_the_lists_params_as_the_server_wrote_them():
     assert p.unusable_link is None
 
 
-@pytest.mark.parametrize("link", [None, "", 5])
-def test_no_link_finishes_the_list(link):
+def test_no_link_finishes_the_list():
     p = paginator()
-    p.advance(page(rows(2), count=5, next=link))
+    p.advance(page(rows(2), count=5, next=None))
     assert p.finished
     assert p.next_query is None
+    assert p.unusable_link is None
+
+
+@pytest.mark.parametrize(
+    ("link", "why"),
+    [
+        ("", 'is not a link ("")'),
+        (5, "is not a link (5)"),
+        ([], "is not a link ([])"),
+        (f"{API}{LIST}?page=0", "names no page DRF numbers (?page=0)"),
+        ("?page=-1", "names no page DRF numbers (?page=-1)"),
+        ("?page=last", "names no page DRF numbers (?page=last)"),
+        ("?page=%C2%B2", "names no page DRF numbers (?page=%C2%B2)"),
+        ("?page=1", f"{REPEATS_PAGE} (?page=1)"),
+    ],
+)
+def test_a_next_that_names_no_page_to_read_reads_on_by_page_number(link, why):
+    p = paginator()
+    p.advance(page(rows(2), count=5, next=link))
+    assert p.next_query == "page=2"
+    assert p.unusable_link == why
+    p.advance(page(rows(2), count=5, next=link))
+    assert p.next_query == "page=3"
+    p.advance(page(rows(1), count=5, next=link))
+    assert p.finished
+
+
+@pytest.mark.parametrize("link", ["", 5])
+def test_a_next_that_is_no_link_ends_a_list_its_count_says_is_read(link):
+    # As null would: nothing is left to read, so there is nothing to warn about.
+    p = paginator()
+    p.advance(page(rows(2), count=2, next=link))
+    assert p.finished
+    assert p.unusable_link is None
+
+
+@pytest.mark.parametrize("link", ["", 5])
+def test_a_next_that_is_no_link_ends_a_list_without_count(link):
+    p = paginator()
+    p.advance(page(rows(2), next=link))
+    assert p.finished
     assert p.unusable_link is None
 
 

@@ -28,6 +28,7 @@ from tap_cube.api.page import Page
 from tap_cube.api.responses import (
     ClientStatusError,
     ThrottledError,
+    UndecodableBodyError,
     check_status,
     decode_body,
     describe_failure,
@@ -168,7 +169,11 @@ class CubeClient:
         self._gate.wait_turn()
         response = self.send(request.prepared)
         check_status(response)
-        body = decode_body(response.content, paginated=self._paginated)
+        body = decode_body(
+            response.content,
+            paginated=self._paginated,
+            content_type=response.headers.get("Content-Type"),
+        )
         return Page(body, arrived_at=datetime.now(UTC))
 
     @cached_property
@@ -268,6 +273,12 @@ class CubeClient:
                 msg = f"{where} not found (404 {exc.detail}). Check {self._partition_setting}."
                 raise InaccessibleError(msg, exc.status) from None
             msg = f"{where}: the server answered {exc.status} to {path}: {exc.detail}"
+            raise ApiError(msg) from None
+        except UndecodableBodyError as exc:
+            msg = (
+                f"{where}: the answer to {path} {exc}; asked again it would be the same, "
+                "so the run stops. Report it to Headshed."
+            )
             raise ApiError(msg) from None
         except requests.exceptions.SSLError as exc:
             raise ConfigError(self._tls_failure(exc)) from None

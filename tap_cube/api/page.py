@@ -31,7 +31,7 @@ class Page:
     def count(self) -> int | None:
         """The rows the list has, by the page's `count` (None when it has none)."""
         count = self.body.get("count")
-        return count if isinstance(count, int) else None
+        return count if type(count) is int else None  # not a bool
 
     @property
     def next(self) -> object:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import typing as t
 from urllib.parse import parse_qsl, urlencode, urlparse
 
+import msgspec
+
 from tap_cube.errors import ApiError
 
 if t.TYPE_CHECKING:
@@ -29,6 +31,7 @@ LEAVES_BY_PATH = "leaves the list (another path)"
 LEAVES_BY_QUERY = "leaves the list (without its own parameters)"
 REPEATS_REQUEST = "repeats the request"
 REPEATS_PAGE = "repeats a page already read"
+NAMES_NO_PAGE = "names no page DRF numbers"
 
 
 class CubeNextLinkPaginator:
@@ -37,7 +40,9 @@ class CubeNextLinkPaginator:
     A link is unusable when it repeats a page already read (the notes' data-owner
     customers example links to the request itself) or leaves the list: another path,
     or a query without this list's own parameters (the notes' product registrations
-    link to another window of `/call_outcomes/`). Then, while the page's `count` says
+    link to another window of `/call_outcomes/`); so is a `page` that DRF does not
+    number (`page=0`, `page=-1`), and a `next` that is no link at all (`""`, a number).
+    Then, while the page's `count` says
     rows remain, the next page is the list's own path and query with `page=N+1`; the
     complete read (tap_cube/records/completeness.py) checks what that serves like any list.
 
@@ -57,7 +62,8 @@ class CubeNextLinkPaginator:
         self._list_segments = _segments(list_path)
         #: The query of the list's first page, from which DRF derives the others.
         self.first_params = first_params
-        self._seen: set[QueryPairs] = {first_params}
+        # Page 1 is the first page, asked for without a number.
+        self._seen: set[QueryPairs] = {first_params, query_pairs(query_for_page(first_params, 1))}
         #: The query of the page just read.
         self._current = first_params
         #: The number of the page just read, and the rows read up to it.
@@ -79,7 +85,7 @@ class CubeNextLinkPaginator:
         self._seen.add(pairs)
         self._current = pairs
         numbered = dict(pairs).get("page", "")
-        self._page_number = int(numbered) if numbered.isdigit() else self._page_number + 1
+        self._page_number = int(numbered) if _numbers_a_page(numbered) else self._page_number + 1
 
     def query_after(self, page: Page) -> str | None:
         """The next page's query: the server's link if it names one of this list, else by
@@ -88,8 +94,10 @@ class CubeNextLinkPaginator:
         link = page.next_url
         self.unusable_link = None if link is None else self.link_problem(urlparse(link))
         if link is None:
-            return None
-        if self.unusable_link is None:
+            self.unusable_link = self._no_link_problem(page)
+            if self.unusable_link is None:
+                return None
+        elif self.unusable_link is None:
             return urlparse(link).query
         if page.count is None:
             msg = (
@@ -109,6 +117,16 @@ class CubeNextLinkPaginator:
             )
             raise ApiError(msg)
         return query
+
+    def _no_link_problem(self, page: Page) -> str | None:
+        """Why a page's `next` that is no link (`""`, a number) is unusable, or None when
+        it ends the list as null does: there is none, or nothing says rows remain."""
+        if page.next is None or page.count is None or not page.records:
+            return None
+        if self._rows >= page.count:
+            return None
+        shown = msgspec.json.encode(page.next).decode()
+        return f"is not a link ({shown[:40]})"
 
     def link_problem(self, link: ParseResult) -> str | None:
         """Why `link` is no page of this list still to read, or None when it is one."""
@@ -131,6 +149,8 @@ class CubeNextLinkPaginator:
             return LEAVES_BY_PATH
         if not set(self.first_params) <= set(pairs):
             return LEAVES_BY_QUERY
+        if any(name == "page" and not _numbers_a_page(value) for name, value in pairs):
+            return NAMES_NO_PAGE
         if pairs == self._current:
             return REPEATS_REQUEST
         if pairs in self._seen:
@@ -141,6 +161,11 @@ class CubeNextLinkPaginator:
         """The query a fresh read of the list asks for after its first page `first`."""
         fresh = CubeNextLinkPaginator(self._description, self._list_path, self.first_params)
         return fresh.query_after(first)
+
+
+def _numbers_a_page(value: str) -> bool:
+    """Whether a `page` value is one DRF numbers its pages with: 1, 2, ..."""
+    return value.isascii() and value.isdigit() and int(value) >= 1
 
 
 def _segments(path: str) -> tuple[str, ...]:

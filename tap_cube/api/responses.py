@@ -6,6 +6,8 @@ to fix) is the client's business (tap_cube/api/client.py).
 
 from __future__ import annotations
 
+import codecs
+import email.message
 import email.utils
 import time
 import typing as t
@@ -21,6 +23,7 @@ from tap_cube.api import json_text
 from tap_cube.errors import ApiError
 
 _READ_CHUNK = 1 << 16
+_UTF8_BOM = codecs.BOM_UTF8
 
 
 class ThrottledError(RetriableAPIError):
@@ -33,6 +36,11 @@ class ThrottledError(RetriableAPIError):
 
 class MalformedPageError(RetriableAPIError):
     """A 200 whose body is not the JSON the endpoint returns (a proxy cut it short)."""
+
+
+class UndecodableBodyError(ValueError):
+    """A 200 whose body is in no charset it can be read in: asked again, it would be
+    the same, so it is not retried."""
 
 
 class ClientStatusError(FatalAPIError):
@@ -126,13 +134,52 @@ def read_body(response: requests.Response, deadline: float) -> None:
     response._content = b"".join(chunks)
 
 
-def decode_body(content: bytes, *, paginated: bool) -> dict[str, t.Any]:
+def utf8_body(content: bytes, content_type: str | None) -> bytes:
+    """The body as UTF-8 JSON: without a UTF-8 byte order mark, and decoded from the
+    charset its Content-Type declares if that is another.
+
+    JSON is UTF-8 (RFC 8259), but a server may say otherwise, and some editors and
+    frameworks put a BOM first. A body that cannot be decoded fails with an
+    UndecodableBodyError: it is no fault a retry mends.
+    """
+    message = email.message.Message()
+    message["content-type"] = content_type or ""
+    charset = message.get_content_charset()
+    if charset is not None:
+        try:
+            codec = codecs.lookup(charset).name
+        except LookupError:
+            msg = f"declares charset {charset}, which tap-cube cannot decode"
+            raise UndecodableBodyError(msg) from None
+        if codec not in ("utf-8", "utf-8-sig"):
+            return _decoded(content, charset, f"is not {charset}").encode("utf-8")
+    return content.removeprefix(_UTF8_BOM)
+
+
+def _decoded(content: bytes, charset: str, wrong: str) -> str:
+    """`content` decoded; a body cut short within a character is a retriable
+    MalformedPageError, any other wrong byte an UndecodableBodyError saying `wrong`."""
+    try:
+        return content.decode(charset)
+    except UnicodeDecodeError as exc:
+        if exc.end >= len(content):
+            msg = f"invalid JSON or UTF-8 in a 200 response ({len(content)} bytes)"
+            raise MalformedPageError(msg) from exc
+        msg = f"{wrong} (byte 0x{content[exc.start]:02x} at {exc.start})"
+        raise UndecodableBodyError(msg) from None
+
+
+def decode_body(
+    content: bytes, *, paginated: bool, content_type: str | None = None
+) -> dict[str, t.Any]:
     """Decode a list response into DRF's page shape, or fail as retriable.
 
     A body that strict JSON refuses, or that holds a NUL no database takes, is decoded
     leniently (tap_cube/api/json_text.py): the values in question are kept as their JSON text,
-    and the page is not asked for again, since it would come back the same.
+    and the page is not asked for again, since it would come back the same. So is a body
+    in no charset it can be read in, which is an UndecodableBodyError (`utf8_body`).
     """
+    content = utf8_body(content, content_type)
     try:
         body = msgspec.json.decode(content)
         lenient = b"\\u0000" in content
@@ -141,8 +188,9 @@ def decode_body(content: bytes, *, paginated: bool) -> dict[str, t.Any]:
     if lenient:
         try:
             # Values of fields are in rows, in the results list of the page.
-            body = json_text.decode(content.decode("utf-8"), field_depth=3 if paginated else 2)
-        except (json_text.LenientDecodeError, UnicodeDecodeError) as exc:
+            text = _decoded(content, "utf-8", "is not UTF-8 and declares no other charset")
+            body = json_text.decode(text, field_depth=3 if paginated else 2)
+        except json_text.LenientDecodeError as exc:
             msg = f"invalid JSON or UTF-8 in a 200 response ({len(content)} bytes)"
             raise MalformedPageError(msg) from exc
     if not paginated:

@@ -5,6 +5,10 @@ later rows onto pages already read, and they are never served. A read is complet
 when every page gave the same count and that many distinct records came back; otherwise
 the list is read again from its first page, skipping records already emitted, up to
 MAX_REREADS times, and then the run stops.
+
+Every read ends: a page that brings no new record stops it, and so does a page beyond
+what the count allows or, without a count, beyond MAX_PAGES_WITHOUT_COUNT. A read
+without a count is taken as served but cannot be checked, so it marks nothing deleted.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ if t.TYPE_CHECKING:
 
 #: Reads of a partition after the first, when its list changed while it was read.
 MAX_REREADS = 3
+#: Pages one read of a list without a `count` may take: nothing the server said bounds
+#: it, so this does (5,000,000 rows at Cube's 500 a page).
+MAX_PAGES_WITHOUT_COUNT = 10_000
 
 Record = dict[str, t.Any]
 
@@ -98,6 +105,8 @@ class ReadSummary:
     delivered_ids: dict[str, t.Any] | None = None
     #: Why deletions were withheld (more than max_share), for the stream to fail on.
     withheld: str | None = None
+    #: Why the read could not be checked as complete (no count), if it could not.
+    unchecked: str | None = None
 
 
 class CompleteRead:
@@ -123,6 +132,8 @@ class CompleteRead:
         self.summary = ReadSummary()
         #: Why a `next` link of this partition was not followed, from the first one seen.
         self._unusable_link: str | None = None
+        #: Why the last read cannot be checked against a count (None: it was checked).
+        self._unchecked: str | None = None
 
     @property
     def pages(self) -> int:
@@ -196,10 +207,34 @@ class CompleteRead:
                     "it to Headshed if it persists."
                 )
                 raise IncompleteError(msg)
-            if self._rule is not None and self._rule.marks_deleted:
-                yield from self._deletions(self._rule, served, emitted)
-            elif self._rule is not None:
-                summary.delivered_ids = delivered_so_far(self._rule.delivered_before, emitted)
+            summary.unchecked = self._unchecked
+            if self._rule is None:
+                return
+            if not self._rule.marks_deleted:
+                # detect_deletions off: the ids kept current, for a later run with it on.
+                self.summary.delivered_ids = delivered_so_far(self._rule.delivered_before, emitted)
+                return
+            if self._unchecked is not None:
+                self._keep_unchecked(self._rule, emitted, self._unchecked)
+                return
+            yield from self._deletions(self._rule, served, emitted)
+
+    def _keep_unchecked(self, rule: DeletionRule, emitted: SeenIds, why: str) -> None:
+        """For a read that cannot be checked as complete: no deletions, and every id
+        delivered so far is kept, so that a later checked read deletes what is gone.
+
+        Without a count, links that end early look like a complete list: the rows they
+        leave out would be marked deleted while they are live.
+        """
+        partition = self._partition
+        self.summary.delivered_ids = delivered_so_far(rule.delivered_before, emitted)
+        partition.logger.warning(
+            "%s: %s: %s, so this read cannot be checked as complete; nothing is marked "
+            "deleted there this run (its ids are kept for a later read with a count)",
+            partition.stream_name,
+            partition.where,
+            why,
+        )
 
     def _deletions(self, rule: DeletionRule, served: SeenIds, emitted: SeenIds) -> Iterator[Record]:
         """Deletion records for what this complete read no longer served (deletions.py).
@@ -257,6 +292,7 @@ class CompleteRead:
         changed_to: int | None = None
         distinct = pages = 0
         page_limit = page_size = 0
+        self._unchecked = None
         try:
             for page in self._pages(again=again):
                 pages += 1
@@ -264,18 +300,11 @@ class CompleteRead:
                 if pages == 1:
                     count = page.count
                     page_size = len(page.records)
-                    if count is not None and page_size:
-                        # Slack for rows added while reading; a loop exceeds it.
-                        page_limit = 2 * math.ceil(count / page_size) + 2
+                    page_limit = _page_limit(count, page_size)
                 elif page.count != count and changed_to is None:
                     changed_to = page.count
-                if page_limit and pages > page_limit:
-                    msg = (
-                        f"{where}: the server sent more pages than its count of {count} "
-                        f"allows ({pages} pages of up to {page_size} rows); stopping "
-                        "instead of paging forever. Report it to Headshed."
-                    )
-                    raise ApiError(msg)
+                if pages > page_limit:
+                    raise ApiError(self._beyond_limit(pages, count, page_size))
                 if page.unusable_link and self._unusable_link is None:
                     self._unusable_link = page.unusable_link
                     partition.logger.warning(
@@ -289,6 +318,7 @@ class CompleteRead:
                     )
                 if not page.records and page.next:
                     return f"got an empty page {pages} that links to a next one"
+                before = distinct
                 for record in page.records:
                     path.prepare(record)
                     key = record_id(record)
@@ -312,18 +342,64 @@ class CompleteRead:
                         continue
                     summary.delivered += 1
                     yield path.fit(record)
+                if distinct == before and page.records and page.next:
+                    # Rows added ahead can push a whole page back, but then its count
+                    # changed; a server that repeats itself would be paged forever.
+                    if changed_to is not None:
+                        return f"saw the count change from {count} to {changed_to}"
+                    raise ApiError(self._repeated_page(pages, len(page.records)))
                 progress.update(pages, distinct, count, page_size)
         except PageGoneError:
             return f"ended at page {pages + 1}, which the server no longer has (404)"
         finally:
             forms.close()
-        if not partition.paginated or count is None:
+        if not partition.paginated:
+            return None  # a plain list is one answer, whole
+        if count is None:
+            self._unchecked = "its pages carry no count"
             return None
         if changed_to is not None:
             return f"saw the count change from {count} to {changed_to}"
         if distinct != count:
             return f"served {distinct} of the {count} records its count announced"
         return None
+
+    def _beyond_limit(self, pages: int, count: int | None, page_size: int) -> str:
+        """Why a read that reached page `pages` stops (see `_page_limit`)."""
+        where = self._partition.where
+        if count is None:
+            return (
+                f"{where}: the server sent {pages - 1} pages without a count, each with rows "
+                "not served before, and links to more; a list without a count is read up "
+                f"to {MAX_PAGES_WITHOUT_COUNT} pages, so the run stops rather than page "
+                "without end. Report it to Headshed."
+            )
+        return (
+            f"{where}: the server sent more pages than its count of {count} "
+            f"allows ({pages} pages of up to {page_size} rows); stopping "
+            "instead of paging forever. Report it to Headshed."
+        )
+
+    def _repeated_page(self, pages: int, rows: int) -> str:
+        """Why a read stops at page `pages`, whose `rows` rows were all served before."""
+        by_number = (
+            ", read by page number as the server's next links are unusable"
+            if self._unusable_link is not None
+            else ""
+        )
+        return (
+            f"{self._partition.where}: page {pages} served only rows already served ({rows} "
+            f"rows{by_number}), and links to more; the server repeats its pages, so the run "
+            "stops rather than page forever. Report it to Headshed."
+        )
+
+
+def _page_limit(count: int | None, page_size: int) -> int:
+    """The pages one read may take: by the count and page size the server sent, with
+    slack for rows added while reading (a loop exceeds it), else MAX_PAGES_WITHOUT_COUNT."""
+    if count is None or not page_size:
+        return MAX_PAGES_WITHOUT_COUNT
+    return 2 * math.ceil(count / page_size) + 2
 
 
 class IdForms:

@@ -333,8 +333,9 @@ class CubeSimulator:
         """Answer the next `times` requests whose path (with query) contains `path_substring`.
 
         Status 0 resets the connection without answering. A `body` given as bytes is sent
-        as is (it need not be UTF-8); with `trickle`, the body is sent one byte at a time,
-        `trickle` seconds apart. These come before any other check, including
+        as is (it need not be UTF-8); a Content-Type in `headers` replaces the usual one
+        (JSON, or HTML for a body that starts with "<"); with `trickle`, the body is sent
+        one byte at a time, `trickle` seconds apart. These come before any other check, including
         authentication, and do not count against max_consecutive_failures.
         """
         self._faults.fail_next(path_substring, status, body, headers, times, trickle)

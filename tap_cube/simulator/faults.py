@@ -90,11 +90,14 @@ class FaultPlan:
                     if script.remaining == 0:
                         self._scripts.remove(script)
                     html = script.body.lstrip().startswith(b"<")
+                    # A Content-Type among the headers replaces the one the body suggests.
+                    given = {name.lower(): value for name, value in script.headers}
+                    others = tuple(h for h in script.headers if h[0].lower() != "content-type")
                     return Answer(
                         script.status,
                         script.body,
-                        HTML if html else JSON,
-                        script.headers,
+                        given.get("content-type", HTML if html else JSON),
+                        others,
                         trickle=script.trickle,
                     )
         return None

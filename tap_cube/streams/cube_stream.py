@@ -142,6 +142,8 @@ class CubeStream(RESTStream[t.Any]):
         self._vouching = False
         self._pipeline: PagePipeline | None = None
         self.skipped: list[str] = []
+        #: Partitions whose read could not be checked as complete (no count).
+        self.unchecked: list[str] = []
         self.withheld_deletions: list[str] = []
         #: When the page whose records are being emitted arrived.
         self._extracted_at = datetime.now(UTC)
@@ -325,6 +327,14 @@ class CubeStream(RESTStream[t.Any]):
                 f"{self.partition_setting}"
             )
             raise IncompleteError(msg)
+        if self.unchecked:
+            msg = (
+                f"{self.name}: ACTIVATE_VERSION (emit_activate_version_messages) was not "
+                f"sent: the pages of {', '.join(self.unchecked)} carry no count, so the read "
+                "cannot be checked as complete and the target would mark the rows it missed "
+                "deleted; run again later, or leave emit_activate_version_messages off"
+            )
+            raise IncompleteError(msg)
         super()._write_activate_version_message(self._stream_version)
 
     def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
@@ -391,6 +401,8 @@ class CubeStream(RESTStream[t.Any]):
             state[deletions.STATE_KEY] = summary.delivered_ids
         if summary.withheld is not None:
             self.withheld_deletions.append(summary.withheld)
+        if summary.unchecked is not None:
+            self.unchecked.append(where)
         if change_filter is not None:
             # After a read again, some records sent may since have been deleted; their
             # hashes must not make them look unchanged when they come back, so the

@@ -71,6 +71,8 @@ class Directory:
         self._read_campaigns = read_campaigns
         self._logger = logger
         self.discovering = discovers_crms(config)
+        #: The CRMs warned about as no longer found (`warn_vanished`).
+        self._vanished: set[tuple[int, str]] = set()
 
     @property
     def finds_campaigns(self) -> bool:
@@ -129,6 +131,39 @@ class Directory:
         )
         return found
 
+    def warn_vanished(self, bookmarks: Mapping[str, t.Any]) -> None:
+        """A WARNING, once per run, for each data owner's CRM whose partitions the state
+        (`bookmarks`, by stream) holds, but that discovery no longer finds.
+
+        Nothing reads it any more, so nothing marks its rows deleted: they would stay
+        live for good, unseen. Whether it is gone or only has no campaign now, only the
+        user can tell.
+        """
+        if not self.discovering:
+            return
+        found = {(crm["data_owner_id"], crm["crm_type"]) for crm in self.crms}
+        streams_of: dict[tuple[int, str], list[str]] = {}
+        for stream, stream_state in sorted(bookmarks.items()):
+            for pair in _crms_in(stream_state):
+                if pair not in found and pair not in self._vanished:
+                    streams_of.setdefault(pair, []).append(stream)
+        self._vanished |= streams_of.keys()
+        for (owner, crm_type), streams in sorted(streams_of.items()):
+            self._logger.warning(
+                "discover_crms: data owner %d (%s) is no longer named in /campaigns, yet the "
+                "state holds its partitions of %s: it is not read, and its rows stay live. "
+                "To read it still, set crms to the CRMs to read, with it; if it is gone and its "
+                "rows should go, "
+                "mark them deleted in the target (rows WHERE data_owner_id = %d AND "
+                "crm_type = '%s') and remove its partitions from the state (see "
+                "docs/deletions.md)",
+                owner,
+                crm_type,
+                ", ".join(streams),
+                owner,
+                crm_type,
+            )
+
     def campaign_ids(self, *, of_assignments: bool) -> list[int]:
         """campaign_ids, or every campaign of the configured assignments and of the CRMs."""
         if self._config.get("campaign_ids"):
@@ -147,6 +182,17 @@ class Directory:
             if ours:
                 ids.append(int(row["campaign__id"]))
         return ids
+
+
+def _crms_in(stream_state: object) -> Iterable[tuple[int, str]]:
+    """The (data owner, CRM type) pairs of a stream's partitions in a state."""
+    partitions = stream_state.get("partitions") if isinstance(stream_state, dict) else None
+    for partition in partitions if isinstance(partitions, list) else ():
+        context = partition.get("context") if isinstance(partition, dict) else None
+        if isinstance(context, dict) and set(context) == {"data_owner_id", "crm_type"}:
+            owner, crm_type = context["data_owner_id"], context["crm_type"]
+            if type(owner) is int and isinstance(crm_type, str):
+                yield owner, crm_type
 
 
 def _owner_id(campaign: dict[str, t.Any]) -> int | None:

@@ -82,6 +82,12 @@ class CrmStream(CatalogStream):
     def partitions(self) -> list[dict[str, t.Any]]:
         return [dict(crm) for crm in self.directory.crms]
 
+    @override
+    def planned_partitions(self) -> list[dict[str, t.Any]]:
+        # When the stream starts to read: data owners the state knows, now not found.
+        self.directory.warn_vanished(self.tap_state.get("bookmarks") or {})
+        return super().planned_partitions()
+
     @property
     @override
     def skips_inaccessible(self) -> bool:
