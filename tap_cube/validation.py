@@ -14,12 +14,13 @@ import os
 import ssl
 import typing as t
 import unicodedata
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 from tap_cube.errors import ConfigError, scrubber
 from tap_cube.settings import MAX_CONCURRENCY, SETTINGS, zone_of
+from tap_cube.state import parse_bookmark
 from tap_cube.streams.directory import describe_needs, discovers_crms
 
 if t.TYPE_CHECKING:
@@ -42,6 +43,7 @@ def check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
         *_start_date_errors(config.get("start_date")),
         *_timezone_errors(config.get("timezone")),
         *_ca_bundle_errors(config.get("ca_bundle")),
+        *_resend_before_errors(config.get("resend_before")),
     ]
 
 
@@ -188,6 +190,7 @@ def _number_errors(config: t.Mapping[str, t.Any]) -> list[str]:
         ("call_outcomes_lookback_days", MAX_DAYS, "days (100 years)"),
         ("request_timeout", MAX_SECONDS, "seconds (a day)"),
         ("max_retry_wait", MAX_SECONDS, "seconds (a day)"),
+        ("max_memory_age_days", MAX_DAYS, "days (100 years)"),
     ):
         value = config.get(key)
         if isinstance(value, int | float | Decimal) and value > maximum:
@@ -204,6 +207,9 @@ def _number_errors(config: t.Mapping[str, t.Any]) -> list[str]:
         errors.append("request_timeout must be greater than 0")
     if isinstance(wait, int | float | Decimal) and wait < 0:
         errors.append("max_retry_wait must not be negative")
+    age = config.get("max_memory_age_days")
+    if isinstance(age, int | float | Decimal) and age <= 0:
+        errors.append("max_memory_age_days must be greater than 0")
     share = config.get("max_deletion_share")
     if isinstance(share, int | float | Decimal) and not 0 <= share <= 1:
         errors.append("max_deletion_share must be between 0 and 1 (1 allows any deletion)")
@@ -219,6 +225,22 @@ MAX_SECONDS = 86_400
 def _start_date_errors(start_date: object) -> list[str]:
     if start_date is not None and not _is_date(start_date):
         return [f"start_date {start_date!r} is not a date; use YYYY-MM-DD"]
+    return []
+
+
+def _resend_before_errors(value: object) -> list[str]:
+    if value is None:
+        return []
+    when = parse_bookmark(value)
+    if when is None:
+        return [
+            f"resend_before {value!r} is not an ISO 8601 timestamp; use e.g. 2026-12-06T05:00:00Z"
+        ]
+    if when > datetime.now(UTC):
+        return [
+            f"resend_before {value} is in the future, so every run would send everything "
+            "until then; use the time the target lost its rows"
+        ]
     return []
 
 

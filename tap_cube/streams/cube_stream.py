@@ -26,7 +26,7 @@ from tap_cube.api.fetch import PagePipeline, RequestGate
 from tap_cube.api.pagination import CubeNextLinkPaginator, query_pairs
 from tap_cube.errors import DeletionsWithheldError, InaccessibleError
 from tap_cube.progress import PROGRESS_INTERVAL
-from tap_cube.records import changes, deletions
+from tap_cube.records import changes, deletions, memory_age
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.records.completeness import (
     CompleteRead,
@@ -38,6 +38,7 @@ from tap_cube.records.completeness import (
 from tap_cube.records.converters import INT64_MAX, INT64_MIN, UNFIT
 from tap_cube.records.deletions import DELETED_AT, DELETED_AT_SCHEMA
 from tap_cube.settings import setting, zone_of
+from tap_cube.state import parse_bookmark
 from tap_cube.streams.catalog import reconcile
 
 if t.TYPE_CHECKING:
@@ -299,11 +300,18 @@ class CubeStream(RESTStream[t.Any]):
         (skip_unchanged).
         """
         started = time.monotonic()
+        started_at = datetime.now(UTC)
         # Only streams that keep ids or hashes per partition touch its state here (a
         # call outcomes window is no partition of its own).
         keeps_state = self.detects_deletions or self.tracks_changes
         state = self.get_context_state(context) if keeps_state else {}
         where = self.describe_partition(context)
+        if self.detects_deletions and deletions.STATE_KEY not in state:
+            self._say_deletions_start_here(state, where)
+        distrust = self._distrust_reason(state) if keeps_state else None
+        if distrust is not None:
+            self.logger.info("%s: %s: sent whole this once: %s", self.name, where, distrust)
+            state.pop(changes.STATE_KEY, None)
         # The stored hashes are held decoded while the partition is read, and their text
         # leaves the state (megabytes at a million records); a complete read puts new ones.
         stored = state.pop(changes.STATE_KEY, None) if self.skips_unchanged else None
@@ -317,6 +325,8 @@ class CubeStream(RESTStream[t.Any]):
             stored = None
         self._changes = self._change_filter(stored) if self.skips_unchanged else None
         self._vouching = bool(stored)
+        # Every record goes out unless stored hashes are compared with.
+        sends_whole = self._changes is None or not len(self._changes.previous)
         del stored
         read = CompleteRead(
             partial(self._pages, context or {}),
@@ -355,6 +365,8 @@ class CubeStream(RESTStream[t.Any]):
         summary = read.summary
         if summary.delivered_ids is not None:
             state[deletions.STATE_KEY] = summary.delivered_ids
+        if keeps_state and sends_whole:
+            state[memory_age.STATE_KEY] = started_at.isoformat()
         if summary.withheld is not None:
             self.withheld_deletions.append(summary.withheld)
         if change_filter is not None:
@@ -380,6 +392,43 @@ class CubeStream(RESTStream[t.Any]):
             summary.delivered - unchanged,
             unchanged,
             summary.deleted,
+        )
+
+    def _distrust_reason(self, state: dict[str, t.Any]) -> str | None:
+        """Why the partition's stored hashes are not trusted this run (None: trust them);
+        the partition is then sent whole, its delivered ids kept.
+
+        Memory born (last sent whole) before resend_before, or older than the
+        partition's age limit (max_memory_age_days, spread over the partitions), may
+        vouch for rows the target lost or never confirmed: tap_cube/records/memory_age.py.
+        """
+        if not self.skips_unchanged or changes.STATE_KEY not in state:
+            return None
+        return memory_age.distrust_reason(
+            parse_bookmark(state.get(memory_age.STATE_KEY)),
+            now=datetime.now(UTC),
+            limit=memory_age.age_limit(
+                setting(self.config, "max_memory_age_days"), self.name, state.get("context", {})
+            ),
+            resend_before=parse_bookmark(self.config.get("resend_before")),
+        )
+
+    def _say_deletions_start_here(self, state: dict[str, t.Any], where: str) -> None:
+        """A partition that deletions track, without delivered ids: rows removed from
+        Cube before this run are never marked deleted. Right for its first run; a
+        WARNING when other partitions of the stream have theirs (a `meltano state
+        merge` replaces the list of partitions)."""
+        partitions = (self.stream_state or {}).get("partitions") or []
+        others = any(p is not state and deletions.STATE_KEY in p for p in partitions)
+        log = self.logger.warning if others else self.logger.info
+        log(
+            "%s: %s: no delivered ids in the state%s, so rows removed from Cube before this "
+            "run are not marked deleted. Right for its first run; if its memory was lost "
+            "(a new state id, state clear, --full-refresh, a state merge), restore it with "
+            "meltano state set, or delete its rows in the target and set resend_before",
+            self.name,
+            where,
+            f" while other partitions of {self.name} have theirs" if others else "",
         )
 
     def _end_early(self, state: dict[str, t.Any], summary: ReadSummary) -> None:
