@@ -29,6 +29,8 @@ from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records import changes, deletions, memory_age
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.records.completeness import (
+    CHECKPOINT_INTERVAL,
+    Checkpoint,
     CompleteRead,
     DeletionRule,
     PartitionList,
@@ -88,6 +90,9 @@ class CubeStream(RESTStream[t.Any]):
     tracks_deletions: bool = False
     #: Seconds between two progress lines of a long partition (tap_cube/progress.py).
     progress_interval: float = PROGRESS_INTERVAL
+    #: Seconds at least between two STATEs written while one partition is read
+    #: (`_write_checkpoint`); more when writing one takes long (see `Checkpoint`).
+    checkpoint_interval: float = CHECKPOINT_INTERVAL
     #: The partition's fields, which the SDK adds to every record from its context.
     key_schema: t.ClassVar[dict[str, t.Any]] = {}
     #: Whether skip_unchanged applies: full-table streams keyed by `record_id_field`.
@@ -328,8 +333,14 @@ class CubeStream(RESTStream[t.Any]):
         # Every record goes out unless stored hashes are compared with.
         sends_whole = self._changes is None or not len(self._changes.previous)
         del stored
+        checkpoint = Checkpoint(self.checkpoint_interval)
+        read: CompleteRead  # the page source writes its checkpoints
         read = CompleteRead(
-            partial(self._pages, context or {}),
+            partial(
+                self._pages,
+                context or {},
+                between_pages=lambda: self._write_checkpoint(state, read, checkpoint),
+            ),
             PartitionList(
                 stream_name=self.name,
                 where=where,
@@ -446,15 +457,51 @@ class CubeStream(RESTStream[t.Any]):
         except Exception:  # the error that ended the read is the one to report
             self.logger.warning("%s: the state could not be written", self.name)
 
+    def _write_checkpoint(
+        self, state: dict[str, t.Any], read: CompleteRead, checkpoint: Checkpoint
+    ) -> None:
+        """Between two pages of a long partition, once its checkpoint is due: a STATE with
+        the ids sent so far together with those remembered, and the stored hashes only
+        while they still vouch for all that went out (see `_withdraw_hashes`).
+
+        A target hands a STATE back once it has loaded the records before it, so a run
+        whose target drains when stopped (or at a batch boundary) leaves Meltano a state
+        that covers what the table got: a record it sent that is gone by the next complete
+        read is then still marked deleted.
+        """
+        if not checkpoint.due():
+            return
+        with checkpoint.timed():
+            delivered = read.sent_so_far()
+            if delivered is None:
+                return
+            state[deletions.STATE_KEY] = delivered
+            self._keep_stored_hashes(state)
+            self.state_manager.is_flushed = False  # the SDK writes a STATE only when unflushed
+            try:
+                self._write_state_message()
+            finally:
+                # The read goes on: a STATE written later (a withdrawal) must not hold them.
+                state.pop(changes.STATE_KEY, None)
+
     def _keep_stored_hashes(self, state: dict[str, t.Any]) -> None:
         """Puts the partition's stored hashes back into its state, while they still vouch
         for all that went out of it (see `_withdraw_hashes`)."""
         if self._vouching and self._changes is not None and len(self._changes.previous):
             state[changes.STATE_KEY] = changes.encode_hashes(self._changes.previous)
 
-    def _pages(self, context: Context, *, again: bool = False) -> Iterator[Page]:
-        """The partition's pages from the pipeline, noting when each arrived."""
+    def _pages(
+        self,
+        context: Context,
+        *,
+        again: bool = False,
+        between_pages: Callable[[], None] | None = None,
+    ) -> Iterator[Page]:
+        """The partition's pages from the pipeline, noting when each arrived;
+        `between_pages` is called once every record of the pages before went out."""
         for page in self.pipeline.pages(context, again=again):
+            if between_pages is not None:
+                between_pages()
             self._extracted_at = page.arrived_at
             yield page
 
