@@ -230,6 +230,29 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
         ),
     ),
     th.Property(
+        "max_memory_age_days",
+        th.NumberType,
+        default=7,
+        title="Maximum memory age",
+        description=(
+            "With skip_unchanged: days after which a partition is sent whole again, its "
+            "delivered ids kept, so that a row the target lost or holds stale heals; each "
+            "partition's own limit is between half this and this, to spread the refreshes."
+        ),
+    ),
+    th.Property(
+        "resend_before",
+        th.DateTimeType,
+        title="Resend before",
+        description=(
+            "With skip_unchanged: send whole every partition last sent whole before this "
+            "time (ISO 8601, e.g. 2026-12-06T05:00:00Z), keeping its delivered ids; after "
+            "a TRUNCATE, a restore, a new target schema or a failed load, set it to when "
+            "the target lost its rows. Runs that fail carry on until every partition was "
+            "sent after it; it may then stay."
+        ),
+    ),
+    th.Property(
         "ca_bundle",
         th.StringType,
         title="CA bundle",

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from tap_cube.errors import StateError
-from tap_cube.records import changes, memory
+from tap_cube.records import changes, memory, memory_age
 from tap_cube.records.deletions import STATE_KEY, decode_ids
 
 if t.TYPE_CHECKING:
@@ -142,6 +142,10 @@ def check_partition(partition: object, shape: StreamShape, index: int | None) ->
             decode_ids(partition[STATE_KEY])
         except ValueError as exc:
             _fail(shape, where, f"its {STATE_KEY} {exc}")
+    born = partition.get(memory_age.STATE_KEY)
+    if born is not None and parse_bookmark(born) is None:
+        shown = _json(born)[:60]
+        _fail(shape, where, f"its {memory_age.STATE_KEY} {shown} is not an ISO 8601 timestamp")
     problem = changes.record_hashes_problem(partition.get(changes.STATE_KEY))
     if problem is not None:
         _fail(shape, where, problem)

@@ -16,7 +16,7 @@ import re
 import ssl
 import typing as t
 import unicodedata
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -24,6 +24,7 @@ from singer_sdk.configuration._dict_config import parse_environment_config
 
 from tap_cube.errors import ConfigError, scrubber
 from tap_cube.settings import MAX_CONCURRENCY, SETTINGS, zone_of
+from tap_cube.state import parse_bookmark
 from tap_cube.streams.directory import describe_needs, discovers_crms
 
 if t.TYPE_CHECKING:
@@ -49,6 +50,7 @@ def check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
         *_timezone_errors(config.get("timezone")),
         *_ca_bundle_errors(config.get("ca_bundle")),
         *_sdk_feature_errors(config),
+        *_resend_before_errors(config.get("resend_before")),
     ]
 
 
@@ -195,6 +197,7 @@ def _number_errors(config: t.Mapping[str, t.Any]) -> list[str]:
         ("call_outcomes_lookback_days", MAX_DAYS, "days (100 years)"),
         ("request_timeout", MAX_SECONDS, "seconds (a day)"),
         ("max_retry_wait", MAX_SECONDS, "seconds (a day)"),
+        ("max_memory_age_days", MAX_DAYS, "days (100 years)"),
     ):
         value = config.get(key)
         if isinstance(value, int | float | Decimal) and value > maximum:
@@ -211,6 +214,9 @@ def _number_errors(config: t.Mapping[str, t.Any]) -> list[str]:
         errors.append("request_timeout must be greater than 0")
     if isinstance(wait, int | float | Decimal) and wait < 0:
         errors.append("max_retry_wait must not be negative")
+    age = config.get("max_memory_age_days")
+    if isinstance(age, int | float | Decimal) and age <= 0:
+        errors.append("max_memory_age_days must be greater than 0")
     share = config.get("max_deletion_share")
     if isinstance(share, int | float | Decimal) and not 0 <= share <= 1:
         errors.append("max_deletion_share must be between 0 and 1 (1 allows any deletion)")
@@ -251,6 +257,22 @@ def _sdk_feature_errors(config: t.Mapping[str, t.Any]) -> list[str]:
 def _start_date_errors(start_date: object) -> list[str]:
     if start_date is not None and not _is_date(start_date):
         return [f"start_date {start_date!r} is not a date; use YYYY-MM-DD"]
+    return []
+
+
+def _resend_before_errors(value: object) -> list[str]:
+    if value is None:
+        return []
+    when = parse_bookmark(value)
+    if when is None:
+        return [
+            f"resend_before {value!r} is not an ISO 8601 timestamp; use e.g. 2026-12-06T05:00:00Z"
+        ]
+    if when > datetime.now(UTC):
+        return [
+            f"resend_before {value} is in the future, so every run would send everything "
+            "until then; use the time the target lost its rows"
+        ]
     return []
 
 

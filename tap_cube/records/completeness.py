@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 import typing as t
 from dataclasses import dataclass
 
@@ -38,6 +39,36 @@ MAX_REREADS = 3
 MAX_PAGES_WITHOUT_COUNT = 10_000
 
 Record = dict[str, t.Any]
+
+#: Seconds at least between two STATEs written while one partition is read.
+CHECKPOINT_INTERVAL = 60.0
+#: A STATE written while a partition is read costs at most this share of the read's
+#: time: the next one waits at least this many times as long as the last one took.
+CHECKPOINT_COST_FACTOR = 20
+
+
+class Checkpoint:
+    """When the next STATE of a partition being read is due: `interval` seconds after
+    the read began or the last one, and at least CHECKPOINT_COST_FACTOR times as long
+    as the last one took (a state of many ids takes long to encode and to load)."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._next = clock() + interval
+
+    def due(self) -> bool:
+        return self._clock() >= self._next
+
+    @contextlib.contextmanager
+    def timed(self) -> Iterator[None]:
+        """Around the writing of a STATE: the next one is due once its wait is over."""
+        started = self._clock()
+        try:
+            yield
+        finally:
+            ended = self._clock()
+            self._next = ended + max(self._interval, CHECKPOINT_COST_FACTOR * (ended - started))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +161,8 @@ class CompleteRead:
         self._path = path
         self._rule = deletions
         self.summary = ReadSummary()
+        #: The ids emitted so far, while the records are read.
+        self._emitted: SeenIds | None = None
         #: Why a `next` link of this partition was not followed, from the first one seen.
         self._unusable_link: str | None = None
         #: Why the last read cannot be checked against a count (None: it was checked).
@@ -143,11 +176,14 @@ class CompleteRead:
     def records(self) -> Iterator[Record]:
         """The records of the partition, each exactly once, or an error that says why not."""
         with SeenIds() as emitted:
+            self._emitted = emitted
             try:
                 yield from self._reads(emitted)
             except BaseException:
-                self._keep_what_was_sent(emitted)
+                self._keep_what_was_sent()
                 raise
+            finally:
+                self._emitted = None
         if self.summary.duplicates:
             self._partition.logger.warning(
                 "%s: %d records were served twice (rows shifted between pages); each was "
@@ -156,17 +192,26 @@ class CompleteRead:
                 self.summary.duplicates,
             )
 
-    def _keep_what_was_sent(self, emitted: SeenIds) -> None:
-        """For a read that ends early (an error, a signal): the ids delivered before and
-        those it emitted, for the stream to write to the state before the run ends.
+    def sent_so_far(self) -> dict[str, str] | None:
+        """The ids delivered before and those emitted so far, for a STATE written while
+        the partition is read or when its read ends early; None without deletions or
+        before any record was emitted.
 
         Without them, a record sent now whose row is gone by the next complete read
         would never be marked deleted: the target keeps it, and no state names it.
         """
-        if self._rule is None or not len(emitted):
-            return
+        emitted = self._emitted
+        if self._rule is None or emitted is None or not len(emitted):
+            return None
+        return delivered_so_far(self._rule.delivered_before, emitted)
+
+    def _keep_what_was_sent(self) -> None:
+        """For a read that ends early (an error, a signal): `sent_so_far`, for the stream
+        to write to the state before the run ends."""
         try:
-            self.summary.delivered_ids = delivered_so_far(self._rule.delivered_before, emitted)
+            sent = self.sent_so_far()
+            if sent is not None:
+                self.summary.delivered_ids = sent
         except Exception:  # the error that ended the read is the one to report
             self._partition.logger.warning(
                 "%s: the ids sent before the run ended could not be kept", self._partition.where

@@ -28,9 +28,11 @@ from tap_cube.api.fetch import PagePipeline, RequestGate
 from tap_cube.api.pagination import CubeNextLinkPaginator, query_pairs
 from tap_cube.errors import DeletionsWithheldError, InaccessibleError, IncompleteError
 from tap_cube.progress import PROGRESS_INTERVAL
-from tap_cube.records import changes, deletions, memory
+from tap_cube.records import changes, deletions, memory, memory_age
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.records.completeness import (
+    CHECKPOINT_INTERVAL,
+    Checkpoint,
     CompleteRead,
     DeletionRule,
     PartitionList,
@@ -40,6 +42,7 @@ from tap_cube.records.completeness import (
 from tap_cube.records.converters import INT64_MAX, INT64_MIN, UNFIT
 from tap_cube.records.deletions import DELETED_AT, DELETED_AT_SCHEMA
 from tap_cube.settings import setting, zone_of
+from tap_cube.state import parse_bookmark
 from tap_cube.streams.catalog import reconcile
 
 if t.TYPE_CHECKING:
@@ -89,6 +92,9 @@ class CubeStream(RESTStream[t.Any]):
     tracks_deletions: bool = False
     #: Seconds between two progress lines of a long partition (tap_cube/progress.py).
     progress_interval: float = PROGRESS_INTERVAL
+    #: Seconds at least between two STATEs written while one partition is read
+    #: (`_write_checkpoint`); more when writing one takes long (see `Checkpoint`).
+    checkpoint_interval: float = CHECKPOINT_INTERVAL
     #: The partition's fields, which the SDK adds to every record from its context.
     key_schema: t.ClassVar[dict[str, t.Any]] = {}
     #: Whether skip_unchanged applies: full-table streams keyed by `record_id_field`.
@@ -346,6 +352,7 @@ class CubeStream(RESTStream[t.Any]):
         (skip_unchanged), and the note of what they vouch for (tap_cube/records/memory.py).
         """
         started = time.monotonic()
+        started_at = datetime.now(UTC)
         # Only streams that keep ids or hashes per partition touch its state here (a
         # call outcomes window is no partition of its own).
         keeps_state = self.tracks_deletions or self.tracks_changes
@@ -353,6 +360,8 @@ class CubeStream(RESTStream[t.Any]):
         where = self.describe_partition(context)
         # With detect_deletions off, ids are kept only where a run with it on kept some.
         keeps_ids = self.detects_deletions or deletions.STATE_KEY in state
+        if self.detects_deletions and deletions.STATE_KEY not in state:
+            self._say_deletions_start_here(state, where)
         reason = self._distrust_reason(state) if keeps_state else None
         if reason is not None:
             self._forget_distrusted(state, where, reason)
@@ -361,9 +370,17 @@ class CubeStream(RESTStream[t.Any]):
         stored = state.pop(changes.STATE_KEY, None) if self.skips_unchanged else None
         self._changes = self._change_filter(stored) if self.skips_unchanged else None
         self._vouching = bool(stored)
+        # Every record goes out unless stored hashes are compared with.
+        sends_whole = self._changes is None or not len(self._changes.previous)
         del stored
+        checkpoint = Checkpoint(self.checkpoint_interval)
+        read: CompleteRead  # the page source writes its checkpoints
         read = CompleteRead(
-            partial(self._pages, context or {}),
+            partial(
+                self._pages,
+                context or {},
+                between_pages=lambda: self._write_checkpoint(state, read, checkpoint),
+            ),
             PartitionList(
                 stream_name=self.name,
                 where=where,
@@ -399,6 +416,8 @@ class CubeStream(RESTStream[t.Any]):
         summary = read.summary
         if summary.delivered_ids is not None:
             state[deletions.STATE_KEY] = summary.delivered_ids
+        if keeps_state and sends_whole:
+            state[memory_age.STATE_KEY] = started_at.isoformat()
         if summary.withheld is not None:
             self.withheld_deletions.append(summary.withheld)
         if summary.unchecked is not None:
@@ -429,6 +448,24 @@ class CubeStream(RESTStream[t.Any]):
             summary.deleted,
         )
 
+    def _say_deletions_start_here(self, state: dict[str, t.Any], where: str) -> None:
+        """A partition that deletions track, without delivered ids: rows removed from
+        Cube before this run are never marked deleted. Right for its first run; a
+        WARNING when other partitions of the stream have theirs (a `meltano state
+        merge` replaces the list of partitions)."""
+        partitions = (self.stream_state or {}).get("partitions") or []
+        others = any(p is not state and deletions.STATE_KEY in p for p in partitions)
+        log = self.logger.warning if others else self.logger.info
+        log(
+            "%s: %s: no delivered ids in the state%s, so rows removed from Cube before this "
+            "run are not marked deleted. Right for its first run; if its memory was lost "
+            "(a new state id, state clear, --full-refresh, a state merge), restore it with "
+            "meltano state set, or delete its rows in the target and set resend_before",
+            self.name,
+            where,
+            f" while other partitions of {self.name} have theirs" if others else "",
+        )
+
     def _end_early(self, state: dict[str, t.Any], summary: ReadSummary) -> None:
         """A STATE for a partition whose read ends early (an error, a signal) after it
         sent records: its delivered ids with those it sent (CompleteRead), and its stored
@@ -445,6 +482,33 @@ class CubeStream(RESTStream[t.Any]):
         except Exception:  # the error that ended the read is the one to report
             self.logger.warning("%s: the state could not be written", self.name)
 
+    def _write_checkpoint(
+        self, state: dict[str, t.Any], read: CompleteRead, checkpoint: Checkpoint
+    ) -> None:
+        """Between two pages of a long partition, once its checkpoint is due: a STATE with
+        the ids sent so far together with those remembered, and the stored hashes only
+        while they still vouch for all that went out (see `_withdraw_hashes`).
+
+        A target hands a STATE back once it has loaded the records before it, so a run
+        whose target drains when stopped (or at a batch boundary) leaves Meltano a state
+        that covers what the table got: a record it sent that is gone by the next complete
+        read is then still marked deleted.
+        """
+        if not checkpoint.due():
+            return
+        with checkpoint.timed():
+            delivered = read.sent_so_far()
+            if delivered is None:
+                return
+            state[deletions.STATE_KEY] = delivered
+            self._keep_stored_hashes(state)
+            self.state_manager.is_flushed = False  # the SDK writes a STATE only when unflushed
+            try:
+                self._write_state_message()
+            finally:
+                # The read goes on: a STATE written later (a withdrawal) must not hold them.
+                state.pop(changes.STATE_KEY, None)
+
     def _keep_stored_hashes(self, state: dict[str, t.Any]) -> None:
         """Puts the partition's stored hashes back into its state, while they still vouch
         for all that went out of it (see `_withdraw_hashes`)."""
@@ -458,7 +522,10 @@ class CubeStream(RESTStream[t.Any]):
 
         Its stored hashes are then dropped, so the partition is sent whole and its
         hashes rebuilt; its delivered ids are kept unless they name rows of another
-        destination (`_names_another_destination`).
+        destination (`_names_another_destination`). Not trusted: memory that vouches for
+        other records (tap_cube/records/memory.py), and hashes born (last sent whole)
+        before resend_before or longer ago than the partition's age limit
+        (tap_cube/records/memory_age.py): they may vouch for rows the target lost.
         """
         hashes = state.get(changes.STATE_KEY)
         if hashes is None and deletions.STATE_KEY not in state:
@@ -473,15 +540,24 @@ class CubeStream(RESTStream[t.Any]):
                 "its memory was kept by an earlier tap-cube, which did not note what it vouches for"
             )
         changed = self.vouches_for.changed_since(memory.Vouching.parse(note))
-        if not changed:
-            return None
-        reason = memory.reason(changed, self._emitted_streams)
-        if deletions.STATE_KEY in state and self._names_another_destination(state):
-            reason += (
-                "; the ids it delivered name rows of where its records went before, so they "
-                "are let go and nothing is marked deleted this run"
-            )
-        return reason
+        if changed:
+            reason = memory.reason(changed, self._emitted_streams)
+            if deletions.STATE_KEY in state and self._names_another_destination(state):
+                reason += (
+                    "; the ids it delivered name rows of where its records went before, so "
+                    "they are let go and nothing is marked deleted this run"
+                )
+            return reason
+        if hashes is None:
+            return None  # delivered ids stay true of the table, whatever their age
+        return memory_age.distrust_reason(
+            parse_bookmark(state.get(memory_age.STATE_KEY)),
+            now=datetime.now(UTC),
+            limit=memory_age.age_limit(
+                setting(self.config, "max_memory_age_days"), self.name, state.get("context", {})
+            ),
+            resend_before=parse_bookmark(self.config.get("resend_before")),
+        )
 
     def _names_another_destination(self, state: dict[str, t.Any]) -> bool:
         """Whether the partition's memory is of records sent to other streams (tables)."""
@@ -536,9 +612,18 @@ class CubeStream(RESTStream[t.Any]):
             },
         )
 
-    def _pages(self, context: Context, *, again: bool = False) -> Iterator[Page]:
-        """The partition's pages from the pipeline, noting when each arrived."""
+    def _pages(
+        self,
+        context: Context,
+        *,
+        again: bool = False,
+        between_pages: Callable[[], None] | None = None,
+    ) -> Iterator[Page]:
+        """The partition's pages from the pipeline, noting when each arrived;
+        `between_pages` is called once every record of the pages before went out."""
         for page in self.pipeline.pages(context, again=again):
+            if between_pages is not None:
+                between_pages()
             self._extracted_at = page.arrived_at
             yield page
 
