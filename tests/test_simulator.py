@@ -222,6 +222,16 @@ def test_next_styles(style, session):
         assert urlsplit(bodies[1]["previous"]).query == ""  # page 1 carries no page/cursor
 
 
+def test_pages_without_count(session):
+    with CubeSimulator([Assignment(1, 25)], page_size=10, next_style="same") as sim:
+        sim.counts = False
+        bodies = pages(session, sim, "/assignments/1/customers/")
+        assert all(set(body) == {"next", "previous", "results"} for body in bodies)
+        assert rows(bodies) == sim.customers(1)
+        sim.counts = True
+        assert pages(session, sim, "/assignments/1/customers/")[0]["count"] == 25
+
+
 def test_next_keeps_other_parameters(sim, session):
     bodies = pages(session, sim, "/assignments/101/callflow_customers/?call_state=Ny")
     base = f"{sim.url}/assignments/101/callflow_customers/"
