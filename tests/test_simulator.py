@@ -314,6 +314,9 @@ def test_scripted_faults(sim, session):
     sim.fail_next("/customers/", 429, '{"detail": "slow down"}', headers={"Retry-After": "2"})
     throttled = session.get(url)
     assert (throttled.status_code, throttled.headers["Retry-After"]) == (429, "2")
+    sim.fail_next("202/customers/", 500)
+    sim.forget_scripted_faults()
+    assert session.get(url).status_code == 200
 
 
 def test_mutations_are_visible(session):

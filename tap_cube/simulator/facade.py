@@ -341,3 +341,8 @@ class CubeSimulator:
         authentication, and do not count against max_consecutive_failures.
         """
         self._faults.fail_next(path_substring, status, body, headers, times, trickle)
+
+    def forget_scripted_faults(self) -> None:
+        """Drop the scripted faults not yet served (a run that ended before it asked for
+        their path must not pass them on to the next one)."""
+        self._faults.forget_scripted()
