@@ -222,6 +222,16 @@ def test_next_styles(style, session):
         assert urlsplit(bodies[1]["previous"]).query == ""  # page 1 carries no page/cursor
 
 
+def test_pages_without_count(session):
+    with CubeSimulator([Assignment(1, 25)], page_size=10, next_style="same") as sim:
+        sim.counts = False
+        bodies = pages(session, sim, "/assignments/1/customers/")
+        assert all(set(body) == {"next", "previous", "results"} for body in bodies)
+        assert rows(bodies) == sim.customers(1)
+        sim.counts = True
+        assert pages(session, sim, "/assignments/1/customers/")[0]["count"] == 25
+
+
 def test_next_keeps_other_parameters(sim, session):
     bodies = pages(session, sim, "/assignments/101/callflow_customers/?call_state=Ny")
     base = f"{sim.url}/assignments/101/callflow_customers/"
@@ -304,6 +314,9 @@ def test_scripted_faults(sim, session):
     sim.fail_next("/customers/", 429, '{"detail": "slow down"}', headers={"Retry-After": "2"})
     throttled = session.get(url)
     assert (throttled.status_code, throttled.headers["Retry-After"]) == (429, "2")
+    sim.fail_next("202/customers/", 500)
+    sim.forget_scripted_faults()
+    assert session.get(url).status_code == 200
 
 
 def test_mutations_are_visible(session):

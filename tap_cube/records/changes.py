@@ -130,11 +130,19 @@ def decode_hashes(encoded: str) -> array[int]:
 
 def _base64_slices(text: str, start: int) -> Iterator[bytes]:
     """The bytes of base64 `text` from `start`, a slice at a time (never all at once);
-    ValueError for text that is not strictly base64 as a whole."""
+    ValueError for text that is not strictly base64 as a whole.
+
+    Slices are whole groups of 4 characters, and the trailing padding goes with the last
+    slice that has anything else: padding alone in a slice would be refused where the
+    text read whole takes it.
+    """
     step = 4 * _BLOCK
-    for at in range(start, len(text), step):
-        part = text[at : at + step]
-        if "=" in part and at + step < len(text):
+    end = max(start, len(text.rstrip("=")))
+    at = start
+    while True:
+        last = at + step >= end
+        part = text[at:] if last else text[at : at + step]
+        if "=" in part and not last:
             msg = "not base64 of zlib data (padding before the end)"
             raise ValueError(msg)
         try:
@@ -142,6 +150,9 @@ def _base64_slices(text: str, start: int) -> Iterator[bytes]:
         except (binascii.Error, ValueError) as exc:
             msg = f"not base64 of zlib data ({exc})"
             raise ValueError(msg) from None
+        if last:
+            return
+        at += step
 
 
 def _add_block(hashes: array[int], planes: bytearray) -> None:

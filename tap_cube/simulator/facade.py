@@ -85,6 +85,7 @@ class CubeSimulator:
     page_size = _Setting[int]("_paginator")
     next_style = _Setting[str]("_paginator")
     quirks = _Setting[frozenset[str]]("_paginator")
+    counts = _Setting[bool]("_paginator")
     latency = _Setting[float]("_faults")
     failure_rate = _Setting[float]("_faults")
     failure_kinds = _Setting[tuple[str, ...]]("_faults")
@@ -120,6 +121,7 @@ class CubeSimulator:
         prefetch: bool = True,
         tls: ssl.SSLContext | None = None,
         quirks: Iterable[str] = (),
+        counts: bool = True,
     ) -> None:
         """Configure the fake; nothing listens until start().
 
@@ -129,7 +131,8 @@ class CubeSimulator:
         `outcomes_per_day` per campaign and day. Up to `cache_pages` rendered pages are
         kept; with `prefetch` the page after each one served is rendered ahead. With a
         server-side `tls` context it serves https. `quirks` turns on oddities of the
-        documented examples (see paging.QUIRKS).
+        documented examples (see paging.QUIRKS). With `counts` off, list pages carry no
+        `count` (as DRF's CursorPagination serves them).
         """
         _check(next_style, failure_kinds, page_size, quirk_set := frozenset(quirks))
         self.seed = seed
@@ -151,7 +154,7 @@ class CubeSimulator:
         self._credentials = Credentials(token, username, password)
         self._cache = PageCache(lock, size=cache_pages, prefetch=prefetch)
         self._paginator = Paginator(
-            self._cache, lambda: self.origin, page_size, next_style, quirk_set
+            self._cache, lambda: self.origin, page_size, next_style, quirk_set, counts=counts
         )
         views = Views(self._store, self._campaigns, self._outcomes, self._paginator, self._cache)
         self._served = ServedBodies(lambda: self.origin)
@@ -339,3 +342,8 @@ class CubeSimulator:
         authentication, and do not count against max_consecutive_failures.
         """
         self._faults.fail_next(path_substring, status, body, headers, times, trickle)
+
+    def forget_scripted_faults(self) -> None:
+        """Drop the scripted faults not yet served (a run that ended before it asked for
+        their path must not pass them on to the next one)."""
+        self._faults.forget_scripted()

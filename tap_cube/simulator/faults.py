@@ -81,6 +81,10 @@ class FaultPlan:
                 )
             )
 
+    def forget_scripted(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+
     def scripted(self, target: str) -> Answer | None:
         """The scripted answer for `target` (path and query as requested), if any is due."""
         with self._lock:

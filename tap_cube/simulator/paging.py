@@ -33,7 +33,8 @@ QUIRKS = ("crm_next_repeats", "product_next_elsewhere")
 
 
 class Paginator:
-    """Pages of `page_size` results, linked as `next_style` says (see NEXT_STYLES)."""
+    """Pages of `page_size` results, linked as `next_style` says (see NEXT_STYLES); with
+    `counts` off, pages carry no `count`, as DRF's CursorPagination serves them."""
 
     def __init__(
         self,
@@ -42,12 +43,15 @@ class Paginator:
         page_size: int,
         next_style: str,
         quirks: frozenset[str],
+        *,
+        counts: bool = True,
     ) -> None:
         self._cache = cache
         self._server_origin = server_origin
         self.page_size = page_size
         self.next_style = next_style
         self.quirks = quirks
+        self.counts = counts
 
     def paginate(self, req: Request, count: int, results: Callable[[int, int], bytes]) -> Answer:
         """DRF PageNumberPagination: validate the page now, render the body lazily."""
@@ -59,10 +63,11 @@ class Paginator:
         stop = min(count, start + self.page_size)
         following = self._next_link(req, page) if page < pages else b"null"
         preceding = self._link(req, page - 1) if page > 1 else b"null"
+        count_field = b'"count":%d,' % count if self.counts else b""
 
         def render() -> bytes:
-            body = b'{"count":%d,"next":%b,"previous":%b,"results":%b}' % (
-                count,
+            body = b'{%b"next":%b,"previous":%b,"results":%b}' % (
+                count_field,
                 following,
                 preceding,
                 results(start, stop),
