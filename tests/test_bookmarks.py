@@ -138,3 +138,111 @@ def test_a_damaged_bookmark_fails_with_one_line(simulator, tmp_path, value, camp
     assert "campaign" in line
     assert "meltano state" in line
     assert outcome_windows(sim) == []
+
+
+# --------------------------------------------------------------------------- the edges
+
+MINUTE = "call_outcome__report_as__submitted_when"
+CATCH_ALL = "_cube_unparsed"
+
+
+def last_state(run) -> dict:
+    return [m["value"] for m in run.messages if m["type"] == "STATE"][-1]
+
+
+@pytest.mark.parametrize(
+    ("stamp", "minute", "keyed"),
+    [
+        # The 30 minutes before the first instant, and after the last: no instant, so
+        # the row is keyed by its local minute, and the stamp kept as sent.
+        ("0001-01-01T00:30:00.000+0100", "2024-03-05 18:00", "2024-03-05T18:00:00+01:00"),
+        ("9999-12-31T23:30:00.000-0100", "2024-03-05 18:00", "2024-03-05T18:00:00+01:00"),
+        # Nothing but the edge: keyed at the nearest instant there is.
+        ("0001-01-01T00:30:00.000+0100", "", "0001-01-01T00:00:00+00:00"),
+        ("", "0001-01-01 00:00", "0001-01-01T00:00:00+00:00"),
+        ("9999-12-31T23:30:00.000-0100", "", "9999-12-31T23:59:59.999999+00:00"),
+    ],
+)
+def test_a_row_stamped_at_no_instant_is_loaded_and_its_stamp_kept(
+    simulator, tmp_path, stamp, minute, keyed
+):
+    start = TODAY - timedelta(days=3)
+    sim = simulator(demo_assignments(), outcomes_start=start)
+    row = sim.add_call_outcome(CAMPAIGN, TODAY - timedelta(days=1), {STAMP: stamp, MINUTE: minute})
+    config = outcomes_config(sim, start)
+    first = run_tap(config, tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (loaded,) = [
+        r
+        for r in first.records("call_outcomes")
+        if r["crm__customer_id"] == row["crm__customer_id"]
+        and (r.get(CATCH_ALL) or {}).get(STAMP, r[STAMP]) == (stamp or r[STAMP])
+        and r[MINUTE] == minute
+    ]
+    assert loaded[STAMP] == keyed
+    if stamp:
+        assert loaded[CATCH_ALL][STAMP] == stamp
+    assert loaded[MINUTE] == minute
+    # Every later run reads on.
+    second = run_with_state(config, tmp_path, last_state(first))
+    assert second.returncode == 0, second.stderr[-2000:]
+    third = run_with_state(config, tmp_path, last_state(second))
+    assert third.returncode == 0, third.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0001-01-01T00:00:00.000000+00:00",  # what the tap kept of a row stamped in year 1
+        "0001-01-01T00:00:00+05:00",
+        "0001-01-01T00:00:00",
+        "9999-12-31T23:59:59.999999+00:00",
+        "9999-12-31T23:00:00-05:00",
+    ],
+)
+def test_a_bookmark_at_the_edge_never_fails_a_run(simulator, tmp_path, value):
+    start = TODAY - timedelta(days=3)
+    sim = simulator(demo_assignments(), outcomes_start=start)
+    config = outcomes_config(sim, start)
+    run = run_with_state(config, tmp_path, state_with(value))
+    assert run.returncode == 0, run.stderr[-2000:]
+    first_window = outcome_windows(sim)[0]
+    assert first_window.startswith(f"from_date={day(start)}") or first_window.startswith(
+        f"from_date={day(TODAY - timedelta(days=1))}"
+    )
+    assert datetime.fromisoformat(bookmark(run)) <= datetime.now(UTC)
+    again = run_with_state(config, tmp_path, last_state(run))
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_a_start_date_of_many_windows_gets_a_warning_with_their_number(simulator, tmp_path):
+    start = TODAY - timedelta(days=1000)
+    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=2))
+    config = outcomes_config(sim, start, call_outcomes_window_days=1)
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(outcome_windows(sim)) == 1001
+    warnings = [line for line in run.stderr.splitlines() if "WARNING" in line and "1001" in line]
+    assert warnings, run.stderr[-2000:]
+    assert "start_date" in warnings[0]
+    assert "campaign 2021" in warnings[0]
+
+
+def test_a_start_date_of_few_windows_gets_no_warning(simulator, tmp_path):
+    start = TODAY - timedelta(days=5)
+    sim = simulator(demo_assignments(), outcomes_start=start)
+    run = run_tap(outcomes_config(sim, start, call_outcomes_window_days=1), tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "windows" not in "\n".join(l for l in run.stderr.splitlines() if "WARNING" in l)
+
+
+def test_start_date_in_year_1_plans_its_windows_without_overflow(simulator):
+    from tap_cube.tap import TapCube
+
+    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=2))
+    tap = TapCube(config=outcomes_config(sim, date(1, 1, 1)))
+    stream = tap.streams["call_outcomes"]
+    windows = list(stream.windows({"campaign_id": CAMPAIGN}, datetime.now(UTC)))
+    assert windows[0][0] == date(1, 1, 1)
+    assert windows[-1][1] == datetime.now(stream.zone).date()
+    assert len(windows) > 24_000

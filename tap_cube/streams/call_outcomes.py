@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing as t
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cached_property
 
 from singer_sdk.helpers._state import PROGRESS_MARKERS
@@ -16,7 +16,7 @@ from typing_extensions import override
 
 from tap_cube.api.json_text import JsonText
 from tap_cube.errors import ApiError, ConfigError
-from tap_cube.records.converters import instant
+from tap_cube.records.converters import UNFIT, instant, nearest_instant, to_date_time
 from tap_cube.settings import setting
 from tap_cube.state import parse_bookmark
 from tap_cube.streams.lists import CampaignStream, CrmStream, CustomersBase
@@ -102,6 +102,24 @@ def bookmark_of(timestamp: str) -> str:
 #: How far past the run's clock a timestamp may lie without a warning: the offset of a
 #: local time sent without one (at most 14 hours) and clocks that differ a little.
 CLOCK_TOLERANCE = timedelta(days=1)
+
+
+#: More day windows than this in one partition get a warning: a start_date far back.
+MANY_WINDOWS = 1000
+
+
+def _local_day(moment: datetime, zone: tzinfo) -> date:
+    """The day of `moment` in `zone`; at the first or last instant, where an offset
+    would leave the days a date holds, its day in UTC."""
+    try:
+        return moment.astimezone(zone).date()
+    except OverflowError:
+        return moment.astimezone(UTC).date()
+
+
+def _days_before(day: date, days: timedelta) -> date:
+    """`day` less `days`, and no earlier than the first day a date holds."""
+    return day - days if day - date.min >= days else date.min
 
 
 def _api_date(day: date) -> str:
@@ -209,11 +227,22 @@ class DayWindowStream(CustomersBase):
         starts = [date.fromisoformat(str(first_day))] if first_day else []
         if bookmark is not None:
             # Days are Cube's days: in the `timezone` setting's zone.
-            starts.append(bookmark.astimezone(self.zone).date() - lookback)
+            starts.append(_days_before(_local_day(bookmark, self.zone), lookback))
         start = max(starts)
         today = now.astimezone(self.zone).date()
+        planned = (today - start).days // (span.days + 1) + 1 if start <= today else 0
+        if planned > MANY_WINDOWS:
+            self.logger.warning(
+                "%s: %s: %d day windows to read, from %s to %s, a request series each; a "
+                "later start_date, or a larger call_outcomes_window_days, makes fewer",
+                self.name,
+                self.describe_partition(context),
+                planned,
+                start,
+                today,
+            )
         while start <= today:
-            end = min(start + span, today)
+            end = today if today - start <= span else start + span
             yield start, end
             start = end + timedelta(days=1)
 
@@ -259,18 +288,41 @@ class DayWindowStream(CustomersBase):
                 if type(name) is str and name.startswith(prefix) and type(value) is not JsonText
             }
             record[column] = extras or None
-        if not record.get(CALL_OUTCOME_TIMESTAMP):
-            # Rows of the notes' examples carry only the local minute: it is the instant
-            # (in the `timezone` setting's zone) that orders and keys them.
-            when = next((record[f] for f in SUBMITTED[1:] if record.get(f)), None)
-            if when is None:
-                msg = (
-                    f"{self.name}: the server sent a row without {CALL_OUTCOME_TIMESTAMP} "
-                    "or its submitted_when; it cannot be keyed. Report it to Headshed."
-                )
-                raise ApiError(msg)
-            record[CALL_OUTCOME_TIMESTAMP] = when
+        self._key_by_instant(record)
         return super().coerce(record)
+
+    def _key_by_instant(self, record: dict[str, t.Any]) -> None:
+        """Put in the timestamp column the instant that orders and keys the row.
+
+        Its timestamp, else its local minute (in the `timezone` setting's zone; rows of
+        the notes' examples carry only that). When neither names an instant a datetime
+        holds (year 1 or 9999 moved by an offset), the nearest one there is. A timestamp
+        that is no instant is kept as sent in the catch-all.
+        """
+        sent = [(field, record[field]) for field in SUBMITTED if record.get(field)]
+        if not sent:
+            msg = (
+                f"{self.name}: the server sent a row without {CALL_OUTCOME_TIMESTAMP} "
+                "or its submitted_when; it cannot be keyed. Report it to Headshed."
+            )
+            raise ApiError(msg)
+        column = ""
+        found = next(
+            ((f, w) for f, v in sent if (w := to_date_time(v, self.zone)) is not UNFIT), None
+        )
+        if found is None:
+            column = "the nearest instant"
+            found = next(((f, w) for f, v in sent if (w := nearest_instant(v)) is not UNFIT), None)
+        if found is None:
+            # No instant at all: coercion stops the run, the row cannot be keyed.
+            record[CALL_OUTCOME_TIMESTAMP] = sent[0][1]
+            return
+        field, when = found
+        stamp = record.get(CALL_OUTCOME_TIMESTAMP)
+        if stamp and (column or field != CALL_OUTCOME_TIMESTAMP):
+            column = column or f"its {field}"
+            self._coercion.keep_aside(record, CALL_OUTCOME_TIMESTAMP, stamp, column)
+        record[CALL_OUTCOME_TIMESTAMP] = when
 
     @override
     def _increment_stream_state(
