@@ -233,7 +233,7 @@ def test_a_start_date_of_few_windows_gets_no_warning(simulator, tmp_path):
     sim = simulator(demo_assignments(), outcomes_start=start)
     run = run_tap(outcomes_config(sim, start, call_outcomes_window_days=1), tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "windows" not in "\n".join(l for l in run.stderr.splitlines() if "WARNING" in l)
+    assert "windows" not in "\n".join(x for x in run.stderr.splitlines() if "WARNING" in x)
 
 
 def test_start_date_in_year_1_plans_its_windows_without_overflow(simulator):
