@@ -130,11 +130,9 @@ def probe_contexts(stream: CubeStream) -> t.Iterator[Context]:
     """The contexts of the first pages to read: the latest day window, for windowed lists."""
     for partition in (stream.partitions or [{}])[:PARTITIONS_TRIED]:
         if isinstance(stream, DayWindowStream):
-            windows = list(stream.windows(partition, datetime.now(UTC)))
-            if windows:
-                start, end = windows[-1]
-                dates = {"from_date": start.strftime("%Y%m%d"), "to_date": end.strftime("%Y%m%d")}
-                yield {**partition, **dates}
+            window = stream.latest_window(partition, datetime.now(UTC))
+            if window is not None:
+                yield window
         else:
             yield partition
 

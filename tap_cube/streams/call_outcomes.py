@@ -19,7 +19,7 @@ from tap_cube.errors import ApiError, ConfigError
 from tap_cube.records.converters import UNFIT, instant, nearest_instant, to_date_time
 from tap_cube.settings import setting
 from tap_cube.state import parse_bookmark
-from tap_cube.streams.lists import CampaignStream, CrmStream, CustomersBase
+from tap_cube.streams.lists import CampaignStream, CrmStream, CustomersBase, extend_schema
 from tap_cube.streams.schema import CUSTOM_FIELD_PREFIX
 
 if t.TYPE_CHECKING:
@@ -217,20 +217,9 @@ class DayWindowStream(CustomersBase):
         start_date bounds every run, not only the first: a window never starts before
         it, and a start_date in the future reads nothing until that day.
         """
-        bookmark = parse_bookmark(self.get_context_state(context).get("replication_key_value"))
-        lookback = timedelta(days=int(setting(self.config, "call_outcomes_lookback_days")))
-        span = timedelta(days=int(setting(self.config, "call_outcomes_window_days")) - 1)
-        first_day = self.config.get("start_date")
-        if bookmark is None and not first_day:
-            msg = f"{self.name} needs start_date (the first day to read), e.g. 2024-01-01"
-            raise ConfigError(msg)
-        starts = [date.fromisoformat(str(first_day))] if first_day else []
-        if bookmark is not None:
-            # Days are Cube's days: in the `timezone` setting's zone.
-            starts.append(_days_before(_local_day(bookmark, self.zone), lookback))
-        start = max(starts)
-        today = now.astimezone(self.zone).date()
-        planned = (today - start).days // (span.days + 1) + 1 if start <= today else 0
+        start, today = self._days_to_read(context, now)
+        span = timedelta(days=self.window_days - 1)
+        planned = (today - start).days // self.window_days + 1 if start <= today else 0
         if planned > MANY_WINDOWS:
             self.logger.warning(
                 "%s: %s: %d day windows to read, from %s to %s, a request series each; a "
@@ -245,6 +234,33 @@ class DayWindowStream(CustomersBase):
             end = today if today - start <= span else start + span
             yield start, end
             start = end + timedelta(days=1)
+
+    def latest_window(self, partition: Context, now: datetime) -> Context | None:
+        """The partition's context with the last of its windows (up to today): rows that
+        show the fields rows carry now. None when start_date is still to come."""
+        start, today = self._days_to_read(partition, now)
+        if start > today:
+            return None
+        first = start + timedelta(days=(today - start).days // self.window_days * self.window_days)
+        return {**partition, "from_date": _api_date(first), "to_date": _api_date(today)}
+
+    @property
+    def window_days(self) -> int:
+        return int(setting(self.config, "call_outcomes_window_days"))
+
+    def _days_to_read(self, context: Context | None, now: datetime) -> tuple[date, date]:
+        """The first day this run reads of the partition, and today (Cube's days: in the
+        `timezone` setting's zone)."""
+        bookmark = parse_bookmark(self.get_context_state(context).get("replication_key_value"))
+        lookback = timedelta(days=int(setting(self.config, "call_outcomes_lookback_days")))
+        first_day = self.config.get("start_date")
+        if bookmark is None and not first_day:
+            msg = f"{self.name} needs start_date (the first day to read), e.g. 2024-01-01"
+            raise ConfigError(msg)
+        starts = [date.fromisoformat(str(first_day))] if first_day else []
+        if bookmark is not None:
+            starts.append(_days_before(_local_day(bookmark, self.zone), lookback))
+        return max(starts), now.astimezone(self.zone).date()
 
     def clamp_bookmark(self, holder: dict[str, t.Any], now: datetime, where: str, of: str) -> None:
         """Keep `holder`'s bookmark from passing `now`, the run's clock.
@@ -270,6 +286,14 @@ class DayWindowStream(CustomersBase):
                 clock,
             )
         holder["replication_key_value"] = clock
+
+    def discover_schema(self, base: dict[str, t.Any]) -> dict[str, t.Any]:
+        """`base` plus the custom fields the rows of each partition's latest window carry
+        that it lacks, typed as customers' are (tap_cube/streams/schema.py)."""
+        now = datetime.now(UTC)
+        windows = (self.latest_window(partition, now) for partition in self.partitions or [])
+        contexts = [window for window in windows if window is not None]
+        return extend_schema(base, self, {}, contexts, prefix=CUSTOM_FIELD_PREFIX)
 
     @override
     def discovery_declares(self, field: str) -> bool:
