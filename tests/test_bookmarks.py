@@ -159,7 +159,8 @@ CATCH_ALL = "_cube_unparsed"
 
 
 def last_state(run) -> dict:
-    return [m["value"] for m in run.messages if m["type"] == "STATE"][-1]
+    states: list[dict] = [m["value"] for m in run.messages if m["type"] == "STATE"]
+    return states[-1]
 
 
 @pytest.mark.parametrize(
@@ -249,11 +250,13 @@ def test_a_start_date_of_few_windows_gets_no_warning(simulator, tmp_path):
 
 
 def test_start_date_in_year_1_plans_its_windows_without_overflow(simulator):
+    from tap_cube.streams.call_outcomes import DayWindowStream
     from tap_cube.tap import TapCube
 
     sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=2))
     tap = TapCube(config=outcomes_config(sim, date(1, 1, 1)))
     stream = tap.streams["call_outcomes"]
+    assert isinstance(stream, DayWindowStream)
     windows = list(stream.windows({"campaign_id": CAMPAIGN}, datetime.now(UTC)))
     assert windows[0][0] == date(1, 1, 1)
     assert windows[-1][1] == datetime.now(stream.zone).date()

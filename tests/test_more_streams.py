@@ -272,7 +272,9 @@ def test_rows_about_calls_type_the_custom_fields_they_carry(simulator, tmp_path,
     }[stream]
     if stream == "crm_call_outcomes":
         sim.fail_next("/data_owners/3/B2C/crm_custom_fields/", 403, times=50)
-    run = run_tap(config_for(sim, None, start_date=start.isoformat(), **settings), tmp_path)
+    config = config_for(sim, [], start_date=start.isoformat(), **settings)
+    del config["assignment_ids"]  # no customers stream reads the campaigns' containers
+    run = run_tap(config, tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     records = run.records(stream)
     carried = {name for r in records for name in r if name.startswith("crm__custom_info__")}
