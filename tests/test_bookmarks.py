@@ -6,8 +6,11 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tap_cube.simulator import demo_assignments
+from tap_cube.state import parse_bookmark
 from tests.conftest import config_for, run_tap
 from tests.test_catalog import discovered_catalog
 
@@ -261,3 +264,51 @@ def test_start_date_in_year_1_plans_its_windows_without_overflow(simulator):
     assert windows[0][0] == date(1, 1, 1)
     assert windows[-1][1] == datetime.now(stream.zone).date()
     assert len(windows) > 24_000
+
+
+edge_bookmarks = st.builds(
+    lambda moment, minutes, naive: (
+        moment.isoformat()
+        + (
+            ""
+            if naive
+            else f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        )
+    ),
+    st.one_of(
+        st.datetimes(max_value=datetime(1, 1, 3)),
+        st.datetimes(min_value=datetime(9999, 12, 29)),
+    ),
+    st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59),
+    st.booleans(),
+)
+
+
+def test_no_bookmark_at_the_edges_fails_the_windows(simulator):
+    """Any bookmark of year 1 or 9999, at any offset, in any zone: the windows are planned."""
+    from tap_cube.streams.call_outcomes import DayWindowStream
+    from tap_cube.tap import TapCube
+
+    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=2))
+    streams = [
+        TapCube(config=outcomes_config(sim, TODAY - timedelta(days=2), timezone=zone)).streams[
+            "call_outcomes"
+        ]
+        for zone in ("Europe/Oslo", "America/Sao_Paulo", "Pacific/Kiritimati")
+    ]
+    context = {"campaign_id": CAMPAIGN}
+
+    @settings(max_examples=600, deadline=None)
+    @given(value=edge_bookmarks, stream=st.sampled_from(streams))
+    def plan(value, stream):
+        assert isinstance(stream, DayWindowStream)
+        state = stream.get_context_state(context)
+        state["replication_key_value"] = value
+        assert parse_bookmark(value) is not None, value
+        now = datetime.now(UTC)
+        stream.clamp_bookmark(state, now, "a test", "the bookmark")  # as a read does first
+        windows = list(stream.windows(context, now))
+        assert windows, value  # never later than today: start_date bounds it
+        assert windows[-1][1] == now.astimezone(stream.zone).date()
+
+    plan()
