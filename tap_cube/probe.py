@@ -11,17 +11,20 @@ stand-in, which the simulator can serve back, so a bug report becomes a test.
 from __future__ import annotations
 
 import copy
+import errno
 import json
+import os
 import typing as t
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlparse, urlsplit
 
-from tap_cube.errors import CubeError, scrubber
+from tap_cube.errors import ConfigError, CubeError, scrubber
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.records.formats import StandIns, format_class, json_type
 from tap_cube.streams.call_outcomes import DayWindowStream
+from tap_cube.streams.lists import CustomFieldsBase
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -37,6 +40,10 @@ PARTITIONS_TRIED = 10
 PARTITIONS_WITH_ROWS = 3
 
 STOPS_THE_RUN = "stops the run"
+
+#: Fields of custom-field metadata whose values are the API's vocabulary, not anyone's
+#: data, kept in fixtures: they say how the tap types a customer field, and which.
+METADATA_VOCABULARY = frozenset({"id", "type", "data__type", "lookup__id"})
 
 
 @dataclass
@@ -81,6 +88,8 @@ def probe(streams: t.Iterable[Stream], api_url: str, fixture_dir: Path | None) -
         "tap-cube probe: what the server sends, by JSON type and format class; no value is "
         "shown. 'read as' says where the tap puts each field.",
     ]
+    if fixture_dir is not None:
+        make_fixture_dir(fixture_dir)  # before the probe's reads: a bad DIR wastes none
     for stream in streams:
         endpoint = read_endpoint(t.cast("CubeStream", stream), api_url)
         lines += ["", *report(endpoint)]
@@ -121,11 +130,9 @@ def probe_contexts(stream: CubeStream) -> t.Iterator[Context]:
     """The contexts of the first pages to read: the latest day window, for windowed lists."""
     for partition in (stream.partitions or [{}])[:PARTITIONS_TRIED]:
         if isinstance(stream, DayWindowStream):
-            windows = list(stream.windows(partition, datetime.now(UTC)))
-            if windows:
-                start, end = windows[-1]
-                dates = {"from_date": start.strftime("%Y%m%d"), "to_date": end.strftime("%Y%m%d")}
-                yield {**partition, **dates}
+            window = stream.latest_window(partition, datetime.now(UTC))
+            if window is not None:
+                yield window
         else:
             yield partition
 
@@ -217,7 +224,8 @@ def write_fixture(endpoint: Endpoint, directory: Path) -> Path:
     as the notes' examples are."""
     assert endpoint.sample is not None
     stream = endpoint.stream
-    rows = StandIns().redact(endpoint.sample["results"])
+    vocabulary = METADATA_VOCABULARY if isinstance(stream, CustomFieldsBase) else ()
+    rows = StandIns().redact(endpoint.sample["results"], vocabulary)
     body: object = (
         {"count": len(endpoint.sample["results"]), "next": None, "previous": None, "results": rows}
         if stream.paginated
@@ -239,7 +247,27 @@ def write_fixture(endpoint: Endpoint, directory: Path) -> Path:
         "also_in": [],
         "body": body,
     }
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{stream.name}.json"
-    path.write_text(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        path.write_text(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise _unwritable(directory, exc) from None
     return path
+
+
+def make_fixture_dir(directory: Path) -> None:
+    """Create the fixture directory, or raise ConfigError saying why it cannot be."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(directory, exc) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise _unwritable(directory, PermissionError(errno.EACCES, "Permission denied"))
+
+
+def _unwritable(directory: Path, exc: OSError) -> ConfigError:
+    reason = exc.strerror or type(exc).__name__
+    return ConfigError(
+        f"--probe={directory}: the fixture directory cannot be made or written ({reason}); "
+        "give a directory you can write, e.g. --probe=cube-fixtures"
+    )

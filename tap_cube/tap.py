@@ -234,11 +234,14 @@ class TapCube(Tap):
     def _day_window_stream(
         self, stream_class: type[DayWindowStream], custom_fields: dict[str, t.Any]
     ) -> DayWindowStream:
-        """A call-outcome or product-registration stream: its rows carry customer fields."""
+        """A call-outcome or product-registration stream: its rows carry customer fields,
+        typed by the customers' metadata, else by the rows of each partition's latest
+        window."""
         base = stream_class.base_schema()
         base["properties"].update(custom_fields)
-        name = stream_class(self, base, gate=self.gate, directory=self.directory).name
-        schema = self._schema(name, base, partial(dict, base))
+        sampled = stream_class(self, base, gate=self.gate, directory=self.directory)
+        schema = self._schema(sampled.name, base, partial(sampled.discover_schema, base))
+        sampled.close()
         return stream_class(self, schema, gate=self.gate, directory=self.directory)
 
     @override

@@ -112,7 +112,7 @@ def written(moment: dt.datetime, minutes: int, style: str) -> str:
         "Z": "Z",
     }.get(style, "")
     if style == "minute":
-        return moment.strftime("%Y-%m-%d %H:%M")
+        return moment.isoformat(sep=" ", timespec="minutes")  # strftime drops year 1's zeros
     return moment.isoformat() + offset
 
 

@@ -186,3 +186,92 @@ def test_a_bookmark_across_the_autumn_overlap_is_the_later_instant():
     first, later = "2026-10-25T02:50:00+02:00", "2026-10-25T02:10:00+01:00"
     assert first > later
     assert bookmark_of(later) > bookmark_of(first)
+
+
+# --------------------------------------------------------------------------- the edges
+
+#: The instants a datetime holds: a date-time naming another cannot be ordered, kept
+#: as a bookmark or loaded by a target written in Python.
+FIRST_INSTANT = dt.datetime.min.replace(tzinfo=UTC)
+LAST_INSTANT = dt.datetime.max.replace(tzinfo=UTC)
+
+
+def names_an_instant(emitted: object) -> bool:
+    """Whether a converter's answer is an instant in UTC a bookmark can be made of."""
+    if emitted is UNFIT:
+        return False
+    assert isinstance(emitted, str)
+    assert validate_rfc3339(emitted), emitted
+    assert FIRST_INSTANT <= instant(emitted).astimezone(UTC) <= LAST_INSTANT
+    assert instant(bookmark_of(emitted)) == instant(emitted)
+    return True
+
+
+@pytest.mark.parametrize(
+    ("sent", "zone"),
+    [
+        ("0001-01-01T00:30:00.000+0100", None),  # 0000-12-31T23:30Z
+        ("0001-01-01T00:00:00.000+00:01", None),
+        ("9999-12-31T23:30:00.000-0100", None),  # 10000-01-01T00:30Z
+        ("9999-12-31T23:59:59.999999-00:01", None),
+        ("0001-01-01 00:00", OSLO),  # local mean time there: +00:43
+        ("9999-12-31 23:30", ZoneInfo("America/Sao_Paulo")),
+    ],
+)
+def test_a_date_time_of_no_instant_is_unfit(sent, zone):
+    assert to_date_time(sent, zone) is UNFIT
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "0001-01-01T00:00:00.000+0000",
+        "0001-01-01T01:00:00+01:00",
+        "9999-12-31T23:59:59.999999Z",
+        "9999-12-31T23:59:59.999-00:00",
+    ],
+)
+def test_the_first_and_last_instants_are_date_times(sent):
+    assert names_an_instant(to_date_time(sent))
+
+
+edge_moments = st.one_of(
+    st.datetimes(max_value=dt.datetime(1, 1, 3)),
+    st.datetimes(min_value=dt.datetime(9999, 12, 29)),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    moment=edge_moments,
+    minutes=st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59),
+    style=st.sampled_from(["colon", "no colon", "hours", "Z", "minute"]),
+    zone=st.sampled_from([*ZONES, ZoneInfo("Pacific/Kiritimati"), ZoneInfo("Pacific/Niue")]),
+)
+def test_at_the_edges_a_date_time_is_an_instant_or_unfit(moment, minutes, style, zone):
+    """Years 1 and 9999, any offset, local times of zones far east and west: what the
+    converter gives can always be made a bookmark; what it refuses names no instant."""
+    if style == "hours":
+        minutes -= minutes % 60 if minutes >= 0 else -(-minutes % 60)
+    if style in ("Z", "minute"):
+        minutes = 0
+    if style == "minute":
+        moment = moment.replace(second=0, microsecond=0)
+    sent = written(moment, minutes, style)
+    emitted = to_date_time(sent, zone)
+    if names_an_instant(emitted):
+        return
+    named = moment.replace(
+        tzinfo=zone if style == "minute" else dt.timezone(dt.timedelta(minutes=minutes))
+    )
+    with pytest.raises(OverflowError):  # refused: it names no instant a datetime holds
+        named.astimezone(UTC)
+
+
+def test_a_column_of_no_instant_is_null_and_the_value_kept():
+    properties = {"when": {"type": ["string", "null"], "format": "date-time"}, **CATCH_ALL_PROPERTY}
+    coercion = RecordCoercion(properties, OSLO)
+    sent = {"when": "0001-01-01T00:30:00.000+0100"}
+    assert coercion(dict(sent)) == {"when": None, "_cube_unparsed": sent}
+    local = {"when": "0001-01-01 00:00"}
+    assert coercion(dict(local)) == {"when": None, "_cube_unparsed": local}

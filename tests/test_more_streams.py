@@ -10,6 +10,7 @@ import pytest
 
 from tap_cube.simulator import Crm, CustomField, demo_assignments
 from tests.conftest import config_for, run_tap
+from tests.test_catalog import discovered_catalog
 
 
 def crm(data_owner_id=3, crm_type="B2C", count=700):
@@ -157,8 +158,10 @@ def test_call_outcomes_incremental_with_windows_and_lookback(simulator, tmp_path
     sim.update_call_outcome(
         campaigns[0], today - timedelta(days=1), 0, {"call_outcome__comment": "Endret i ettertid"}
     )
+    # Given a catalog, the run discovers nothing: the windows it asks for are its own.
+    catalog = discovered_catalog(config, tmp_path)
     before = len(sim.requests)
-    second = run_tap(config, tmp_path, "--state", str(state_file))
+    second = run_tap(config, tmp_path, "--state", str(state_file), "--catalog", catalog)
     assert second.returncode == 0, second.stderr
     lookback = f"from_date={day(today - timedelta(days=1))}&to_date={day(today)}"
     assert {q for _, q in outcome_requests(sim, before)} == {lookback}
@@ -243,3 +246,45 @@ def test_unknown_data_owner(simulator, tmp_path):
     assert run.returncode != 0
     assert "data owner 9 (B2C) not found" in run.last_stderr_line
     assert "crms" in run.last_stderr_line
+
+
+@pytest.mark.parametrize("stream", ["call_outcomes", "product_registrations", "crm_call_outcomes"])
+def test_rows_about_calls_type_the_custom_fields_they_carry(simulator, tmp_path, today, stream):
+    """Custom fields that no metadata the tap reads lists (their container is not
+    configured, or its metadata forbidden) get columns from the rows, as customers' do."""
+    start = today - timedelta(days=3)
+    sim = simulator(
+        demo_assignments(),
+        crms=[
+            Crm(3, "B2C", 30, custom_fields=[CustomField(64, "Adresse", "text")]),
+            Crm(4, "B2B", 5, custom_fields=[CustomField(99, "Poeng", "integer")]),
+        ],
+        outcomes_start=start,
+    )
+    owned = [c["campaign__id"] for c in sim.campaigns() if c.get("data_owner__id") == 3]
+    settings = {
+        "call_outcomes": {"campaign_ids": [2021]},
+        "product_registrations": {
+            "campaign_ids": owned[:1],
+            "crms": [{"data_owner_id": 4, "crm_type": "B2B"}],
+        },
+        "crm_call_outcomes": {"crms": [{"data_owner_id": 3, "crm_type": "B2C"}]},
+    }[stream]
+    if stream == "crm_call_outcomes":
+        sim.fail_next("/data_owners/3/B2C/crm_custom_fields/", 403, times=50)
+    config = config_for(sim, [], start_date=start.isoformat(), **settings)
+    del config["assignment_ids"]  # no customers stream reads the campaigns' containers
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    records = run.records(stream)
+    carried = {name for r in records for name in r if name.startswith("crm__custom_info__")}
+    carried |= {
+        name
+        for r in records
+        for name in (r.get("_cube_unparsed") or {})
+        if name.startswith("crm__custom_info__")
+    }
+    assert carried, stream
+    properties = run.schema(stream)["properties"]
+    assert carried <= set(properties), carried - set(properties)
+    assert any(r.get(name) is not None for r in records for name in carried), stream

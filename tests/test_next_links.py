@@ -19,6 +19,7 @@ from tap_cube.api.page import Page
 from tap_cube.api.pagination import CubeNextLinkPaginator, query_for_page, query_pairs
 from tap_cube.simulator import Crm, CustomField
 from tests.conftest import config_for, plain_assignment, run_tap
+from tests.test_catalog import discovered_catalog
 
 TODAY = date.today()
 UNUSABLE = "the server's next links are unusable"
@@ -109,8 +110,10 @@ def test_notes_product_registration_example_reads_on(simulator, tmp_path):
         "previous": None,
         "results": [row],
     }
+    config = discovering(sim, start_date=start.isoformat())
+    catalog = discovered_catalog(config, tmp_path)  # so the run's first page is the one below
     sim.fail_next("/data_owners/3/crm/B2C/product_registrations/?", 200, json.dumps(elsewhere))
-    run = run_tap(discovering(sim, start_date=start.isoformat()), tmp_path)
+    run = run_tap(config, tmp_path, "--catalog", catalog)
     assert run.returncode == 0, run.stderr
     assert not any("20200212" in r.query for r in sim.requests)
     assert not any(r.path.endswith("/crm/B2C/call_outcomes/") and "page=" in r.query

@@ -23,7 +23,7 @@ import typing as t
 
 import pytest
 
-from tap_cube.records.converters import CONVERTERS, kind_of, to_date_time
+from tap_cube.records.converters import CONVERTERS, UNFIT, kind_of, to_date_time
 from tests.conftest import TOKEN, run_tap
 from tests.notes import (
     EXTRA_COLUMNS,
@@ -59,9 +59,11 @@ def _run(simulator, tmp_path, fixture: NotesFixture, body: t.Any, **settings: t.
 
 def assert_kept(row: dict[str, t.Any], record: dict[str, t.Any], schema: dict[str, t.Any]):
     """Every field of `row` is in `record`: in its column, as sent or converted without
-    loss, or as sent in _cube_unparsed."""
+    loss, or as sent in _cube_unparsed; and every field has a column of its own, so
+    that only a value its column cannot hold is in _cube_unparsed."""
     unparsed = record.get("_cube_unparsed") or {}
     for field, sent in row.items():
+        assert_has_column(field, sent, schema)
         if field in unparsed:
             assert unparsed[field] == sent, field
             assert record.get(field) is None, field
@@ -83,6 +85,24 @@ def assert_kept(row: dict[str, t.Any], record: dict[str, t.Any], schema: dict[st
             assert emitted is None, field  # "" says no more than null
         else:
             assert emitted == CONVERTERS[kind](sent), (field, sent, emitted)
+
+
+def assert_has_column(field: str, sent: t.Any, schema: dict[str, t.Any]) -> None:
+    """A documented field has its own column (or, for a free-form label, its object
+    column), and only a value that column cannot hold is kept in _cube_unparsed."""
+    properties = schema["properties"]
+    column = next((c for c in EXTRA_COLUMNS if field.startswith(c + "__")), field)
+    assert column in properties, f"{field} has no column: its values go to _cube_unparsed"
+    if column != field or sent is None:
+        return
+    kind, _ = kind_of(properties[field])
+    fits = CONVERTERS[kind](sent) is not UNFIT if kind in CONVERTERS else True
+    blank = isinstance(sent, str) and not sent.strip()
+    if kind == "date-time":
+        fits = to_date_time(sent, OSLO) is not UNFIT
+    # Every documented value fits its column (a blank is null there): none of them is
+    # kept in _cube_unparsed for want of a column of the right type.
+    assert fits or blank, (field, sent, kind)
 
 
 #: Examples that show part of a longer list: their rows alone are a run of their own.

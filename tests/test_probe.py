@@ -279,7 +279,7 @@ def test_format_classes_and_stand_ins(case):
     cls, value = case
     assert cls in STRING_CLASSES
     assert format_class(value) == cls, value
-    stand_in = StandIns(seed=len(value)).stand_in(value)
+    stand_in = StandIns().stand_in(value)
     assert format_class(stand_in) == cls, (value, stand_in)
     assert length_class(stand_in) == length_class(value)
     if cls not in TINY_CLASSES:
@@ -309,3 +309,94 @@ def test_format_classes_of_the_notes_examples():
     assert format_class("2020-02-30") == "text"  # not a date the tap can read
     assert format_class(233) == "integer"
     assert format_class(None) == "null"
+
+
+# --- nothing recoverable ----------------------------------------------------------------
+
+
+def probe_fixtures(server, tmp_path, name, config=None):
+    fixtures = tmp_path / name
+    run = run_tap(config or probe_config(server), tmp_path, f"--probe={fixtures}")
+    assert run.returncode == 0, run.stderr[-2000:]
+    return fixtures
+
+
+def fixture_rows(fixtures, stream):
+    body = json.loads((fixtures / f"{stream}.json").read_text(encoding="utf-8"))["body"]
+    return body if isinstance(body, list) else body["results"]
+
+
+def dates_of(rows, originals):
+    """(original, stand-in) of every value of the date class, both as dates."""
+    pairs = set()
+    for original, stand_in in zip(originals, rows, strict=True):
+        for name, value in original.items():
+            if format_class(value) == "date":
+                pairs.add((date.fromisoformat(value), date.fromisoformat(stand_in[name])))
+    return pairs
+
+
+@pytest.fixture
+def birth_dates(simulator):
+    fields = [CustomField(64, "Fødselsdato", "date"), CustomField(90, "Poeng", "integer")]
+    return simulator([plain_assignment(7, 40, custom_fields=fields)], page_size=40)
+
+
+def test_no_constant_shift_gives_the_dates_back(birth_dates, tmp_path):
+    """Knowing one birth date (or the code) must not give the others back: neither one
+    shift for every date of a fixture, nor the same stand-ins on every run."""
+    originals = birth_dates.customers(7)
+    config = config_for(birth_dates, [7])
+    first = fixture_rows(probe_fixtures(birth_dates, tmp_path, "first", config), "customers")
+    second = fixture_rows(probe_fixtures(birth_dates, tmp_path, "second", config), "customers")
+    pairs = dates_of(first, originals)
+    assert len({original for original, _ in pairs}) >= 10
+    shifts = {stand_in - original for original, stand_in in pairs}
+    assert len(shifts) > len(pairs) // 2, shifts
+    assert dates_of(second, originals) != pairs
+    assert first != second
+
+
+def test_every_stand_in_comes_from_a_secret_of_the_run():
+    texts = ["2020-02-12", "12.05.1970", "481846", "Åse Ødegård", "2020-02-12T10:27:06+0100"]
+    runs = [[StandIns().stand_in(text) for text in texts] for _ in range(3)]
+    assert runs[0] != runs[1] != runs[2]
+    for i, text in enumerate(texts):
+        assert len({run[i] for run in runs}) > 1, text
+
+
+def test_the_apis_own_vocabulary_stays_as_sent(server, tmp_path):
+    """What tells the tap how to read the rest is no one's data: metadata types, the
+    fields they describe, CRM types. With them scrambled, a fixture reads otherwise."""
+    fixtures = probe_fixtures(server, tmp_path, "fixtures")
+    metadata = fixture_rows(fixtures, "crm_custom_fields")
+    originals = [
+        {"id": 64, "type": "text", "lookup__id": "crm__custom_info__64"},
+        {"id": 90, "type": "integer", "lookup__id": "crm__custom_info__90"},
+    ]
+    assert [
+        {name: row[name] for name in ("id", "type", "lookup__id")} for row in metadata
+    ] == originals
+    assert all(row["key"] not in ("Adresse", "Poeng") for row in metadata)
+    products = fixture_rows(fixtures, "crm_product_registrations")
+    assert {row["campaign__crm_type"] for row in products} == {"B2C"}
+
+
+def test_a_probe_dir_that_cannot_be_made_fails_with_one_line(server, tmp_path):
+    run = run_tap(probe_config(server), tmp_path, "--probe=/dev/null/sub")
+    assert run.returncode == 1, run.stderr[-2000:]
+    line = run.last_stderr_line
+    assert line.startswith("tap-cube: error: --probe=/dev/null/sub"), line
+    assert [x for x in run.stderr.splitlines() if "error" in x.lower()] == [line]
+    assert "unexpected" not in line
+    assert "directory" in line
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00+0100", "9999-12-31 23:59", "0001-01-01", "31.12.9999"]
+)
+def test_values_at_the_edges_get_stand_ins_of_their_class(value):
+    stand_in = StandIns().stand_in(value)
+    assert format_class(stand_in) == format_class(value), stand_in
+    assert stand_in != value

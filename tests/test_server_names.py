@@ -32,7 +32,6 @@ def test_product_row_own_fields_are_kept(simulator, tmp_path):
         "crm_type": "B2B",
         "_sdc_deleted_at": "2020-01-01T00:00:00+00:00",
     }
-    sim.fail_next("/data_owners/3/crm/B2C/product_registrations/", 200, page(row), times=1)
     config = config_for(
         sim,
         [],
@@ -48,6 +47,7 @@ def test_product_row_own_fields_are_kept(simulator, tmp_path):
             if not item["breadcrumb"]:
                 item["metadata"]["selected"] = entry["tap_stream_id"] == "crm_product_registrations"
     catalog.write_text(json.dumps(streams))
+    sim.fail_next("/data_owners/3/crm/B2C/product_registrations/", 200, page(row), times=1)
     run = run_tap(config, tmp_path, "--catalog", str(catalog))
     assert run.returncode == 0, run.stderr
     [record] = run.records("crm_product_registrations")

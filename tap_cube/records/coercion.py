@@ -110,6 +110,8 @@ class RecordCoercion:
         self._owned_kept: set[str] = set()
         #: Fields of `unfit` kept as JSON text (see JSON_TEXT).
         self._as_text: set[str] = set()
+        #: Fields of `unfit` whose column holds something else than null, and what.
+        self._columns: dict[str, str] = {}
 
     def __call__(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """The record, fitted: every value of its column's kind, or null and kept aside."""
@@ -160,7 +162,7 @@ class RecordCoercion:
             if kind != "text" and type(value) is str and not value.strip():
                 converted = None  # "" (or only blanks) says no more than null
             else:
-                self._keep_aside(record, name, value)
+                self.keep_aside(record, name, value)
                 converted = None
         elif kind == "date" and converted == value:
             if len(self._valid_dates) >= _VALID_DATES_KEPT:
@@ -187,7 +189,7 @@ class RecordCoercion:
         ]
         for name, value in undeclared:
             if value is not None:
-                self._keep_aside(record, name, value)
+                self.keep_aside(record, name, value)
 
     def set_aside_owned(
         self, record: dict[str, t.Any], owned: t.Iterable[str], partition: t.Mapping[str, t.Any]
@@ -205,9 +207,17 @@ class RecordCoercion:
             if value is None or (type(value) is type(same) and value == same):
                 continue
             self._owned_kept.add(name)
-            self._keep_aside(record, name, value)
+            self.keep_aside(record, name, value)
 
-    def _keep_aside(self, record: dict[str, t.Any], name: str, value: object) -> None:
+    def keep_aside(
+        self, record: dict[str, t.Any], name: str, value: object, column: str = "null"
+    ) -> None:
+        """Keep a field's value as sent in the catch-all, and count it for report().
+
+        `column` says what its column holds instead, for report().
+        """
+        if column != "null":
+            self._columns[name] = column
         if self.keeps_unfit:
             kept = record.get(CATCH_ALL)
             if kept is None:
@@ -229,6 +239,7 @@ class RecordCoercion:
         unfit, self.unfit = self.unfit, {}
         owned, self._owned_kept = self._owned_kept, set()
         as_text, self._as_text = self._as_text, set()
+        columns, self._columns = self._columns, {}
         lines = []
         for name, seen in unfit.items():
             values = f"{seen.values} value{'' if seen.values == 1 else 's'}"
@@ -246,7 +257,8 @@ class RecordCoercion:
                 advice = ""
             elif name in self.declared:
                 verb = "is" if seen.values == 1 else "are"
-                what = f"{values} of {name} {verb} not {self.kinds[name]}: null in the column"
+                column = columns.get(name, "null")
+                what = f"{values} of {name} {verb} not {self.kinds[name]}: {column} in the column"
                 if self.keeps_unfit:
                     what += f", kept as sent in {CATCH_ALL}"
                     advice = ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import typing as t
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 
 if t.TYPE_CHECKING:
@@ -143,6 +143,8 @@ def to_date_time(value: object, zone: tzinfo | None = None) -> object:
     A local time the clock skips (spring) gets the offset before the change, one it
     passes twice (autumn) the first of its instants: zoneinfo's fold=0, the same answer
     on every run. Without `zone` a time without an offset is UNFIT: its instant unknown.
+    So is a date-time whose offset moves it past year 1 or 9999 ("0001-01-01T00:30+0100"
+    is 0000-12-31T23:30Z): no instant a datetime holds, nor one a bookmark can be.
     """
     if type(value) is not str:
         return UNFIT
@@ -167,7 +169,42 @@ def to_date_time(value: object, zone: tzinfo | None = None) -> object:
     else:
         return UNFIT
     text = wall + offset
+    if day[:4] in _EDGE_YEARS and not _is_instant(text):
+        return UNFIT
     return value if text == value else text  # the same object when it already fits
+
+
+#: Only in these years can an offset carry a date-time past the instants a datetime
+#: holds (0001-01-01T00:00Z to 9999-12-31T23:59:59.999999Z).
+_EDGE_YEARS = ("0001", "9999")
+
+
+def _is_instant(text: str) -> bool:
+    """Whether a date-time as to_date_time writes it names an instant a datetime holds:
+    one that can be compared, kept as a bookmark and loaded by any target."""
+    try:
+        instant(text).astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
+def nearest_instant(value: object) -> object:
+    """For a date-time past the first or last instant a datetime holds (see
+    to_date_time), that instant; UNFIT for anything else."""
+    if type(value) is not str:
+        return UNFIT
+    match = _DATE_TIME.fullmatch(value.strip())
+    if match is None or match[1][:4] not in _EDGE_YEARS:
+        return UNFIT
+    # Its digits must make a date-time, only its instant be out of reach.
+    if to_date_time(f"{match[1]}T{match[2]}{match[3] or ''}Z") is UNFIT:
+        return UNFIT
+    return _FIRST_INSTANT if match[1][:4] == "0001" else _LAST_INSTANT
+
+
+_FIRST_INSTANT = "0001-01-01T00:00:00+00:00"
+_LAST_INSTANT = "9999-12-31T23:59:59.999999+00:00"
 
 
 def _offset_text(offset: timedelta | None) -> str:

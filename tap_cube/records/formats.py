@@ -9,11 +9,14 @@ sharing their data.
 
 from __future__ import annotations
 
-import random
 import re
+import secrets
 import string
 import typing as t
 from datetime import date, datetime, timedelta
+
+if t.TYPE_CHECKING:
+    import random
 
 _DATE = r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
 _TIME = r"(?P<time>[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)"
@@ -33,6 +36,9 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 _BOOLEAN_WORDS = (("true", "false"), ("ja", "nei"), ("yes", "no"))
 _CRM_TYPES = ("B2C", "B2B")
+#: Where dates' stand-ins are drawn from.
+_FIRST_DAY = date(1900, 1, 1)
+_DAYS = (date(2099, 12, 31) - _FIRST_DAY).days + 1
 
 #: Every format class a value may have, by JSON type.
 STRING_CLASSES = (
@@ -145,35 +151,47 @@ def _valid_date_time(stamp: re.Match[str]) -> bool:
 class StandIns:
     """Stand-ins for the values of one body: same type, format class and length.
 
-    The same value always gets the same stand-in, and different values different ones
-    (as far as the class has room), so ids that repeat across rows still match and keys
-    stay unique. Dates and times all move by one random shift (whole days, and whole
-    minutes for times), so their order, and a local minute beside its timestamp, agree
-    as they did.
+    Every stand-in comes from a secret of the run (the system's randomness): no constant
+    of this code relates a stand-in to its value, and two runs give different ones. The
+    same value always gets the same stand-in, and different values different ones (as
+    far as the class has room), so ids that repeat across rows still match and keys stay
+    unique. Dates (a birth date) each get a stand-in of their own: knowing one says
+    nothing of the others. Date-times and local minutes all move by the run's one secret
+    shift (whole days, and whole minutes), so that their order, and a row's local minute
+    beside its timestamp, agree as they did: the order of calls is what a fixture of
+    call outcomes needs to reproduce. Values of the API's own vocabulary (CRM types, and
+    the fields a caller names as such) stay as they are.
     """
 
     #: Tries to find a stand-in not given to another value.
     _TRIES = 200
 
-    def __init__(self, seed: int = 0) -> None:
-        self._rng = random.Random(seed)  # noqa: S311 - stand-ins, not secrets
+    def __init__(self, rng: random.Random | None = None) -> None:
+        """`rng`: where stand-ins come from; the system's randomness unless a test's."""
+        self._rng = rng or secrets.SystemRandom()
         self._days = timedelta(days=self._rng.choice([-1, 1]) * self._rng.randrange(400, 4000))
         self._minutes = timedelta(minutes=self._rng.randrange(1, 24 * 60))
         self._given: dict[tuple[str, object], object] = {}
         self._taken: set[tuple[str, object]] = set()
 
-    def redact(self, value: object) -> object:
-        """`value` with every scalar replaced by its stand-in; keys and nulls are kept."""
+    def redact(self, value: object, vocabulary: t.Collection[str] = ()) -> object:
+        """`value` with every scalar replaced by its stand-in; keys, nulls and the values
+        of the fields named in `vocabulary` (at any depth) are kept."""
         if isinstance(value, dict):
-            return {key: self.redact(item) for key, item in value.items()}
+            return {
+                key: item if key in vocabulary else self.redact(item, vocabulary)
+                for key, item in value.items()
+            }
         if isinstance(value, list):
-            return [self.redact(item) for item in value]
+            return [self.redact(item, vocabulary) for item in value]
         return self.stand_in(value)
 
     def stand_in(self, value: object) -> object:
         kind = json_type(value)
         if kind == "null":
             return None
+        if kind == "string" and value in _CRM_TYPES:
+            return value  # the API's own words, in every CRM's data alike
         known = self._given.get((kind, value))
         if known is not None:
             return known
@@ -203,11 +221,9 @@ class StandIns:
         if cls.startswith("date-time") or cls == "local minute":
             return self._date_time(value)
         if cls == "date":
-            return (date.fromisoformat(value) + self._days).isoformat()
+            return self._day().isoformat()
         if cls == "date dd.mm.yyyy":
             return self._dotted_date(value)
-        if cls == "crm type":
-            return rng.choice(_CRM_TYPES)
         if cls == "boolean as string":
             words = next(pair for pair in _BOOLEAN_WORDS if value.lower() in pair)
             word = rng.choice(words)
@@ -257,16 +273,25 @@ class StandIns:
         stamp = _DATE_TIME.fullmatch(value)
         assert stamp is not None
         minute, seconds = stamp["time"][:5], stamp["time"][5:]
-        when = datetime.fromisoformat(f"{stamp['date']}T{minute}") + self._days + self._minutes
+        wall = datetime.fromisoformat(f"{stamp['date']}T{minute}")
+        shift = self._days + self._minutes
+        try:
+            when = wall + shift
+        except OverflowError:  # year 1 or 9999: the other way
+            when = wall - shift
         # Seconds and the offset say how the server writes time, not when: they are kept.
         clock = when.strftime("%H:%M") + seconds
         return f"{when.date().isoformat()}{stamp['sep']}{clock}{stamp['offset']}"
 
+    def _day(self) -> date:
+        """A day of its own, between 1900 and 2099."""
+        return _FIRST_DAY + timedelta(days=self._rng.randrange(_DAYS))
+
     def _dotted_date(self, value: str) -> str:
         dotted = _NORWEGIAN_DATE.fullmatch(value)
         assert dotted is not None
-        day_text, month_text, year_text = dotted.groups()
-        day = date(int(year_text), int(month_text), int(day_text)) + self._days
+        day_text, month_text, _ = dotted.groups()
+        day = self._day()
         # A leading zero in the original is kept in the stand-in.
         day_part = f"{day.day:0{len(day_text)}d}"
         month_part = f"{day.month:0{len(month_text)}d}"

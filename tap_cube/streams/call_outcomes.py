@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing as t
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cached_property
 
 from singer_sdk.helpers._state import PROGRESS_MARKERS
@@ -16,10 +16,10 @@ from typing_extensions import override
 
 from tap_cube.api.json_text import JsonText
 from tap_cube.errors import ApiError, ConfigError
-from tap_cube.records.converters import instant
+from tap_cube.records.converters import UNFIT, instant, nearest_instant, to_date_time
 from tap_cube.settings import setting
 from tap_cube.state import parse_bookmark
-from tap_cube.streams.lists import CampaignStream, CrmStream, CustomersBase
+from tap_cube.streams.lists import CampaignStream, CrmStream, CustomersBase, extend_schema
 from tap_cube.streams.schema import CUSTOM_FIELD_PREFIX
 
 if t.TYPE_CHECKING:
@@ -102,6 +102,24 @@ def bookmark_of(timestamp: str) -> str:
 #: How far past the run's clock a timestamp may lie without a warning: the offset of a
 #: local time sent without one (at most 14 hours) and clocks that differ a little.
 CLOCK_TOLERANCE = timedelta(days=1)
+
+
+#: More day windows than this in one partition get a warning: a start_date far back.
+MANY_WINDOWS = 1000
+
+
+def _local_day(moment: datetime, zone: tzinfo) -> date:
+    """The day of `moment` in `zone`; at the first or last instant, where an offset
+    would leave the days a date holds, its day in UTC."""
+    try:
+        return moment.astimezone(zone).date()
+    except OverflowError:
+        return moment.astimezone(UTC).date()
+
+
+def _days_before(day: date, days: timedelta) -> date:
+    """`day` less `days`, and no earlier than the first day a date holds."""
+    return day - days if day - date.min >= days else date.min
 
 
 def _api_date(day: date) -> str:
@@ -200,23 +218,50 @@ class DayWindowStream(CustomersBase):
         start_date bounds every run, not only the first: a window never starts before
         it, and a start_date in the future reads nothing until that day.
         """
+        start, today = self._days_to_read(context, now)
+        span = timedelta(days=self.window_days - 1)
+        planned = (today - start).days // self.window_days + 1 if start <= today else 0
+        if planned > MANY_WINDOWS:
+            self.logger.warning(
+                "%s: %s: %d day windows to read, from %s to %s, a request series each; a "
+                "later start_date, or a larger call_outcomes_window_days, makes fewer",
+                self.name,
+                self.describe_partition(context),
+                planned,
+                start,
+                today,
+            )
+        while start <= today:
+            end = today if today - start <= span else start + span
+            yield start, end
+            start = end + timedelta(days=1)
+
+    def latest_window(self, partition: Context, now: datetime) -> Context | None:
+        """The partition's context with the last of its windows (up to today): rows that
+        show the fields rows carry now. None when start_date is still to come."""
+        start, today = self._days_to_read(partition, now)
+        if start > today:
+            return None
+        first = start + timedelta(days=(today - start).days // self.window_days * self.window_days)
+        return {**partition, "from_date": _api_date(first), "to_date": _api_date(today)}
+
+    @property
+    def window_days(self) -> int:
+        return int(setting(self.config, "call_outcomes_window_days"))
+
+    def _days_to_read(self, context: Context | None, now: datetime) -> tuple[date, date]:
+        """The first day this run reads of the partition, and today (Cube's days: in the
+        `timezone` setting's zone)."""
         bookmark = parse_bookmark(self.get_context_state(context).get("replication_key_value"))
         lookback = timedelta(days=int(setting(self.config, "call_outcomes_lookback_days")))
-        span = timedelta(days=int(setting(self.config, "call_outcomes_window_days")) - 1)
         first_day = self.config.get("start_date")
         if bookmark is None and not first_day:
             msg = f"{self.name} needs start_date (the first day to read), e.g. 2024-01-01"
             raise ConfigError(msg)
         starts = [date.fromisoformat(str(first_day))] if first_day else []
         if bookmark is not None:
-            # Days are Cube's days: in the `timezone` setting's zone.
-            starts.append(bookmark.astimezone(self.zone).date() - lookback)
-        start = max(starts)
-        today = now.astimezone(self.zone).date()
-        while start <= today:
-            end = min(start + span, today)
-            yield start, end
-            start = end + timedelta(days=1)
+            starts.append(_days_before(_local_day(bookmark, self.zone), lookback))
+        return max(starts), now.astimezone(self.zone).date()
 
     def clamp_bookmark(self, holder: dict[str, t.Any], now: datetime, where: str, of: str) -> None:
         """Keep `holder`'s bookmark from passing `now`, the run's clock.
@@ -243,6 +288,14 @@ class DayWindowStream(CustomersBase):
             )
         holder["replication_key_value"] = clock
 
+    def discover_schema(self, base: dict[str, t.Any]) -> dict[str, t.Any]:
+        """`base` plus the custom fields the rows of each partition's latest window carry
+        that it lacks, typed as customers' are (tap_cube/streams/schema.py)."""
+        now = datetime.now(UTC)
+        windows = (self.latest_window(partition, now) for partition in self.partitions or [])
+        contexts = [window for window in windows if window is not None]
+        return extend_schema(base, self, {}, contexts, prefix=CUSTOM_FIELD_PREFIX)
+
     @override
     def discovery_declares(self, field: str) -> bool:
         # Only the custom fields come from discovery (of customers); the rest is fixed.
@@ -260,18 +313,41 @@ class DayWindowStream(CustomersBase):
                 if type(name) is str and name.startswith(prefix) and type(value) is not JsonText
             }
             record[column] = extras or None
-        if not record.get(CALL_OUTCOME_TIMESTAMP):
-            # Rows of the notes' examples carry only the local minute: it is the instant
-            # (in the `timezone` setting's zone) that orders and keys them.
-            when = next((record[f] for f in SUBMITTED[1:] if record.get(f)), None)
-            if when is None:
-                msg = (
-                    f"{self.name}: the server sent a row without {CALL_OUTCOME_TIMESTAMP} "
-                    "or its submitted_when; it cannot be keyed. Report it to Headshed."
-                )
-                raise ApiError(msg)
-            record[CALL_OUTCOME_TIMESTAMP] = when
+        self._key_by_instant(record)
         return super().coerce(record)
+
+    def _key_by_instant(self, record: dict[str, t.Any]) -> None:
+        """Put in the timestamp column the instant that orders and keys the row.
+
+        Its timestamp, else its local minute (in the `timezone` setting's zone; rows of
+        the notes' examples carry only that). When neither names an instant a datetime
+        holds (year 1 or 9999 moved by an offset), the nearest one there is. A timestamp
+        that is no instant is kept as sent in the catch-all.
+        """
+        sent = [(field, record[field]) for field in SUBMITTED if record.get(field)]
+        if not sent:
+            msg = (
+                f"{self.name}: the server sent a row without {CALL_OUTCOME_TIMESTAMP} "
+                "or its submitted_when; it cannot be keyed. Report it to Headshed."
+            )
+            raise ApiError(msg)
+        column = ""
+        found = next(
+            ((f, w) for f, v in sent if (w := to_date_time(v, self.zone)) is not UNFIT), None
+        )
+        if found is None:
+            column = "the nearest instant"
+            found = next(((f, w) for f, v in sent if (w := nearest_instant(v)) is not UNFIT), None)
+        if found is None:
+            # No instant at all: coercion stops the run, the row cannot be keyed.
+            record[CALL_OUTCOME_TIMESTAMP] = sent[0][1]
+            return
+        field, when = found
+        stamp = record.get(CALL_OUTCOME_TIMESTAMP)
+        if stamp and (column or field != CALL_OUTCOME_TIMESTAMP):
+            column = column or f"its {field}"
+            self._coercion.keep_aside(record, CALL_OUTCOME_TIMESTAMP, stamp, column)
+        record[CALL_OUTCOME_TIMESTAMP] = when
 
     @override
     def _increment_stream_state(

@@ -21,6 +21,8 @@ from tap_cube.streams.cube_stream import CubeStream
 from tap_cube.streams.schema import FieldTypes, customer_properties
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from singer_sdk.helpers.types import Context
     from singer_sdk.tap_base import Tap
 
@@ -329,12 +331,21 @@ def discover_customer_schema(
 
 
 def extend_schema(
-    base: dict[str, t.Any], stream: CubeStream, extra_properties: dict[str, t.Any]
+    base: dict[str, t.Any],
+    stream: CubeStream,
+    extra_properties: dict[str, t.Any],
+    contexts: Iterable[Context] | None = None,
+    prefix: str = "",
 ) -> dict[str, t.Any]:
-    """`base` plus `extra_properties`, plus whatever each partition's first page shows."""
+    """`base` plus `extra_properties`, plus the fields (named `prefix`...) the first page
+    of each context shows: of each partition, unless `contexts` says which pages."""
     schema = {**base, "properties": {**base["properties"], **extra_properties}}
     types = FieldTypes()
-    for context in stream.partitions or []:
-        types.add_sample(first_page_sample(stream, context), set(schema["properties"]))
+    for context in (stream.partitions or []) if contexts is None else contexts:
+        sample = [
+            {name: value for name, value in record.items() if name.startswith(prefix)}
+            for record in first_page_sample(stream, context)
+        ]
+        types.add_sample(sample, set(schema["properties"]))
     schema["properties"].update(types.properties())
     return schema
