@@ -143,3 +143,59 @@ def test_an_unselected_stream_is_not_held_to_its_records(simulator, tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.records("callflow_customers") == []
     assert len(run.records()) == 300
+
+
+def drop_customer_id(stream: dict) -> None:
+    """The catalog without the record id: neither in the schema nor in the metadata."""
+    if stream["tap_stream_id"] == "customers":
+        stream["schema"]["properties"].pop("crm__customer_id")
+        stream["schema"]["required"] = [
+            f for f in stream["schema"].get("required", []) if f != "crm__customer_id"
+        ]
+        stream["metadata"] = [
+            m for m in stream["metadata"] if m["breadcrumb"] != ["properties", "crm__customer_id"]
+        ]
+
+
+def deselect_customer_id(stream: dict) -> None:
+    """The catalog with the record id deselected, as an editor of the catalog may do."""
+    if stream["tap_stream_id"] == "customers":
+        for m in stream["metadata"]:
+            if m["breadcrumb"] == ["properties", "crm__customer_id"]:
+                m["metadata"].update(inclusion="available", selected=False)
+
+
+@pytest.mark.parametrize("edit", [drop_customer_id, deselect_customer_id])
+def test_a_catalog_without_the_record_id_still_marks_deletions(simulator, tmp_path, edit):
+    sim = simulator([plain_assignment(7, 300)])
+    config = config_for(sim, [7], detect_deletions=True)
+    catalog = discovered_catalog(config, tmp_path, edit)
+    first = run_tap(config, tmp_path, "--catalog", catalog)
+    assert first.returncode == 0, first.stderr
+    sim.set_count(7, 250, at="start")
+    second = run_with_state(config, tmp_path, last_state(first), "--catalog", catalog)
+    assert second.returncode == 0, second.stderr
+
+    # Deletion records carry the key, so the target can match them to its rows.
+    gone = deletions(second)
+    assert len(gone) == 50
+    assert all(r["crm__customer_id"] and r["assignment_id"] == 7 for r in gone)
+    assert {r["crm__customer_id"] for r in gone} <= {r["crm__customer_id"] for r in first.records()}
+    assert len({r["crm__customer_id"] for r in first.records()}) == 300
+    assert second.schema()["properties"]["crm__customer_id"] == {"type": "string"}
+    assert_records_match_schemas(first)
+    assert_records_match_schemas(second)
+
+
+@pytest.mark.parametrize("edit", [drop_customer_id, deselect_customer_id])
+def test_a_catalog_without_the_record_id_still_skips_only_unchanged_rows(simulator, tmp_path, edit):
+    sim = simulator([plain_assignment(7, 300)])
+    config = config_for(sim, [7], skip_unchanged=True)
+    catalog = discovered_catalog(config, tmp_path, edit)
+    first = run_tap(config, tmp_path, "--catalog", catalog)
+    assert first.returncode == 0, first.stderr
+    assert len({r["crm__customer_id"] for r in first.records()}) == 300
+    second = run_with_state(config, tmp_path, last_state(first), "--catalog", catalog)
+    assert second.returncode == 0, second.stderr
+    assert second.records() == []
+    assert_records_match_schemas(first)

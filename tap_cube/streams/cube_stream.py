@@ -81,6 +81,8 @@ class CubeStream(RESTStream[t.Any]):
     paginated: bool = True
     #: The field that identifies a record within one partition.
     record_id_field: str | None = None
+    #: Its column: kept in a given catalog whatever it says, as the partition's fields.
+    record_id_schema: t.ClassVar[dict[str, t.Any]] = {}
     #: How a partition is named in messages: "assignment", "data owner", ...
     partition_label: str = "partition"
     #: The setting that chose the partitions, for messages about one of them.
@@ -155,9 +157,12 @@ class CubeStream(RESTStream[t.Any]):
         self._extracted_at = datetime.now(UTC)
 
     def added_properties(self) -> dict[str, dict[str, t.Any]]:
-        """What records carry whatever the schema says: the partition's fields and, when
-        deletions are detected, `_sdc_deleted_at`."""
+        """What records carry whatever the schema says: the partition's fields, the record
+        id (which deletion records, the delivered ids and skip_unchanged's hashes rest
+        on) and, when deletions are detected, `_sdc_deleted_at`."""
         added = {name: int64_bounded(prop) for name, prop in self.key_schema.items()}
+        if self.record_id_field is not None:
+            added[self.record_id_field] = int64_bounded(self.record_id_schema)
         if self.detects_deletions:
             added[DELETED_AT] = DELETED_AT_SCHEMA
         return added

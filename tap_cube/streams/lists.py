@@ -18,7 +18,7 @@ from typing_extensions import override
 from tap_cube.errors import InaccessibleError
 from tap_cube.records.coercion import CATCH_ALL_PROPERTY
 from tap_cube.streams.cube_stream import CubeStream
-from tap_cube.streams.schema import FieldTypes, customer_properties
+from tap_cube.streams.schema import CUSTOMER_ID_SCHEMA, FieldTypes, customer_properties
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -135,6 +135,7 @@ class CustomersBase(CubeStream):
     """Customers of each container: standard fields plus the containers' custom fields."""
 
     record_id_field: str | None = "crm__customer_id"
+    record_id_schema: t.ClassVar[dict[str, t.Any]] = CUSTOMER_ID_SCHEMA
     tracks_deletions = True
     tracks_changes = True
     key_schema: t.ClassVar[dict[str, t.Any]]
@@ -190,6 +191,7 @@ class CustomFieldsBase(CubeStream):
     """The custom-field metadata of each container: labels for `crm__custom_info__<id>`."""
 
     record_id_field = "id"
+    record_id_schema: t.ClassVar[dict[str, t.Any]] = CUSTOM_FIELD_PROPERTIES["id"]
     tracks_deletions = True
     tracks_changes = True
     paginated = False
@@ -286,6 +288,7 @@ class CampaignsStream(CatalogStream):
         th.Property("service__name", th.StringType),
     ).to_dict()
     schema["properties"].update(CATCH_ALL_PROPERTY)
+    record_id_schema: t.ClassVar[dict[str, t.Any]] = schema["properties"]["campaign__id"]
 
 
 # --- discovery ------------------------------------------------------------------------

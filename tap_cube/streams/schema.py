@@ -33,11 +33,15 @@ STANDARD_CUSTOMER_FIELDS = (
 )
 
 
+#: A customer's id, as discovery declares it.
+CUSTOMER_ID_SCHEMA: dict[str, t.Any] = {"type": "string"}
+
+
 def customer_properties(key_fields: dict[str, dict[str, t.Any]]) -> dict[str, t.Any]:
     """The fields every customer has: the partition keys, the id, the standard info, and
     the catch-all for values that fit no column."""
     properties: dict[str, t.Any] = dict(key_fields)
-    properties["crm__customer_id"] = {"type": "string"}
+    properties["crm__customer_id"] = dict(CUSTOMER_ID_SCHEMA)
     for name in STANDARD_CUSTOMER_FIELDS:
         properties[name] = {"type": ["string", "null"]}
     properties.update(CATCH_ALL_PROPERTY)
