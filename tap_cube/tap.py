@@ -30,6 +30,7 @@ from tap_cube.streams.call_outcomes import (
     DayWindowStream,
     ProductRegistrationsStream,
 )
+from tap_cube.streams.catalog import refuse_other_keys
 from tap_cube.streams.directory import Directory, meets
 from tap_cube.streams.lists import (
     CALLFLOW_PROPERTIES,
@@ -169,6 +170,7 @@ class TapCube(Tap):
         super()._set_compatible_replication_methods()
         streams = [t.cast("CubeStream", stream) for stream in self.streams.values()]
         refuse_partial_versions(streams)
+        refuse_other_keys(streams)
         warn_nothing_selected(self.input_catalog, streams, self.logger)
 
     @override

@@ -10,10 +10,12 @@ the run with one line.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
 from tap_cube.records.deletions import DELETED_AT
+from tap_cube.simulator import demo_assignments
 from tests.conftest import config_for, plain_assignment, run_tap
 from tests.test_coercion import validator_of
 from tests.test_deletions import deletions, last_state, run_with_state
@@ -199,3 +201,95 @@ def test_a_catalog_without_the_record_id_still_skips_only_unchanged_rows(simulat
     assert second.returncode == 0, second.stderr
     assert second.records() == []
     assert_records_match_schemas(first)
+
+
+def set_key(stream_id: str, key: list[str]):
+    """A catalog edit giving `stream_id` another key, where a catalog states it."""
+
+    def edit(stream: dict) -> None:
+        if stream["tap_stream_id"] == stream_id:
+            stream["key_properties"] = key
+            root(stream)["table-key-properties"] = key
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("stream", "key", "needed"),
+    [
+        # ids are unique within one assignment only: two assignments' customers on one row
+        ("customers", ["crm__customer_id"], '["assignment_id", "crm__customer_id"]'),
+        ("callflow_customers", ["crm__customer_id"], '["assignment_id", "crm__customer_id"]'),
+        ("customer_custom_fields", ["id"], '["assignment_id", "id"]'),
+        # a target with no key appends: deletion records match no row
+        ("customers", [], '["assignment_id", "crm__customer_id"]'),
+        # a changed name would be another row, and the old one would stay live
+        (
+            "customers",
+            ["assignment_id", "crm__customer_id", "crm__standard_info__name"],
+            '["assignment_id", "crm__customer_id"]',
+        ),
+    ],
+)
+def test_a_catalog_key_that_is_not_the_records_key_stops_the_run(
+    simulator, tmp_path, stream, key, needed
+):
+    sim = simulator([plain_assignment(7, 300), plain_assignment(8, 300)])
+    config = config_for(sim, [7, 8], detect_deletions=True)
+    catalog = discovered_catalog(config, tmp_path, set_key(stream, key))
+    run = run_tap(config, tmp_path, "--catalog", catalog)
+    assert run.returncode == 1
+    line = run.last_stderr_line
+    assert line.startswith(f"tap-cube: error: {stream}: the catalog's key_properties ")
+    assert json.dumps(key) in line
+    assert needed in line
+    assert "run discovery again" in line
+    assert "Traceback" not in run.stderr
+    assert [m for m in run.messages if m["type"] in ("RECORD", "STATE")] == []
+
+
+def test_the_records_key_in_another_order_is_accepted(simulator, tmp_path):
+    sim = simulator([plain_assignment(7, 30)])
+    config = config_for(sim, [7])
+    catalog = discovered_catalog(
+        config, tmp_path, set_key("customers", ["crm__customer_id", "assignment_id"])
+    )
+    run = run_tap(config, tmp_path, "--catalog", catalog)
+    assert run.returncode == 0, run.stderr
+    assert len(run.records()) == 30
+
+
+@pytest.mark.parametrize(
+    ("stream", "key", "needed"),
+    [
+        ("customers", ["crm__customer_id"], '["assignment_id", "crm__customer_id"]'),
+        # call outcomes have no id: several rows of one customer share campaign and customer
+        (
+            "call_outcomes",
+            ["campaign_id", "crm__customer_id"],
+            '["campaign_id", "crm__customer_id", '
+            '"call_outcome__report_as__submitted_when_timestamp", "submission_seq"]',
+        ),
+    ],
+)
+def test_a_stream_map_key_that_is_not_the_records_key_stops_the_run(
+    simulator, tmp_path, today, stream, key, needed
+):
+    sim = simulator(demo_assignments(), outcomes_start=today - timedelta(days=3))
+    config = config_for(
+        sim,
+        [101],
+        start_date=(today - timedelta(days=3)).isoformat(),
+        campaign_ids=[2021],
+        stream_maps={stream: {"__alias__": "renamed", "__key_properties__": key}},
+    )
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 1
+    line = run.last_stderr_line
+    assert line.startswith(
+        f"tap-cube: error: {stream}: the stream map's __key_properties__ {json.dumps(key)} "
+    )
+    assert "renamed" in line
+    assert needed in line
+    assert "Traceback" not in run.stderr
+    assert [m for m in run.messages if m["type"] in ("RECORD", "STATE")] == []

@@ -150,15 +150,10 @@ class DayWindowStream(CustomersBase):
     extra_columns: t.ClassVar[tuple[str, ...]] = (CALL_OUTCOME_EXTRA,)
     extra_properties: t.ClassVar[dict[str, t.Any]] = {}
 
+    @property
     @override
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.primary_keys = [
-            *self.key_schema,
-            "crm__customer_id",
-            CALL_OUTCOME_TIMESTAMP,
-            SUBMISSION_SEQ,
-        ]
+    def record_key(self) -> list[str]:
+        return [*self.key_schema, "crm__customer_id", CALL_OUTCOME_TIMESTAMP, SUBMISSION_SEQ]
 
     @override
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]:

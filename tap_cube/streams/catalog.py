@@ -8,10 +8,17 @@ context), the record id (which deletion records and the target's rows are matche
 and, with detect_deletions, `_sdc_deleted_at`. Each missing one is added to the catalog's
 entry (always selected, as discovery makes key fields), so that the SCHEMA describes
 every record; a catalog that contradicts them cannot be fitted and stops the run.
+
+The key the records go out with (the catalog's `key_properties`, or a stream map's
+`__key_properties__`) must be the stream's own: a key without a partition's field would
+have a target upsert the rows of two partitions onto one (ids are unique only within
+one), and one with a field more would add a row whenever its value changes, leaving
+the old one live.
 """
 
 from __future__ import annotations
 
+import json
 import typing as t
 
 from singer_sdk.singerlib import Schema
@@ -20,9 +27,11 @@ from singer_sdk.singerlib.catalog import Metadata
 from tap_cube.errors import CatalogError
 
 if t.TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Iterable, Sequence
 
     from singer_sdk.singerlib import CatalogEntry
+
+    from tap_cube.streams.cube_stream import CubeStream
 
 RUN_DISCOVERY = (
     "run discovery again (`tap-cube --discover`; with Meltano, `meltano run --refresh-catalog …`)"
@@ -78,3 +87,40 @@ def reconcile(
                 )
                 raise CatalogError(msg)
     entry.schema = Schema.from_dict(schema)
+
+
+def refuse_other_keys(streams: Iterable[CubeStream]) -> None:
+    """Every selected stream goes out keyed on its `record_key`, or CatalogError says
+    which key, whose, and what to do."""
+    for stream in streams:
+        if not stream.selected:
+            continue
+        needed = stream.record_key
+        for stream_map in stream.emitting_maps:
+            given = list(stream_map.transformed_key_properties or [])
+            if sorted(given) == sorted(needed):
+                continue
+            if given == list(stream_map.raw_key_properties or []):
+                msg = (
+                    f"{stream.name}: the catalog's key_properties {json.dumps(given)} are not "
+                    f"the key of its records, {json.dumps(needed)}: {_why(given, needed)}; "
+                    f"set them to that key, or {RUN_DISCOVERY}"
+                )
+            else:
+                msg = (
+                    f"{stream.name}: the stream map's __key_properties__ {json.dumps(given)} "
+                    f"for {stream_map.stream_alias} are not the key of its records, "
+                    f"{json.dumps(needed)}: {_why(given, needed)}; leave __key_properties__ "
+                    "out of the stream map, or set it to that key"
+                )
+            raise CatalogError(msg)
+
+
+def _why(given: Sequence[str], needed: Sequence[str]) -> str:
+    """What a target keyed on `given` rather than `needed` does to the rows."""
+    if not given:
+        return "a target without a key adds every record as a new row, and deletes none"
+    if missing := [field for field in needed if field not in given]:
+        return f"a target would keep records that differ only in {' or '.join(missing)} in one row"
+    extra = [field for field in given if field not in needed]
+    return f"a target would add a row whenever {' or '.join(extra)} changes, and keep the old one"

@@ -134,6 +134,7 @@ class CubeStream(RESTStream[t.Any]):
             partition_setting=self.partition_setting,
         )
         self._gate = gate
+        self.primary_keys = self.record_key
         properties = self.schema["properties"]
         for name, prop in self.added_properties().items():
             properties.setdefault(name, prop)
@@ -155,6 +156,12 @@ class CubeStream(RESTStream[t.Any]):
         self.withheld_deletions: list[str] = []
         #: When the page whose records are being emitted arrived.
         self._extracted_at = datetime.now(UTC)
+
+    @property
+    def record_key(self) -> list[str]:
+        """The fields that tell the stream's records apart, across its partitions: the
+        partition's fields and the record id. The key a target must keep rows on."""
+        return [*self.key_schema, *filter(None, [self.record_id_field])]
 
     def added_properties(self) -> dict[str, dict[str, t.Any]]:
         """What records carry whatever the schema says: the partition's fields, the record
@@ -590,10 +597,10 @@ class CubeStream(RESTStream[t.Any]):
     @cached_property
     def _emitted_streams(self) -> list[str]:
         """The streams this stream's records go to, as emitted (after stream maps)."""
-        return [stream_map.stream_alias for stream_map in self._emitting_maps]
+        return [stream_map.stream_alias for stream_map in self.emitting_maps]
 
     @cached_property
-    def _emitting_maps(self) -> list[StreamMap]:
+    def emitting_maps(self) -> list[StreamMap]:
         """The stream maps that make messages of this stream's records."""
         return [m for m in self.stream_maps if not isinstance(m, RemoveRecordTransform)]
 
@@ -606,7 +613,7 @@ class CubeStream(RESTStream[t.Any]):
             shape={
                 "schemas": [
                     [m.stream_alias, m.transformed_schema, m.transformed_key_properties]
-                    for m in self._emitting_maps
+                    for m in self.emitting_maps
                 ],
                 "settings": {name: self.config.get(name) for name in memory.MAP_SETTINGS},
             },

@@ -140,11 +140,6 @@ class CustomersBase(CubeStream):
     tracks_changes = True
     key_schema: t.ClassVar[dict[str, t.Any]]
 
-    @override
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.primary_keys = [*self.key_schema, "crm__customer_id"]
-
     @classmethod
     def base_schema(cls) -> dict[str, t.Any]:
         """The schema before custom fields are known."""
@@ -207,7 +202,6 @@ class CustomFieldsBase(CubeStream):
             "required": [*self.key_schema, "id"],
         }
         super().__init__(tap, schema, gate=gate, directory=directory)
-        self.primary_keys = [*self.key_schema, "id"]
 
     @override
     def describe_partition(self, context: Context | None) -> str:
@@ -260,7 +254,6 @@ class CampaignsStream(CatalogStream):
 
     name = "campaigns"
     path = "/campaigns"
-    primary_keys = ("campaign__id",)
     record_id_field = "campaign__id"
     paginated = False
     tracks_changes = True
