@@ -293,3 +293,36 @@ def test_a_stream_map_key_that_is_not_the_records_key_stops_the_run(
     assert needed in line
     assert "Traceback" not in run.stderr
     assert [m for m in run.messages if m["type"] in ("RECORD", "STATE")] == []
+
+
+@pytest.mark.parametrize("field", ["crm__customer_id", "submission_seq"])
+@pytest.mark.parametrize("how", ["dropped", "deselected"])
+def test_call_outcomes_keep_their_key_whatever_the_catalog_says(
+    simulator, tmp_path, today, field, how
+):
+    """Call outcomes have no id: every field of their key is kept like a record id."""
+    sim = simulator(demo_assignments(), outcomes_start=today - timedelta(days=3))
+    config = config_for(
+        sim, [101], start_date=(today - timedelta(days=3)).isoformat(), campaign_ids=[2021]
+    )
+
+    def edit(stream: dict) -> None:
+        if stream["tap_stream_id"] != "call_outcomes":
+            return
+        breadcrumb = ["properties", field]
+        if how == "dropped":
+            stream["schema"]["properties"].pop(field)
+            stream["metadata"] = [m for m in stream["metadata"] if m["breadcrumb"] != breadcrumb]
+        else:
+            for m in stream["metadata"]:
+                if m["breadcrumb"] == breadcrumb:
+                    m["metadata"].update(inclusion="available", selected=False)
+
+    run = run_tap(config, tmp_path, "--catalog", discovered_catalog(config, tmp_path, edit))
+    assert run.returncode == 0, run.stderr
+    outcomes = run.records("call_outcomes")
+    assert outcomes
+    assert all(field in record for record in outcomes)
+    key = run.schema("call_outcomes")["properties"]
+    assert field in key
+    assert_records_match_schemas(run)

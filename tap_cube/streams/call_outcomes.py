@@ -20,7 +20,7 @@ from tap_cube.records.converters import UNFIT, instant, nearest_instant, to_date
 from tap_cube.settings import setting
 from tap_cube.state import parse_bookmark
 from tap_cube.streams.lists import CampaignStream, CrmStream, CustomersBase, extend_schema
-from tap_cube.streams.schema import CUSTOM_FIELD_PREFIX
+from tap_cube.streams.schema import CUSTOM_FIELD_PREFIX, CUSTOMER_ID_SCHEMA
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -141,6 +141,11 @@ class DayWindowStream(CustomersBase):
     is_sorted = False
     # Rows repeat customers; identity is the key above, not the customer id alone.
     record_id_field = None
+    id_schema: t.ClassVar[dict[str, t.Any]] = {
+        "crm__customer_id": CUSTOMER_ID_SCHEMA,
+        CALL_OUTCOME_TIMESTAMP: CALL_OUTCOME_PROPERTIES[CALL_OUTCOME_TIMESTAMP],
+        SUBMISSION_SEQ: CALL_OUTCOME_PROPERTIES[SUBMISSION_SEQ],
+    }
     # Incremental: a row missing from a window is not known to be gone, and a window
     # read again is there to update rows edited late.
     tracks_deletions = False
@@ -149,11 +154,6 @@ class DayWindowStream(CustomersBase):
     #: The object columns gathering free-form `<column>__<label>` fields by label.
     extra_columns: t.ClassVar[tuple[str, ...]] = (CALL_OUTCOME_EXTRA,)
     extra_properties: t.ClassVar[dict[str, t.Any]] = {}
-
-    @property
-    @override
-    def record_key(self) -> list[str]:
-        return [*self.key_schema, "crm__customer_id", CALL_OUTCOME_TIMESTAMP, SUBMISSION_SEQ]
 
     @override
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]:

@@ -4,10 +4,11 @@ Meltano caches the catalog of its last discovery, so a sync may get one discover
 other settings (detect_deletions off) or by an older tap. The SDK takes the SCHEMA message
 and the schema records are fitted to from that catalog; but some fields are added to
 records whatever the schema says: the partition's fields (the SDK adds them from the
-context), the record id (which deletion records and the target's rows are matched on)
-and, with detect_deletions, `_sdc_deleted_at`. Each missing one is added to the catalog's
-entry (always selected, as discovery makes key fields), so that the SCHEMA describes
-every record; a catalog that contradicts them cannot be fitted and stops the run.
+context), the rest of the record's key (which the target's rows and deletion records
+are matched on) and, with detect_deletions, `_sdc_deleted_at`. Each missing one is
+added to the catalog's entry (always selected, as discovery makes key fields), so that
+the SCHEMA describes every record; a catalog that contradicts them cannot be fitted and
+stops the run.
 
 The key the records go out with (the catalog's `key_properties`, or a stream map's
 `__key_properties__`) must be the stream's own: a key without a partition's field would

@@ -81,8 +81,9 @@ class CubeStream(RESTStream[t.Any]):
     paginated: bool = True
     #: The field that identifies a record within one partition.
     record_id_field: str | None = None
-    #: Its column: kept in a given catalog whatever it says, as the partition's fields.
-    record_id_schema: t.ClassVar[dict[str, t.Any]] = {}
+    #: The fields that tell records apart within one partition (the record id, or what
+    #: stands for one), with their columns: kept in a given catalog whatever it says.
+    id_schema: t.ClassVar[dict[str, t.Any]] = {}
     #: How a partition is named in messages: "assignment", "data owner", ...
     partition_label: str = "partition"
     #: The setting that chose the partitions, for messages about one of them.
@@ -160,16 +161,15 @@ class CubeStream(RESTStream[t.Any]):
     @property
     def record_key(self) -> list[str]:
         """The fields that tell the stream's records apart, across its partitions: the
-        partition's fields and the record id. The key a target must keep rows on."""
-        return [*self.key_schema, *filter(None, [self.record_id_field])]
+        partition's fields and `id_schema`'s. The key a target must keep rows on."""
+        return [*self.key_schema, *self.id_schema]
 
     def added_properties(self) -> dict[str, dict[str, t.Any]]:
-        """What records carry whatever the schema says: the partition's fields, the record
-        id (which deletion records, the delivered ids and skip_unchanged's hashes rest
-        on) and, when deletions are detected, `_sdc_deleted_at`."""
-        added = {name: int64_bounded(prop) for name, prop in self.key_schema.items()}
-        if self.record_id_field is not None:
-            added[self.record_id_field] = int64_bounded(self.record_id_schema)
+        """What records carry whatever the schema says: their key (which upserts, deletion
+        records, the delivered ids and skip_unchanged's hashes rest on) and, when
+        deletions are detected, `_sdc_deleted_at`."""
+        key_fields = {**self.key_schema, **self.id_schema}
+        added = {name: int64_bounded(prop) for name, prop in key_fields.items()}
         if self.detects_deletions:
             added[DELETED_AT] = DELETED_AT_SCHEMA
         return added
@@ -180,7 +180,7 @@ class CubeStream(RESTStream[t.Any]):
         entry = catalog.get_stream(self.name)
         # A stream the catalog leaves unselected emits nothing, so nothing to reconcile.
         if entry is not None and entry.metadata.resolve_selection()[()]:
-            carried = [*self.key_schema, str(self.record_id_field), DELETED_AT]
+            carried = [*self.record_key, DELETED_AT]
             reconcile(entry, self.added_properties(), carried if self.detects_deletions else None)
         super().apply_catalog(catalog)
 

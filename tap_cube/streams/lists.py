@@ -135,7 +135,7 @@ class CustomersBase(CubeStream):
     """Customers of each container: standard fields plus the containers' custom fields."""
 
     record_id_field: str | None = "crm__customer_id"
-    record_id_schema: t.ClassVar[dict[str, t.Any]] = CUSTOMER_ID_SCHEMA
+    id_schema: t.ClassVar[dict[str, t.Any]] = {"crm__customer_id": CUSTOMER_ID_SCHEMA}
     tracks_deletions = True
     tracks_changes = True
     key_schema: t.ClassVar[dict[str, t.Any]]
@@ -186,7 +186,7 @@ class CustomFieldsBase(CubeStream):
     """The custom-field metadata of each container: labels for `crm__custom_info__<id>`."""
 
     record_id_field = "id"
-    record_id_schema: t.ClassVar[dict[str, t.Any]] = CUSTOM_FIELD_PROPERTIES["id"]
+    id_schema: t.ClassVar[dict[str, t.Any]] = {"id": CUSTOM_FIELD_PROPERTIES["id"]}
     tracks_deletions = True
     tracks_changes = True
     paginated = False
@@ -281,7 +281,7 @@ class CampaignsStream(CatalogStream):
         th.Property("service__name", th.StringType),
     ).to_dict()
     schema["properties"].update(CATCH_ALL_PROPERTY)
-    record_id_schema: t.ClassVar[dict[str, t.Any]] = schema["properties"]["campaign__id"]
+    id_schema: t.ClassVar[dict[str, t.Any]] = {"campaign__id": schema["properties"]["campaign__id"]}
 
 
 # --- discovery ------------------------------------------------------------------------
