@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tap_cube.records import memory_age
 from tap_cube.records.coercion import CATCH_ALL
 from tap_cube.simulator import Assignment, Crm
 from tests.meltano_support import (
@@ -1223,3 +1224,122 @@ def test_state_merge_of_one_partition_is_named_and_heals_with_the_documented_rem
     assert "other partitions of customers have theirs" in named[0]
     assert mark_untouched_rows_deleted(pg_database.dsn, 85, started) == 10
     table_matches_server(pg_database.dsn, sim, [84, 85])
+
+
+def change_back(sim: CubeSimulator, assignment_id: int, served: dict[str, object]) -> None:
+    """Undo on the server: the customer as it was served before (change_customers)."""
+    changed = ("crm__standard_info__name", "crm__custom_info__70")
+    sim.update_customer(
+        assignment_id, str(served["crm__customer_id"]), {k: served[k] for k in changed}
+    )
+
+
+def table_is_server_but(
+    dsn: str, sim: CubeSimulator, assignment_id: int, *, stale: dict, extra: set
+) -> None:
+    """The table holds what Cube serves, except the `stale` rows, which hold what Cube
+    served before (by key), and the `extra` keys, live though Cube no longer serves them."""
+    served = keys_of(sim, assignment_id)
+    expected = expected_rows(sim, [assignment_id])
+    with psycopg.connect(dsn) as conn:
+        assert customer_keys(conn, deleted=False) == served | extra
+        loaded = loaded_rows(conn, list(next(iter(expected.values()))))
+    for key, row in stale.items():
+        assert loaded[key]["crm__standard_info__name"] == row["crm__standard_info__name"]
+        assert loaded[key]["crm__standard_info__name"] != expected[key]["crm__standard_info__name"]
+    assert {k: loaded[k] for k in served - set(stale)} == {
+        k: expected[k] for k in served - set(stale)
+    }
+
+
+def refusing_writes_of(dsn: str, key: tuple[int, str], *, refuse: bool) -> None:
+    """The customers table refuses (or takes again) any write of the row `key`: a load
+    that fails part-way, after earlier batches were committed, as a revoked grant or a
+    full disk makes it fail."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if not refuse:
+            conn.execute(
+                sql.SQL("DROP TRIGGER refuse ON {}.customers").format(sql.Identifier(SCHEMA))
+            )
+            return
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.assignment_id = {} AND NEW.crm__customer_id = {} THEN "
+                "RAISE EXCEPTION 'could not extend file: No space left on device'; END IF; "
+                "RETURN NEW; END $$"
+            ).format(sql.Literal(key[0]), sql.Literal(key[1]))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {}.customers "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
+            ).format(sql.Identifier(SCHEMA))
+        )
+
+
+def age_memory(job: MeltanoHome, state_id: str, tmp_path: Path) -> None:
+    """The clock moved past max_memory_age_days (7 by default): each partition's memory
+    was born 8 days before it was."""
+    state = json.loads(meltano_state(job, "get", state_id, log=tmp_path / "age-get.log"))
+    for partition in state["singer_state"]["bookmarks"]["customers"]["partitions"]:
+        born = dt.datetime.fromisoformat(partition[memory_age.STATE_KEY])
+        partition[memory_age.STATE_KEY] = (born - dt.timedelta(days=8)).isoformat()
+    (tmp_path / "aged.json").write_text(json.dumps(state))
+    meltano_state(
+        job,
+        "set",
+        "--force",
+        state_id,
+        "--input-file",
+        str(tmp_path / "aged.json"),
+        log=tmp_path / "age-set.log",
+    )
+
+
+def test_a_target_failing_mid_run_then_undo_heals_as_documented(
+    simulator, meltano, pg_database, tmp_path
+):
+    """docs/meltano.md, "The target fails mid-run": rows of the failed run are written and
+    the state stays old, so X (changed, then changed back) stays stale until the age
+    passes, and Y (added, then removed) stays live until the documented SQL."""
+    sim = simulator([Assignment(86, 600, custom_fields=FIELDS)], token=SIM_TOKEN, page_size=100)
+    env = healing_job(sim, pg_database, [86])
+    job = meltano("a")
+    args = ("run", "--state-id-suffix", f"failed-{tmp_path.name}", "tap-cube", "target-postgres")
+    job.run(*args, env=env, log=tmp_path / "first.log")
+
+    x_served = sim.customers(86)[5]
+    (x,) = change_customers(sim, 86, [5])
+    sim.set_count(86, 601, at="start")
+    y = (86, str(sim.customers(86)[0]["crm__customer_id"]))
+    (last,) = change_customers(sim, 86, [600])
+    x_sent = expected_rows(sim, [86])[x]
+
+    # Y and X go in the run's first batch (a long run's batches fill as they go); the
+    # last page's change, in the next, finds the table refusing writes.
+    refusing_writes_of(pg_database.dsn, last, refuse=True)
+    log = tmp_path / "failed.log"
+    failed = job.start(*args, env={**env, "TARGET_POSTGRES_BATCH_SIZE_ROWS": "2"}, log=log)
+    assert failed.wait(timeout=RUN_TIMEOUT) != 0
+    assert "No space left on device" in log.read_text(errors="replace"), tail(log)
+    refusing_writes_of(pg_database.dsn, last, refuse=False)
+    with psycopg.connect(pg_database.dsn) as conn:  # the first batch was written
+        names = loaded_rows(conn, ["assignment_id", "crm__customer_id", "crm__standard_info__name"])
+    assert names[x]["crm__standard_info__name"] == x_sent["crm__standard_info__name"]
+    assert y in names
+
+    change_back(sim, 86, x_served)
+    sim.set_count(86, 600, at="start")
+    job.run(*args, env=env, log=tmp_path / "next.log")
+    # The state stayed old: X's memory matches what Cube serves again, and no memory names Y.
+    table_is_server_but(pg_database.dsn, sim, 86, stale={x: x_sent}, extra={y})
+
+    # Once the age has passed the partition is sent whole: X heals, Y does not.
+    age_memory(job, f"simulator:tap-cube-to-target-postgres:failed-{tmp_path.name}", tmp_path)
+    started = dt.datetime.now(dt.UTC)
+    log_text = job.run(*args, env=env, log=tmp_path / "aged.log")
+    assert tap_summaries(log_text) == {"customers: assignment 86": (600, 0, 0)}
+    table_is_server_but(pg_database.dsn, sim, 86, stale={}, extra={y})
+    assert mark_untouched_rows_deleted(pg_database.dsn, 86, started) == 1
+    table_matches_server(pg_database.dsn, sim, [86])
