@@ -24,8 +24,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tap_cube.records import memory_age
+from tap_cube.records import changes, deletions, memory_age
 from tap_cube.records.coercion import CATCH_ALL
+from tap_cube.records.completeness import CHECKPOINT_INTERVAL
+from tap_cube.records.deletions import decode_ids
 from tap_cube.simulator import Assignment, Crm
 from tests.meltano_support import (
     FIELD_TYPES,
@@ -1343,3 +1345,115 @@ def test_a_target_failing_mid_run_then_undo_heals_as_documented(
     table_is_server_but(pg_database.dsn, sim, 86, stale={}, extra={y})
     assert mark_untouched_rows_deleted(pg_database.dsn, 86, started) == 1
     table_matches_server(pg_database.dsn, sim, [86])
+
+
+def partition_state(job: MeltanoHome, state_id: str, assignment_id: int, log: Path) -> dict:
+    """What Meltano keeps of an assignment's customers partition."""
+    state = json.loads(meltano_state(job, "get", state_id, log=log))
+    partitions: list[dict] = state["singer_state"]["bookmarks"]["customers"]["partitions"]
+    (found,) = [p for p in partitions if p["context"] == {"assignment_id": assignment_id}]
+    return found
+
+
+def delivered(partition: dict) -> set[str]:
+    numbers, others = decode_ids(partition[deletions.STATE_KEY])
+    return {str(n) for n in numbers} | {str(o) for o in others}
+
+
+def test_a_run_meltano_stops_mid_partition_keeps_no_state_and_heals_as_documented(
+    simulator, meltano, pg_database, tmp_path
+):
+    """docs/meltano.md, "`meltano run --timeout`, SIGTERM to `meltano`": Meltano stops tap
+    and target together; the target loads its rows and hands back the tap's STATE from
+    the middle of the partition, which Meltano drops. Then as a failed target."""
+    sim = simulator([Assignment(87, 600, custom_fields=FIELDS)], token=SIM_TOKEN, page_size=100)
+    env = healing_job(sim, pg_database, [87])
+    job = meltano("a")
+    suffix = f"stopped-{tmp_path.name}"
+    args = ("run", "--state-id-suffix", suffix, "tap-cube", "target-postgres")
+    state_id = f"simulator:tap-cube-to-target-postgres:{suffix}"
+    job.run(*args, env=env, log=tmp_path / "first.log")
+    remembered = partition_state(job, state_id, 87, tmp_path / "first-state.log")
+
+    x_served = sim.customers(87)[5]
+    (x,) = change_customers(sim, 87, [5])
+    sim.set_count(87, 601, at="start")
+    y = (87, str(sim.customers(87)[0]["crm__customer_id"]))
+    x_sent = expected_rows(sim, [87])[x]
+
+    # Pages of 31 s: the tap writes its checkpoint (ids sent so far, Y's among them) when
+    # page 2 arrives, a minute into the read; then SIGTERM to meltano (as a pod stop;
+    # `--timeout` takes the same path in Meltano: the block is cancelled, and tap and
+    # target get SIGTERM together). The first run's catalog spares the slow discovery.
+    catalog = tmp_path / "catalog.json"
+    catalog.write_bytes((job.sys_dir / "run" / "tap-cube" / "tap.properties.json").read_bytes())
+    log = tmp_path / "stopped.log"
+    stopped_env = {
+        **env,
+        "TAP_CUBE__CATALOG": str(catalog),
+        "TAP_CUBE_MAX_CONCURRENT_REQUESTS": "1",
+        # The target logs each STATE it hands back, and Meltano shows those lines.
+        "TARGET_POSTGRES_LOGLEVEL": "debug",
+        "MELTANO_CLI_LOG_LEVEL": "debug",
+    }
+    latency = 31.0
+    assert 2 * latency > CHECKPOINT_INTERVAL > latency
+    sim.latency = latency
+    seen = len(sim.requests)
+    process = job.start(*args, env=stopped_env, log=log)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        read_began = None
+        while True:
+            assert process.poll() is None, tail(log)
+            assert time.monotonic() < deadline
+            new = [r for r in sim.requests[seen:] if "/assignments/87/customers/" in r.path]
+            seen = len(sim.requests)
+            if new and read_began is None:  # a request is logged once answered
+                read_began = time.monotonic() - latency
+            elif new and read_began and time.monotonic() > read_began + CHECKPOINT_INTERVAL:
+                break  # the page before this request arrived after the checkpoint was due
+            time.sleep(0.1)
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    sim.latency = 0.0
+    text = log.read_text(errors="replace")
+    assert process.returncode == 143, tail(log)
+    assert "Received termination signal 15, draining all sinks" in text  # the target
+    assert "stopped by SIGTERM" in text  # the tap
+    assert not any(r.query == "page=7" for r in sim.requests)  # mid-partition
+
+    # The target loaded X and Y and, as it drained, handed back a STATE the tap wrote
+    # mid-partition (Y's id among its delivered ids); Meltano kept none of it.
+    handed_back = [
+        json.loads(line.split("Emitting completed target state ", 1)[1])
+        for line in text.splitlines()
+        if "Emitting completed target state " in line
+    ]
+    assert handed_back, tail(log)
+    partitions = handed_back[-1]["bookmarks"]["customers"]["partitions"]
+    (checkpoint,) = [p for p in partitions if p["context"] == {"assignment_id": 87}]
+    assert y[1] in delivered(checkpoint)
+    assert changes.STATE_KEY not in checkpoint  # a change went out before it
+    assert partition_state(job, state_id, 87, tmp_path / "stopped-state.log") == remembered
+    with psycopg.connect(pg_database.dsn) as conn:
+        names = loaded_rows(conn, ["assignment_id", "crm__customer_id", "crm__standard_info__name"])
+    assert names[x]["crm__standard_info__name"] == x_sent["crm__standard_info__name"]
+    assert y in names
+
+    # Then as a failed target (test_a_target_failing_mid_run_then_undo_heals_as_documented).
+    change_back(sim, 87, x_served)
+    sim.set_count(87, 600, at="start")
+    job.run(*args, env=env, log=tmp_path / "next.log")
+    table_is_server_but(pg_database.dsn, sim, 87, stale={x: x_sent}, extra={y})
+    age_memory(job, state_id, tmp_path)
+    started = dt.datetime.now(dt.UTC)
+    job.run(*args, env=env, log=tmp_path / "aged.log")
+    table_is_server_but(pg_database.dsn, sim, 87, stale={}, extra={y})
+    assert mark_untouched_rows_deleted(pg_database.dsn, 87, started) == 1
+    table_matches_server(pg_database.dsn, sim, [87])
