@@ -24,7 +24,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tap_cube.records import changes, deletions, memory_age
 from tap_cube.records.coercion import CATCH_ALL
+from tap_cube.records.completeness import CHECKPOINT_INTERVAL
+from tap_cube.records.deletions import decode_ids
 from tap_cube.simulator import Assignment, Crm
 from tests.meltano_support import (
     FIELD_TYPES,
@@ -1223,3 +1226,234 @@ def test_state_merge_of_one_partition_is_named_and_heals_with_the_documented_rem
     assert "other partitions of customers have theirs" in named[0]
     assert mark_untouched_rows_deleted(pg_database.dsn, 85, started) == 10
     table_matches_server(pg_database.dsn, sim, [84, 85])
+
+
+def change_back(sim: CubeSimulator, assignment_id: int, served: dict[str, object]) -> None:
+    """Undo on the server: the customer as it was served before (change_customers)."""
+    changed = ("crm__standard_info__name", "crm__custom_info__70")
+    sim.update_customer(
+        assignment_id, str(served["crm__customer_id"]), {k: served[k] for k in changed}
+    )
+
+
+def table_is_server_but(
+    dsn: str, sim: CubeSimulator, assignment_id: int, *, stale: dict, extra: set
+) -> None:
+    """The table holds what Cube serves, except the `stale` rows, which hold what Cube
+    served before (by key), and the `extra` keys, live though Cube no longer serves them."""
+    served = keys_of(sim, assignment_id)
+    expected = expected_rows(sim, [assignment_id])
+    with psycopg.connect(dsn) as conn:
+        assert customer_keys(conn, deleted=False) == served | extra
+        loaded = loaded_rows(conn, list(next(iter(expected.values()))))
+    for key, row in stale.items():
+        assert loaded[key]["crm__standard_info__name"] == row["crm__standard_info__name"]
+        assert loaded[key]["crm__standard_info__name"] != expected[key]["crm__standard_info__name"]
+    assert {k: loaded[k] for k in served - set(stale)} == {
+        k: expected[k] for k in served - set(stale)
+    }
+
+
+def refusing_writes_of(dsn: str, key: tuple[int, str], *, refuse: bool) -> None:
+    """The customers table refuses (or takes again) any write of the row `key`: a load
+    that fails part-way, after earlier batches were committed, as a revoked grant or a
+    full disk makes it fail."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if not refuse:
+            conn.execute(
+                sql.SQL("DROP TRIGGER refuse ON {}.customers").format(sql.Identifier(SCHEMA))
+            )
+            return
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.assignment_id = {} AND NEW.crm__customer_id = {} THEN "
+                "RAISE EXCEPTION 'could not extend file: No space left on device'; END IF; "
+                "RETURN NEW; END $$"
+            ).format(sql.Literal(key[0]), sql.Literal(key[1]))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {}.customers "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
+            ).format(sql.Identifier(SCHEMA))
+        )
+
+
+def age_memory(job: MeltanoHome, state_id: str, tmp_path: Path) -> None:
+    """The clock moved past max_memory_age_days (7 by default): each partition's memory
+    was born 8 days before it was."""
+    state = json.loads(meltano_state(job, "get", state_id, log=tmp_path / "age-get.log"))
+    for partition in state["singer_state"]["bookmarks"]["customers"]["partitions"]:
+        born = dt.datetime.fromisoformat(partition[memory_age.STATE_KEY])
+        partition[memory_age.STATE_KEY] = (born - dt.timedelta(days=8)).isoformat()
+    (tmp_path / "aged.json").write_text(json.dumps(state))
+    meltano_state(
+        job,
+        "set",
+        "--force",
+        state_id,
+        "--input-file",
+        str(tmp_path / "aged.json"),
+        log=tmp_path / "age-set.log",
+    )
+
+
+def test_a_target_failing_mid_run_then_undo_heals_as_documented(
+    simulator, meltano, pg_database, tmp_path
+):
+    """docs/meltano.md, "The target fails mid-run": rows of the failed run are written and
+    the state stays old, so X (changed, then changed back) stays stale until the age
+    passes, and Y (added, then removed) stays live until the documented SQL."""
+    sim = simulator([Assignment(86, 600, custom_fields=FIELDS)], token=SIM_TOKEN, page_size=100)
+    env = healing_job(sim, pg_database, [86])
+    job = meltano("a")
+    args = ("run", "--state-id-suffix", f"failed-{tmp_path.name}", "tap-cube", "target-postgres")
+    job.run(*args, env=env, log=tmp_path / "first.log")
+
+    x_served = sim.customers(86)[5]
+    (x,) = change_customers(sim, 86, [5])
+    sim.set_count(86, 601, at="start")
+    y = (86, str(sim.customers(86)[0]["crm__customer_id"]))
+    (last,) = change_customers(sim, 86, [600])
+    x_sent = expected_rows(sim, [86])[x]
+
+    # Y and X go in the run's first batch (a long run's batches fill as they go); the
+    # last page's change, in the next, finds the table refusing writes.
+    refusing_writes_of(pg_database.dsn, last, refuse=True)
+    log = tmp_path / "failed.log"
+    failed = job.start(*args, env={**env, "TARGET_POSTGRES_BATCH_SIZE_ROWS": "2"}, log=log)
+    assert failed.wait(timeout=RUN_TIMEOUT) != 0
+    assert "No space left on device" in log.read_text(errors="replace"), tail(log)
+    refusing_writes_of(pg_database.dsn, last, refuse=False)
+    with psycopg.connect(pg_database.dsn) as conn:  # the first batch was written
+        names = loaded_rows(conn, ["assignment_id", "crm__customer_id", "crm__standard_info__name"])
+    assert names[x]["crm__standard_info__name"] == x_sent["crm__standard_info__name"]
+    assert y in names
+
+    change_back(sim, 86, x_served)
+    sim.set_count(86, 600, at="start")
+    job.run(*args, env=env, log=tmp_path / "next.log")
+    # The state stayed old: X's memory matches what Cube serves again, and no memory names Y.
+    table_is_server_but(pg_database.dsn, sim, 86, stale={x: x_sent}, extra={y})
+
+    # Once the age has passed the partition is sent whole: X heals, Y does not.
+    age_memory(job, f"simulator:tap-cube-to-target-postgres:failed-{tmp_path.name}", tmp_path)
+    started = dt.datetime.now(dt.UTC)
+    log_text = job.run(*args, env=env, log=tmp_path / "aged.log")
+    assert tap_summaries(log_text) == {"customers: assignment 86": (600, 0, 0)}
+    table_is_server_but(pg_database.dsn, sim, 86, stale={}, extra={y})
+    assert mark_untouched_rows_deleted(pg_database.dsn, 86, started) == 1
+    table_matches_server(pg_database.dsn, sim, [86])
+
+
+def partition_state(job: MeltanoHome, state_id: str, assignment_id: int, log: Path) -> dict:
+    """What Meltano keeps of an assignment's customers partition."""
+    state = json.loads(meltano_state(job, "get", state_id, log=log))
+    partitions: list[dict] = state["singer_state"]["bookmarks"]["customers"]["partitions"]
+    (found,) = [p for p in partitions if p["context"] == {"assignment_id": assignment_id}]
+    return found
+
+
+def delivered(partition: dict) -> set[str]:
+    numbers, others = decode_ids(partition[deletions.STATE_KEY])
+    return {str(n) for n in numbers} | {str(o) for o in others}
+
+
+def test_a_run_meltano_stops_mid_partition_keeps_no_state_and_heals_as_documented(
+    simulator, meltano, pg_database, tmp_path
+):
+    """docs/meltano.md, "`meltano run --timeout`, SIGTERM to `meltano`": Meltano stops tap
+    and target together; the target loads its rows and hands back the tap's STATE from
+    the middle of the partition, which Meltano drops. Then as a failed target."""
+    sim = simulator([Assignment(87, 600, custom_fields=FIELDS)], token=SIM_TOKEN, page_size=100)
+    env = healing_job(sim, pg_database, [87])
+    job = meltano("a")
+    suffix = f"stopped-{tmp_path.name}"
+    args = ("run", "--state-id-suffix", suffix, "tap-cube", "target-postgres")
+    state_id = f"simulator:tap-cube-to-target-postgres:{suffix}"
+    job.run(*args, env=env, log=tmp_path / "first.log")
+    remembered = partition_state(job, state_id, 87, tmp_path / "first-state.log")
+
+    x_served = sim.customers(87)[5]
+    (x,) = change_customers(sim, 87, [5])
+    sim.set_count(87, 601, at="start")
+    y = (87, str(sim.customers(87)[0]["crm__customer_id"]))
+    x_sent = expected_rows(sim, [87])[x]
+
+    # Pages of 31 s: the tap writes its checkpoint (ids sent so far, Y's among them) when
+    # page 2 arrives, a minute into the read; then SIGTERM to meltano (as a pod stop;
+    # `--timeout` takes the same path in Meltano: the block is cancelled, and tap and
+    # target get SIGTERM together). The first run's catalog spares the slow discovery.
+    catalog = tmp_path / "catalog.json"
+    catalog.write_bytes((job.sys_dir / "run" / "tap-cube" / "tap.properties.json").read_bytes())
+    log = tmp_path / "stopped.log"
+    stopped_env = {
+        **env,
+        "TAP_CUBE__CATALOG": str(catalog),
+        "TAP_CUBE_MAX_CONCURRENT_REQUESTS": "1",
+        # The target logs each STATE it hands back, and Meltano shows those lines.
+        "TARGET_POSTGRES_LOGLEVEL": "debug",
+        "MELTANO_CLI_LOG_LEVEL": "debug",
+    }
+    latency = 31.0
+    assert 2 * latency > CHECKPOINT_INTERVAL > latency
+    sim.latency = latency
+    seen = len(sim.requests)
+    process = job.start(*args, env=stopped_env, log=log)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        read_began = None
+        while True:
+            assert process.poll() is None, tail(log)
+            assert time.monotonic() < deadline
+            new = [r for r in sim.requests[seen:] if "/assignments/87/customers/" in r.path]
+            seen = len(sim.requests)
+            if new and read_began is None:  # a request is logged once answered
+                read_began = time.monotonic() - latency
+            elif new and read_began and time.monotonic() > read_began + CHECKPOINT_INTERVAL:
+                break  # the page before this request arrived after the checkpoint was due
+            time.sleep(0.1)
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    sim.latency = 0.0
+    text = log.read_text(errors="replace")
+    assert process.returncode == 143, tail(log)
+    assert "Received termination signal 15, draining all sinks" in text  # the target
+    assert "stopped by SIGTERM" in text  # the tap
+    assert not any(r.query == "page=7" for r in sim.requests)  # mid-partition
+
+    # The target loaded X and Y and, as it drained, handed back a STATE the tap wrote
+    # mid-partition (Y's id among its delivered ids); Meltano kept none of it.
+    handed_back = [
+        json.loads(line.split("Emitting completed target state ", 1)[1])
+        for line in text.splitlines()
+        if "Emitting completed target state " in line
+    ]
+    assert handed_back, tail(log)
+    partitions = handed_back[-1]["bookmarks"]["customers"]["partitions"]
+    (checkpoint,) = [p for p in partitions if p["context"] == {"assignment_id": 87}]
+    assert y[1] in delivered(checkpoint)
+    assert changes.STATE_KEY not in checkpoint  # a change went out before it
+    assert partition_state(job, state_id, 87, tmp_path / "stopped-state.log") == remembered
+    with psycopg.connect(pg_database.dsn) as conn:
+        names = loaded_rows(conn, ["assignment_id", "crm__customer_id", "crm__standard_info__name"])
+    assert names[x]["crm__standard_info__name"] == x_sent["crm__standard_info__name"]
+    assert y in names
+
+    # Then as a failed target (test_a_target_failing_mid_run_then_undo_heals_as_documented).
+    change_back(sim, 87, x_served)
+    sim.set_count(87, 600, at="start")
+    job.run(*args, env=env, log=tmp_path / "next.log")
+    table_is_server_but(pg_database.dsn, sim, 87, stale={x: x_sent}, extra={y})
+    age_memory(job, state_id, tmp_path)
+    started = dt.datetime.now(dt.UTC)
+    job.run(*args, env=env, log=tmp_path / "aged.log")
+    table_is_server_but(pg_database.dsn, sim, 87, stale={}, extra={y})
+    assert mark_untouched_rows_deleted(pg_database.dsn, 87, started) == 1
+    table_matches_server(pg_database.dsn, sim, [87])
