@@ -790,10 +790,13 @@ class CubeStream(RESTStream[t.Any]):
         """Before the partition's first record its stored hashes do not vouch for (a
         change, a new record, a deletion), a STATE without them.
 
-        Should the run stop once the target has loaded that record, Meltano keeps this
-        state, and the next run sends the partition whole: a record that changed back
-        meanwhile is not taken for unchanged while the target holds the stopped run's
-        version. One STATE per partition with changes; a complete read puts new hashes.
+        Should the tap's run stop (an error, a signal to the tap alone) once the target has
+        loaded that record, the target hands this STATE back, Meltano keeps it, and the
+        next run sends the partition whole: a record that changed back meanwhile is not
+        taken for unchanged while the target holds the stopped run's version. When Meltano
+        stops tap and target together it keeps no STATE of the run; the memory's age
+        limit heals that (docs/meltano.md). One STATE per partition with changes; a
+        complete read puts new hashes.
         """
         if not self._vouching:
             return
