@@ -92,6 +92,26 @@ class MeltanoHome:
         assert process.returncode == 0, f"meltano {' '.join(args)} failed:\n{tail(log)}"
         return log.read_text(encoding="utf-8", errors="replace")
 
+    def run_failing(self, *args: str, env: dict[str, str], log: Path) -> list[str]:
+        """A meltano run that must fail: the tap's non-empty lines, its error last."""
+        process = self.start(*args, env=env, log=log)
+        try:
+            process.wait(timeout=RUN_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        assert process.returncode != 0, f"meltano run did not fail:\n{tail(log)}"
+        lines = [line for line in tap_lines(log.read_text(encoding="utf-8")) if line.strip()]
+        assert lines, f"no tap output:\n{tail(log)}"
+        return lines
+
+
+def tap_lines(log: str) -> list[str]:
+    """What the tap wrote to stderr, as Meltano logs it: `[info     ] tap-cube     <line>`."""
+    marker = " tap-cube     "
+    return [line.split(marker, 1)[1] for line in log.splitlines() if marker in line]
+
 
 @dataclass
 class PgDatabase:

@@ -473,12 +473,6 @@ def test_nul_and_values_json_parsers_disagree_on_load_without_loss(
     assert loaded["3"]["crm__standard_info__name"] == "Kari"
 
 
-def tap_lines(log: str) -> list[str]:
-    """What the tap wrote to stderr, as Meltano logs it: `[info     ] tap-cube     <line>`."""
-    marker = " tap-cube     "
-    return [line.split(marker, 1)[1] for line in log.splitlines() if marker in line]
-
-
 def test_a_failing_tap_ends_with_its_one_line_error(simulator, meltano, pg_database, tmp_path):
     sim = simulator([Assignment(31, 1200, custom_fields=FIELDS)], token=SIM_TOKEN)
     env = {
@@ -507,16 +501,7 @@ def test_a_failing_tap_ends_with_its_one_line_error(simulator, meltano, pg_datab
     for stage, (path, status, message) in failures.items():
         sim.fail_next(path, status, json.dumps({"detail": "Nope."}))
         log = tmp_path / f"{stage}.log"
-        process = job.start(*args, env=env, log=log)
-        try:
-            process.wait(timeout=RUN_TIMEOUT)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        assert process.returncode != 0, f"{stage}: meltano run did not fail:\n{tail(log)}"
-        lines = [line for line in tap_lines(log.read_text(encoding="utf-8")) if line.strip()]
-        assert lines, f"{stage}: no tap output:\n{tail(log)}"
+        lines = job.run_failing(*args, env=env, log=log)
         assert lines[-1].startswith(f"tap-cube: error: {message}"), f"{stage}:\n{tail(log)}"
         assert "Warning" not in log.read_text(encoding="utf-8"), f"{stage}:\n{tail(log)}"
 
@@ -753,15 +738,7 @@ def test_an_emptied_assignment_keeps_its_rows_and_the_run_fails_saying_so(
     # One empty answer (a server in trouble) must not soft-delete a whole assignment.
     sim.set_count(51, 0)
     log = tmp_path / "emptied.log"
-    process = job.start(*args, "tap-cube", "target-postgres", env=env, log=log)
-    try:
-        process.wait(timeout=RUN_TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode != 0, f"meltano run did not fail:\n{tail(log)}"
-    lines = [line for line in tap_lines(log.read_text(encoding="utf-8")) if line.strip()]
+    lines = job.run_failing(*args, "tap-cube", "target-postgres", env=env, log=log)
     assert lines[-1].startswith(
         "tap-cube: error: customers: assignment 51: 800 of the 800 rows it delivered before "
         "would be marked deleted (the list came back empty)"

@@ -11,9 +11,9 @@ from singer_sdk.helpers import capabilities
 
 from tap_cube.simulator import Assignment
 from tests.conftest import config_for, plain_assignment, run_tap
-from tests.meltano_support import FIELDS, RUN_TIMEOUT, SIM_TOKEN, tail
+from tests.meltano_support import FIELDS, SIM_TOKEN, tail
 from tests.test_errors import assert_fails_with
-from tests.test_meltano_e2e import keys_of, table_contents, tap_lines
+from tests.test_meltano_e2e import keys_of, table_contents
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -191,17 +191,8 @@ def test_activate_version_with_skip_unchanged_leaves_the_table_whole_through_mel
     args = ("run", "--state-id-suffix", f"activate-{tmp_path.name}", "tap-cube", "target-postgres")
     job.run(*args, env=env, log=tmp_path / "first.log")
     log = tmp_path / "activate.log"
-    process = job.start(
-        *args, env={**env, "TAP_CUBE_EMIT_ACTIVATE_VERSION_MESSAGES": "true"}, log=log
-    )
-    try:
-        process.wait(timeout=RUN_TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode != 0, f"meltano run did not fail:\n{tail(log)}"
-    lines = [line for line in tap_lines(log.read_text(encoding="utf-8")) if line.strip()]
+    activate_env = {**env, "TAP_CUBE_EMIT_ACTIVATE_VERSION_MESSAGES": "true"}
+    lines = job.run_failing(*args, env=activate_env, log=log)
     assert lines[-1].startswith(
         "tap-cube: error: invalid configuration: emit_activate_version_messages cannot be "
         "used with skip_unchanged"
