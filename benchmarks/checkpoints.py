@@ -25,11 +25,11 @@ from array import array
 
 from id_memory import STYLES
 
+from cube_simulator.fake_values import ID_STYLES
 from tap_cube.records.changes import encode_hashes
 from tap_cube.records.completeness import CHECKPOINT_COST_FACTOR, CHECKPOINT_INTERVAL
 from tap_cube.records.deletions import delivered_so_far, encode_ids
 from tap_cube.records.seen import SeenIds
-from tap_cube.simulator.fake_values import ID_STYLES
 
 START = 10_000_000
 TRIES = 3

@@ -30,7 +30,7 @@ from measurement import measure
 from process_sampler import ProcessSampler
 from tap_cube_setup import discover_catalog, write_config
 
-from tap_cube.simulator import Assignment, CubeSimulator, CustomField
+from cube_simulator import Assignment, CubeSimulator, CustomField
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -8,7 +8,7 @@ Run by hand, not in CI, from the project root::
 Cube's `crm__customer_id` is the customer's own imported id: consecutive numbers (dense),
 numbers far apart (sparse: 40,000 apart, beyond 2**32) or text. tap-cube keeps every id
 of a partition to de-duplicate, so its memory must not depend on which. For each style,
-a fresh simulator (`python -m tap_cube.simulator --id-style STYLE`) serves 4 assignments,
+a fresh simulator (`python -m cube_simulator --id-style STYLE`) serves 4 assignments,
 and tap-cube syncs `customers` alone from a catalog made by an untimed `--discover`. The
 figures are tap-cube's own wall time, records and peak RSS (`wait4()`); nothing is
 asserted. Target: the largest peak within 1.3x of the smallest.

@@ -7,7 +7,7 @@ Run by hand, not in CI, from the project root::
     uv run python benchmarks/run.py --profile  # also profile tap-cube in scenario (a)
     uv run python benchmarks/run.py --wait-quiet 600  # on a shared machine
 
-Every run talks to the project's Cube simulator (`python -m tap_cube.simulator`), started
+Every run talks to the project's Cube simulator (`python -m cube_simulator`), started
 as a separate process, a fresh one for every run so that no contender finds pages cached
 by the one before (simulators.py). The contenders are tap-cube, tap-rest-api-msdk 1.4.2
 (installed by this script into `benchmarks/.venv-msdk`, which .gitignore leaves out) and

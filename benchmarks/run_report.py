@@ -162,7 +162,7 @@ def report(
         f"- Command: `{command}` ({repeat} run(s) per figure, median wall time; "
         f"{'records counted from stdout' if count else 'stdout to /dev/null, not counted'}; "
         f"benchmark took {elapsed:.0f} s)",
-        "- Server: the project's Cube simulator (`python -m tap_cube.simulator "
+        "- Server: the project's Cube simulator (`python -m cube_simulator "
         f"--next-style same --page-size {PAGE_SIZE}`), a fresh process per run, on the same "
         "machine",
         "",

@@ -1,4 +1,4 @@
-"""The Cube simulator in its own process (`python -m tap_cube.simulator`), one per run.
+"""The Cube simulator in its own process (`python -m cube_simulator`), one per run.
 
 A fresh simulator for every run, so that no run finds pages cached by the one before. It
 serves ASSIGNMENT_IDS with the same number of customers each, with `--next-style same`
@@ -50,7 +50,7 @@ class SimulatorProcess:
         argv = [
             sys.executable,
             "-m",
-            "tap_cube.simulator",
+            "cube_simulator",
             "--port",
             "0",
             "--latency",

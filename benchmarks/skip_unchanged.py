@@ -42,7 +42,7 @@ from e2e_postgres import DEFAULT_DSN, SCHEMA, Postgres, loaded
 from id_memory import STYLES, TIMEOUT
 
 if TYPE_CHECKING:
-    from tap_cube.simulator import CubeSimulator
+    from cube_simulator import CubeSimulator
 
 CHANGED_EVERY = 100  # 1%
 REMOVED_EVERY = 400  # 0.25%

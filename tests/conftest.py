@@ -19,7 +19,7 @@ from hypothesis import settings
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tap_cube.simulator import Assignment, CubeSimulator, CustomField
+from cube_simulator import Assignment, CubeSimulator, CustomField
 from tests.meltano_support import (
     INSTALL_TIMEOUT,
     INSTALLED_PLUGINS,

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tap_cube.simulator import CustomField
+from cube_simulator import CustomField
 
 REPO = Path(__file__).resolve().parent.parent
 MELTANO = Path(sys.executable).with_name("meltano")

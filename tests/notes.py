@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
-from tap_cube.simulator import Assignment, Crm
+from cube_simulator import Assignment, Crm
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "notes"
 REPORTS_DIR = Path(__file__).parent / "fixtures" / "reports"

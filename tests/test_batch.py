@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tap_cube.simulator import demo_assignments
+from cube_simulator import demo_assignments
 from tests.conftest import config_for, run_tap
 from tests.test_errors import assert_fails_with
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tap_cube.simulator import demo_assignments
+from cube_simulator import demo_assignments
 from tap_cube.state import parse_bookmark
 from tests.conftest import config_for, run_tap
 from tests.test_catalog import discovered_catalog

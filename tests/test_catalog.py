@@ -14,8 +14,8 @@ from datetime import timedelta
 
 import pytest
 
+from cube_simulator import demo_assignments
 from tap_cube.records.deletions import DELETED_AT
-from tap_cube.simulator import demo_assignments
 from tests.conftest import config_for, plain_assignment, run_tap
 from tests.test_coercion import validator_of
 from tests.test_deletions import deletions, last_state, run_with_state

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import re
 
-from tap_cube.simulator import demo_assignments
+from cube_simulator import demo_assignments
 from tests.conftest import config_for, run_tap
 
 LINE = re.compile(r"Connection test: stream (\S+) (.*)$", re.MULTILINE)

@@ -9,7 +9,7 @@ import math
 import pytest
 import trustme
 
-from tap_cube.simulator import Assignment, CustomField, demo_assignments
+from cube_simulator import Assignment, CustomField, demo_assignments
 from tap_cube.tap import TapCube
 from tests.conftest import PASSWORD, TOKEN, USERNAME, config_for, plain_assignment, run_tap
 

@@ -10,7 +10,7 @@ import json
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tap_cube.simulator import Crm, CustomField, demo_assignments
+from cube_simulator import Crm, CustomField, demo_assignments
 from tests.conftest import assert_no_secrets, config_for, run_tap
 from tests.test_catalog import discovered_catalog
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tap_cube.simulator import Assignment
+from cube_simulator import Assignment
 from tests.conftest import (
     PASSWORD,
     TOKEN,

@@ -24,11 +24,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from cube_simulator import Assignment, Crm
 from tap_cube.records import changes, deletions, memory_age
 from tap_cube.records.coercion import CATCH_ALL
 from tap_cube.records.completeness import CHECKPOINT_INTERVAL
 from tap_cube.records.deletions import decode_ids
-from tap_cube.simulator import Assignment, Crm
 from tests.meltano_support import (
     FIELD_TYPES,
     FIELDS,
@@ -43,7 +43,7 @@ from tests.meltano_support import (
 from tests.test_coercion import represents, same_json
 
 if t.TYPE_CHECKING:
-    from tap_cube.simulator import CubeSimulator
+    from cube_simulator import CubeSimulator
 
 pytestmark = pytest.mark.slow
 

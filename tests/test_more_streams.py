@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tap_cube.simulator import Crm, CustomField, demo_assignments
+from cube_simulator import Crm, CustomField, demo_assignments
 from tests.conftest import config_for, run_tap
 from tests.test_catalog import discovered_catalog
 

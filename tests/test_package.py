@@ -60,6 +60,7 @@ def test_wheel_holds_the_package_typed_and_nothing_else(dist):
     assert "tap_cube/py.typed" in package  # mypy reads the tap's annotations only with it
     assert package == tracked_package_files()  # no tests, benchmarks or stray files
     assert {name.split("/", 1)[0] for name in names} == {"tap_cube", "tap_cube-0.1.0.dist-info"}
+    assert not [name for name in names if "simulator" in name]  # the fake Cube stays in the repo
 
 
 def test_wheel_metadata_says_what_the_package_is(dist):

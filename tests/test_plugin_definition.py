@@ -16,7 +16,7 @@ import pytest
 import yaml
 from meltano.core.plugin.base import PluginDefinition, PluginType
 
-from tap_cube.simulator import demo_assignments
+from cube_simulator import demo_assignments
 from tests.meltano_support import (
     FOREIGN_PREFIXES,
     INSTALL_TIMEOUT,

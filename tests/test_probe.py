@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cube_simulator import Crm, CustomField
 from tap_cube.records.formats import STRING_CLASSES, StandIns, format_class, json_type, length_class
-from tap_cube.simulator import Crm, CustomField
 from tests.conftest import TOKEN, assert_no_secrets, config_for, plain_assignment, run_tap
 
 TODAY = date.today()

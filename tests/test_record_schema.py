@@ -10,8 +10,8 @@ import json
 import re
 from datetime import date, timedelta
 
+from cube_simulator import Assignment, Crm, CustomField
 from tap_cube.records.coercion import CATCH_ALL
-from tap_cube.simulator import Assignment, Crm, CustomField
 from tests.conftest import config_for, run_tap
 from tests.test_coercion import assert_fits_and_keeps
 

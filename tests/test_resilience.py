@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from cube_simulator import Assignment
 from tap_cube.api.responses import parse_retry_after
-from tap_cube.simulator import Assignment
 from tests.conftest import (
     PASSWORD,
     USERNAME,

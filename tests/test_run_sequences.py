@@ -42,7 +42,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
-from tap_cube.simulator import CubeSimulator
+from cube_simulator import CubeSimulator
 from tests.conftest import TOKEN, config_for, examples, plain_assignment
 
 #: Customers per assignment at the start; each stays between 1 and MOST (an emptied

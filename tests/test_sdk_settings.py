@@ -9,7 +9,7 @@ import typing as t
 import pytest
 from singer_sdk.helpers import capabilities
 
-from tap_cube.simulator import Assignment
+from cube_simulator import Assignment
 from tests.conftest import config_for, plain_assignment, run_tap
 from tests.meltano_support import FIELDS, SIM_TOKEN, tail
 from tests.test_errors import assert_fails_with

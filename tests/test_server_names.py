@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from tap_cube.simulator import Crm, CustomField
+from cube_simulator import Crm, CustomField
 from tests.conftest import config_for, plain_assignment, run_tap
 
 TODAY = date.today()

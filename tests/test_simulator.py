@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 
-from tap_cube.simulator import (
+from cube_simulator import (
     Assignment,
     Crm,
     CubeSimulator,
@@ -520,7 +520,7 @@ def test_command_line(tmp_path):
         [
             sys.executable,
             "-m",
-            "tap_cube.simulator",
+            "cube_simulator",
             "--assignment",
             "1=50",
             "--page-size",
@@ -555,7 +555,7 @@ def test_command_line_serves_the_demo_data_beside_a_crm(tmp_path):
     ready = tmp_path / "url"
     argv = ["--crm", "3/B2C=40", "--demo-data", "--ready-file", str(ready)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tap_cube.simulator", *argv],
+        [sys.executable, "-m", "cube_simulator", *argv],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,

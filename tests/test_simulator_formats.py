@@ -16,8 +16,8 @@ from datetime import date, timedelta
 import pytest
 import requests
 
+from cube_simulator import Crm, CubeSimulator, demo_assignments
 from tap_cube.records.formats import json_type
-from tap_cube.simulator import Crm, CubeSimulator, demo_assignments
 from tests.notes import load_fixtures
 
 #: Streams whose rows have one shape, whichever container they are read from.

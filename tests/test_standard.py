@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from singer_sdk.testing import get_tap_test_class
 
-from tap_cube.simulator import Crm, CubeSimulator, CustomField, demo_assignments
+from cube_simulator import Crm, CubeSimulator, CustomField, demo_assignments
 from tap_cube.tap import TapCube
 from tests.conftest import TOKEN
 

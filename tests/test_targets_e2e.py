@@ -20,16 +20,16 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from cube_simulator import Assignment
 from tap_cube.records.coercion import CATCH_ALL
 from tap_cube.records.deletions import DELETED_AT
-from tap_cube.simulator import Assignment
 from tests.conftest import run_tap
 from tests.meltano_support import FIELDS, PIPELINEWISE_INSTALLS, REPO, SCHEMA, SIM_TOKEN
 
 if t.TYPE_CHECKING:
     from pathlib import Path
 
-    from tap_cube.simulator import CubeSimulator
+    from cube_simulator import CubeSimulator
     from tests.meltano_support import MeltanoHome, PgDatabase
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tap_cube.simulator.answers import HTML, JSON, Answer, error
+from cube_simulator.answers import HTML, JSON, Answer, error
 
 if TYPE_CHECKING:
     import threading

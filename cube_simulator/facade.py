@@ -16,23 +16,23 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Generic, Self, TypeVar, cast, overload
 
-from tap_cube.simulator.auth import Credentials
-from tap_cube.simulator.campaigns import Campaigns
-from tap_cube.simulator.faults import FAULT_KINDS, FaultPlan
-from tap_cube.simulator.outcomes import CallOutcomes
-from tap_cube.simulator.page_cache import PageCache
-from tap_cube.simulator.paging import NEXT_STYLES, QUIRKS, Paginator
-from tap_cube.simulator.routes import Router
-from tap_cube.simulator.served import ServedBodies
-from tap_cube.simulator.server import Listener
-from tap_cube.simulator.store import Store
-from tap_cube.simulator.views import Views
+from cube_simulator.auth import Credentials
+from cube_simulator.campaigns import Campaigns
+from cube_simulator.faults import FAULT_KINDS, FaultPlan
+from cube_simulator.outcomes import CallOutcomes
+from cube_simulator.page_cache import PageCache
+from cube_simulator.paging import NEXT_STYLES, QUIRKS, Paginator
+from cube_simulator.routes import Router
+from cube_simulator.served import ServedBodies
+from cube_simulator.server import Listener
+from cube_simulator.store import Store
+from cube_simulator.views import Views
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Iterable
 
-    from tap_cube.simulator.model import Assignment, Crm, RequestRecord
+    from cube_simulator.model import Assignment, Crm, RequestRecord
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
-from tap_cube.simulator.fake_values import encode
+from cube_simulator.fake_values import encode
 
 if TYPE_CHECKING:
     from collections.abc import Callable

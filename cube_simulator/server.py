@@ -18,15 +18,15 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
-from tap_cube.simulator.answers import Request
-from tap_cube.simulator.model import RequestRecord
+from cube_simulator.answers import Request
+from cube_simulator.model import RequestRecord
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable
 
-    from tap_cube.simulator.answers import Answer
-    from tap_cube.simulator.page_cache import PageCache
+    from cube_simulator.answers import Answer
+    from cube_simulator.page_cache import PageCache
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 

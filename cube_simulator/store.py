@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from tap_cube.simulator.container import Container
-from tap_cube.simulator.fake_values import GOLDEN, mix
+from cube_simulator.container import Container
+from cube_simulator.fake_values import GOLDEN, mix
 
 if TYPE_CHECKING:
-    from tap_cube.simulator.container import Snapshot
-    from tap_cube.simulator.model import Assignment, Crm
+    from cube_simulator.container import Snapshot
+    from cube_simulator.model import Assignment, Crm
 
 #: An assignment id, or (data owner id, CRM type) for a data owner's CRM.
 ContainerKey = int | tuple[int, str]

@@ -11,14 +11,14 @@ import binascii
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlencode
 
-from tap_cube.simulator.answers import Answer, error
-from tap_cube.simulator.fake_values import encode
+from cube_simulator.answers import Answer, error
+from cube_simulator.fake_values import encode
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tap_cube.simulator.answers import Request
-    from tap_cube.simulator.page_cache import PageCache
+    from cube_simulator.answers import Request
+    from cube_simulator.page_cache import PageCache
 
 _PROXY_ORIGIN = "http://cube-internal.proxy.local:8080"
 #: How next/previous links look: "foreign" (another scheme and host, path kept, as behind

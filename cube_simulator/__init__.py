@@ -6,13 +6,13 @@ Use it in-process::
         requests.get(f"{sim.url}/assignments/101/customers/",
                      headers={"Authorization": f"Token {sim.token}"})
 
-or from the command line: ``python -m tap_cube.simulator --help``.
+or from the command line: ``python -m cube_simulator --help``.
 """
 
-from tap_cube.simulator.cli import main
-from tap_cube.simulator.facade import CubeSimulator
-from tap_cube.simulator.fake_values import ID_STYLES as ID_STYLES  # public, not in __all__
-from tap_cube.simulator.model import Assignment, Crm, CustomField, RequestRecord, demo_assignments
+from cube_simulator.cli import main
+from cube_simulator.facade import CubeSimulator
+from cube_simulator.fake_values import ID_STYLES as ID_STYLES  # public, not in __all__
+from cube_simulator.model import Assignment, Crm, CustomField, RequestRecord, demo_assignments
 
 __all__ = [
     "Assignment",

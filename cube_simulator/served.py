@@ -16,13 +16,13 @@ from datetime import date
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
-from tap_cube.simulator.answers import Answer, error
-from tap_cube.simulator.fake_values import encode
+from cube_simulator.answers import Answer, error
+from cube_simulator.fake_values import encode
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tap_cube.simulator.answers import Request
+    from cube_simulator.answers import Request
 
 #: Rows per page after the first, as DRF's default page size.
 ELIDED_PAGE_SIZE = 500

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from tap_cube.simulator.container import anonymize
-from tap_cube.simulator.fake_values import encode
-from tap_cube.simulator.outcome_rows import generated_outcome, generated_products, product_row
+from cube_simulator.container import anonymize
+from cube_simulator.fake_values import encode
+from cube_simulator.outcome_rows import generated_outcome, generated_products, product_row
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from tap_cube.simulator.campaigns import Campaign, Campaigns
-    from tap_cube.simulator.container import Snapshot
+    from cube_simulator.campaigns import Campaign, Campaigns
+    from cube_simulator.container import Snapshot
 
 _TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
 _SUBMITTED_WHEN = "call_outcome__report_as__submitted_when"

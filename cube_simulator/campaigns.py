@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tap_cube.simulator.fake_values import GOLDEN, mix
+from cube_simulator.fake_values import GOLDEN, mix
 
 if TYPE_CHECKING:
-    from tap_cube.simulator.container import Container
-    from tap_cube.simulator.store import Store
+    from cube_simulator.container import Container
+    from cube_simulator.store import Store
 
 
 @dataclass

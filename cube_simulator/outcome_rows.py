@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from tap_cube.simulator.container import anonymize
-from tap_cube.simulator.fake_values import EDITORS, GOLDEN, mix
+from cube_simulator.container import anonymize
+from cube_simulator.fake_values import EDITORS, GOLDEN, mix
 
 if TYPE_CHECKING:
-    from tap_cube.simulator.campaigns import Campaign
-    from tap_cube.simulator.container import Snapshot
+    from cube_simulator.campaigns import Campaign
+    from cube_simulator.container import Snapshot
 
 _OUTCOME_TYPES = (
     "Salg", "Salg", "Salg", "Ikke interessert", "Ikke interessert", "Ikke interessert",

@@ -1,4 +1,4 @@
-"""The command line: ``python -m tap_cube.simulator`` serves a fake Cube API until stopped."""
+"""The command line: ``python -m cube_simulator`` serves a fake Cube API until stopped."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import tempfile
 import threading
 from typing import TYPE_CHECKING
 
-from tap_cube.simulator.facade import CubeSimulator
-from tap_cube.simulator.fake_values import ID_STYLES
-from tap_cube.simulator.model import Assignment, Crm, CustomField, demo_assignments
-from tap_cube.simulator.paging import NEXT_STYLES, QUIRKS
+from cube_simulator.facade import CubeSimulator
+from cube_simulator.fake_values import ID_STYLES
+from cube_simulator.model import Assignment, Crm, CustomField, demo_assignments
+from cube_simulator.paging import NEXT_STYLES, QUIRKS
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -73,7 +73,7 @@ def _write_atomically(path: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tap_cube.simulator", description="Serve a fake Cube API over HTTP."
+        prog="python -m cube_simulator", description="Serve a fake Cube API over HTTP."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tap_cube.simulator.answers import FORBIDDEN, NO_ROUTE, NOT_FOUND, Answer, error
+from cube_simulator.answers import FORBIDDEN, NO_ROUTE, NOT_FOUND, Answer, error
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tap_cube.simulator.answers import Request
-    from tap_cube.simulator.auth import Credentials
-    from tap_cube.simulator.campaigns import Campaigns
-    from tap_cube.simulator.container import Container
-    from tap_cube.simulator.faults import FaultPlan
-    from tap_cube.simulator.served import ServedBodies
-    from tap_cube.simulator.store import Store
-    from tap_cube.simulator.views import Views
+    from cube_simulator.answers import Request
+    from cube_simulator.auth import Credentials
+    from cube_simulator.campaigns import Campaigns
+    from cube_simulator.container import Container
+    from cube_simulator.faults import FaultPlan
+    from cube_simulator.served import ServedBodies
+    from cube_simulator.store import Store
+    from cube_simulator.views import Views
 
 _SERIES = ("call_outcomes", "product_registrations")
 

@@ -7,7 +7,7 @@ import binascii
 import hmac
 from dataclasses import dataclass
 
-from tap_cube.simulator.answers import Answer, error
+from cube_simulator.answers import Answer, error
 
 _CHALLENGE = (("WWW-Authenticate", "Token"),)
 

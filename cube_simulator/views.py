@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING
 
-from tap_cube.simulator.answers import FORBIDDEN, NO_ROUTE, NOT_FOUND, Answer, error
-from tap_cube.simulator.fake_values import KIND, OTHER, TEXT, encode
+from cube_simulator.answers import FORBIDDEN, NO_ROUTE, NOT_FOUND, Answer, error
+from cube_simulator.fake_values import KIND, OTHER, TEXT, encode
 
 if TYPE_CHECKING:
-    from tap_cube.simulator.answers import Request
-    from tap_cube.simulator.campaigns import Campaign, Campaigns
-    from tap_cube.simulator.container import Container
-    from tap_cube.simulator.outcomes import CallOutcomes
-    from tap_cube.simulator.page_cache import PageCache
-    from tap_cube.simulator.paging import Paginator
-    from tap_cube.simulator.store import Store
+    from cube_simulator.answers import Request
+    from cube_simulator.campaigns import Campaign, Campaigns
+    from cube_simulator.container import Container
+    from cube_simulator.outcomes import CallOutcomes
+    from cube_simulator.page_cache import PageCache
+    from cube_simulator.paging import Paginator
+    from cube_simulator.store import Store
 
 
 class Views:

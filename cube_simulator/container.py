@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
-from tap_cube.simulator.fake_values import (
+from cube_simulator.fake_values import (
     FLOW_FRAGMENTS,
     FLOW_PREFIXES,
     FLOW_STATES,
@@ -33,7 +33,7 @@ from tap_cube.simulator.fake_values import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from tap_cube.simulator.model import CustomField
+    from cube_simulator.model import CustomField
 
 
 def anonymize(record: dict[str, object], fields: Mapping[str, object] | None = None) -> None:
