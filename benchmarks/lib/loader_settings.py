@@ -1,4 +1,4 @@
-"""Other loader settings in benchmarks/e2e.py: `meltano run` with each combination
+"""Other loader settings in benchmarks/end_to_end.py: `meltano run` with each combination
 (--combinations), and target-postgres alone on the tap's saved output (--loader-alone).
 """
 
@@ -10,11 +10,11 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from common import STREAM, base_env, progress
-from e2e_meltano import plugin_executable
-from e2e_pipelines import Pipeline, Timing, meltano_pipeline, simulator, time_pipeline
-from e2e_postgres import SCHEMA, Postgres, count_rows
-from tap_cube_setup import discover_catalog, sync_argv, write_config
+from lib.common import STREAM, base_env, progress
+from lib.meltano_plugins import plugin_executable
+from lib.pipelines import Pipeline, Timing, meltano_pipeline, simulator, time_pipeline
+from lib.postgres import SCHEMA, Postgres, count_rows
+from lib.tap_cube_setup import discover_catalog, sync_argv, write_config
 
 if TYPE_CHECKING:
     from pathlib import Path

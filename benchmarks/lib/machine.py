@@ -1,4 +1,5 @@
-"""The machine the benchmarks run on: its CPUs, and how busy other processes keep it.
+"""What the figures were taken on and with: the machine's CPUs, how busy other processes
+keep it, the source's commit, and the versions of what was measured.
 
 Figures from a machine busy with something else are not worth keeping, so the CPU time
 other processes use during a run is read from /proc (the busy part of /proc/stat's cpu
@@ -9,13 +10,17 @@ first wait for the machine to go quiet.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import platform
+import shutil
+import subprocess
 import time
+from importlib import metadata
 from pathlib import Path
 
-from common import progress
+from lib.common import ROOT, progress
 
 #: Above this share of the machine's CPU used by other processes, the report warns.
 BUSY_MACHINE = 0.05
@@ -77,3 +82,43 @@ def wait_for_quiet(limit: float) -> None:
         progress(f"  the machine is still busy after {waited:.0f} s; measuring anyway")
     elif waited > 4:
         progress(f"  waited {waited:.0f} s for other processes to leave the machine idle")
+
+
+def source_fingerprint() -> str:
+    """A hash of tap-cube's source, to notice it changing while the benchmark runs."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "tap_cube").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode())
+        with contextlib.suppress(OSError):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def source_state() -> str:
+    """The commit tap-cube was measured at, and whether its source had local changes."""
+    git = shutil.which("git")
+    if git is None:
+        return "unknown commit"
+    head = subprocess.run(  # noqa: S603  # argv built here
+        [git, "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    dirty = subprocess.run(  # noqa: S603  # argv built here
+        [git, "-C", str(ROOT), "status", "--porcelain", "--", "tap_cube", "pyproject.toml"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if head.returncode != 0:
+        return "unknown commit"
+    changes = " + uncommitted changes to tap_cube/" if dirty.stdout.strip() else ""
+    return f"commit {head.stdout.strip()}{changes}"
+
+
+def version_of(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"

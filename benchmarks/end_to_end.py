@@ -3,16 +3,16 @@ piped into the same loader with the loader's default settings.
 
 Run by hand, not in CI, from the project root, with PostgreSQL on 127.0.0.1:5432::
 
-    uv run python benchmarks/e2e.py              # 200,000 customers, each pipeline once
-    uv run python benchmarks/e2e.py --repeat 3   # the median of three runs each
-    uv run python benchmarks/e2e.py --profile    # also: CPU and memory per process
-    uv run python benchmarks/e2e.py --set batch_size_rows=10000   # try another setting
-    uv run python benchmarks/e2e.py --combinations   # also: several loader settings
-    uv run python benchmarks/e2e.py --per-stream     # also: each stream `cube` loads
-    uv run python benchmarks/e2e.py --loader-alone   # also: the loader alone, same settings
+    uv run python benchmarks/end_to_end.py              # 200,000 customers, each pipeline once
+    uv run python benchmarks/end_to_end.py --repeat 3   # the median of three runs each
+    uv run python benchmarks/end_to_end.py --profile    # also: CPU and memory per process
+    uv run python benchmarks/end_to_end.py --set batch_size_rows=10000   # another setting
+    uv run python benchmarks/end_to_end.py --combinations   # also: several loader settings
+    uv run python benchmarks/end_to_end.py --per-stream     # also: each stream `cube` loads
+    uv run python benchmarks/end_to_end.py --loader-alone   # also: the loader alone
 
 The two pipelines (`meltano run` with this project's loader settings, and `tap-cube |
-target-postgres` with the loader's defaults; see e2e_pipelines.py for how each is built
+target-postgres` with the loader's defaults; see lib/pipelines.py for how each is built
 and timed, and on what data) run one after the other in each round, their order
 alternating from round to round, each into a fresh database, each against a fresh
 simulator. Both use the executables that `meltano install` put in `benchmarks/.meltano/`
@@ -29,7 +29,6 @@ are set on every row.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import shutil
 import sys
@@ -37,14 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
-from common import ASSIGNMENT_IDS, progress
-from e2e_combinations import run_combinations, run_loader_alone
-from e2e_meltano import describe_settings, install_plugins, loader_settings
-from e2e_pipelines import PER_ASSIGNMENT
-from e2e_postgres import DEFAULT_DSN, Postgres
-from e2e_report import combinations_table, per_stream_table, report
-from e2e_rounds import problems, run_per_stream, run_rounds
+from lib.common import ASSIGNMENT_IDS, progress
+from lib.loader_settings import run_combinations, run_loader_alone
+from lib.meltano_plugins import describe_settings, install_plugins, loader_settings
+from lib.pipeline_report import combinations_table, per_stream_table, report
+from lib.pipeline_rounds import Contestant, problems, run_per_stream, run_rounds
+from lib.pipelines import MELTANO_RUN, PER_ASSIGNMENT, PIPE, meltano_pipeline, pipe_pipeline
+from lib.postgres import Postgres, add_postgres_option, server_version
 
 
 def parse_override(text: str) -> tuple[str, str]:
@@ -57,7 +55,7 @@ def parse_override(text: str) -> tuple[str, str]:
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="benchmarks/e2e.py",
+        prog="benchmarks/end_to_end.py",
         description=(
             "Time the project's `meltano run tap-cube target-postgres` against "
             "`tap-cube | target-postgres` with the loader's defaults."
@@ -96,12 +94,7 @@ def parser() -> argparse.ArgumentParser:
         help="a loader setting for `meltano run` (as TARGET_POSTGRES_<NAME>), e.g. "
         "use_copy=false; repeatable",
     )
-    parser.add_argument(
-        "--pg-dsn",
-        default=os.environ.get("TAP_CUBE_TEST_PG_DSN", DEFAULT_DSN),
-        help="a PostgreSQL database to connect to for creating the benchmark's databases "
-        f"(default: TAP_CUBE_TEST_PG_DSN or {DEFAULT_DSN})",
-    )
+    add_postgres_option(parser)
     parser.add_argument(
         "--timeout", type=float, default=1800, help="seconds before a run is killed"
     )
@@ -116,17 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         options.error("--repeat must be at least 1")
 
     started = time.perf_counter()
-    command = shlex.join(["uv", "run", "python", "benchmarks/e2e.py", *sys.argv[1:]])
+    command = shlex.join(["uv", "run", "python", "benchmarks/end_to_end.py", *sys.argv[1:]])
     per_assignment = PER_ASSIGNMENT // (10 if args.quick else 1)
     total = per_assignment * len(ASSIGNMENT_IDS)
     pg = Postgres(args.pg_dsn)
-    try:
-        with psycopg.connect(pg.dsn, connect_timeout=5) as conn:
-            server_version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-    except psycopg.Error as exc:
-        sys.exit(f"cannot connect to PostgreSQL ({exc}); start it or pass --pg-dsn")
+    version = server_version(pg)
     overrides = dict(args.overrides)
-    workdir = Path(tempfile.mkdtemp(prefix="tap-cube-e2e-"))
+    workdir = Path(tempfile.mkdtemp(prefix="tap-cube-end-to-end-"))
     try:
         install_plugins(workdir)
         settings = loader_settings(overrides, workdir)
@@ -134,9 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = run_rounds(
             pg,
             workdir,
+            (
+                Contestant(
+                    MELTANO_RUN,
+                    "meltano-run",
+                    lambda sim, database: meltano_pipeline(sim, pg, database, overrides),
+                ),
+                Contestant(
+                    PIPE, "pipe", lambda sim, database: pipe_pipeline(sim, pg, database, workdir)
+                ),
+            ),
             per_assignment=per_assignment,
             repeat=args.repeat,
-            overrides=overrides,
             timeout=args.timeout,
             profile=args.profile,
         )
@@ -175,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.combinations
             else []
         )
-        wrong = problems(outcomes, total)
+        wrong = problems(outcomes, total, metadata_required=True)
         wrong += [
             f"meltano run with {c.settings} loaded {rows:,} rows"
             for c in combinations + alone
@@ -193,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 repeat=args.repeat,
                 command=command,
                 elapsed=time.perf_counter() - started,
-                server_version=server_version,
+                server_version=version,
             )
         )
         if costs:

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from common import ROOT
-from machine import machine_busy_seconds, own_cpu_seconds, process_cpu_seconds
+from lib.common import LIB, ROOT
+from lib.machine import machine_busy_seconds, own_cpu_seconds, process_cpu_seconds
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 #: ("customers" for tap-cube, "customers_<id>" for tap-rest-api-msdk).
 RECORD_MARK = b'"type":"RECORD","stream":"customers'
 LINE_MARK = b"\n"
-LAUNCHER = ROOT / "benchmarks" / "own_usage.py"
+LAUNCHER = LIB / "own_usage.py"
 CHUNK = 1 << 20
 
 #: Reads a process's stdout from a file descriptor until EOF; returns the records in it.

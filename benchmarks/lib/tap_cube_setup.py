@@ -13,7 +13,7 @@ import sysconfig
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common import ASSIGNMENT_IDS, ROOT, STREAM, TOKEN, base_env
+from lib.common import ASSIGNMENT_IDS, ROOT, STREAM, TOKEN, base_env
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -2,31 +2,32 @@
 
 Run by hand, not in CI, from the project root::
 
-    uv run python benchmarks/run.py            # the full benchmark, a few minutes
-    uv run python benchmarks/run.py --quick    # a tenth of the data, to try it out
-    uv run python benchmarks/run.py --profile  # also profile tap-cube in scenario (a)
-    uv run python benchmarks/run.py --wait-quiet 600  # on a shared machine
+    uv run python benchmarks/tap_vs_others.py            # the full benchmark, a few minutes
+    uv run python benchmarks/tap_vs_others.py --quick    # a tenth of the data, to try it out
+    uv run python benchmarks/tap_vs_others.py --profile  # also profile tap-cube in scenario (a)
+    uv run python benchmarks/tap_vs_others.py --wait-quiet 600  # on a shared machine
 
 Every run talks to the project's Cube simulator (`python -m cube_simulator`), started
 as a separate process, a fresh one for every run so that no contender finds pages cached
-by the one before (simulators.py). The contenders are tap-cube, tap-rest-api-msdk 1.4.2
-(installed by this script into `benchmarks/.venv-msdk`, which .gitignore leaves out) and
-a naive loop, benchmarks/naive_loop.py: how each is configured and started is in
-contenders.py.
+by the one before (lib/simulator_process.py). The contenders are tap-cube,
+tap-rest-api-msdk 1.4.2 (installed by this script into `benchmarks/.venv-msdk`, which
+.gitignore leaves out) and a naive loop, lib/naive_loop.py: how each is configured and
+started is in lib/contenders.py.
 
-Scenarios (scenarios.py): (a) no latency, 4 assignments of 50,000 customers; (b) 200 ms
-per page, 4 assignments of 10,000 customers; and tap-cube alone on 4 assignments
+Scenarios (lib/contenders.py): (a) no latency, 4 assignments of 50,000 customers; (b)
+200 ms per page, 4 assignments of 10,000 customers; and tap-cube alone on 4 assignments
 totalling 100,000 and 1,000,000 customers, to see whether its memory grows with the data.
 
-What is measured, per run (measurement.py): wall time, from starting the contender's
+What is measured, per run (lib/measurement.py): wall time, from starting the contender's
 process to its exit (tap-cube's discovery aside, which runs before, untimed); records
 counted from its stdout, a run that delivers fewer records than the simulator holds
 being flagged (`--no-count` sends stdout to /dev/null instead); its peak memory and CPU
-time from `wait4()`; and the CPU time other processes used meanwhile (machine.py).
+time from `wait4()`; and the CPU time other processes used meanwhile (lib/machine.py).
 
 Each contender runs once, untimed, before the timed runs, and `--repeat N` reports the
-median of N (runs.py). The figures are printed as Markdown, with the targets the project
-aims at and whether this run met them; nothing is asserted (run_report.py).
+median of N (lib/contest_runs.py). The figures are printed as Markdown, with the targets
+the project aims at and whether this run met them; nothing is asserted
+(lib/contest_report.py).
 """
 
 from __future__ import annotations
@@ -40,26 +41,24 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common import progress
-from contenders import CONTENDERS, TAP_CUBE, ensure_msdk
-from profiling import profile_tap_cube
-from provenance import source_fingerprint, source_state
-from run_report import Results, report
-from runs import run_scenario, warm_up
-from scenarios import scenarios
-from tap_cube_setup import tap_cube_executable
+from lib.common import progress
+from lib.contenders import CONTENDERS, TAP_CUBE, ensure_msdk, scenarios
+from lib.contest_report import Results, report
+from lib.contest_runs import run_scenario, warm_up
+from lib.machine import source_fingerprint, source_state
+from lib.profiling import profile_tap_cube
+from lib.tap_cube_setup import tap_cube_executable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from contenders import Contender
-    from runs import Run
-    from scenarios import Scenario
+    from lib.contenders import Contender, Scenario
+    from lib.contest_runs import Run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="benchmarks/run.py",
+        prog="benchmarks/tap_vs_others.py",
         description="Benchmark tap-cube against tap-rest-api-msdk and a naive requests loop.",
     )
     parser.add_argument(
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     fingerprint = source_fingerprint()
     source = source_state()
-    command = shlex.join(["uv", "run", "python", "benchmarks/run.py", *sys.argv[1:]])
+    command = shlex.join(["uv", "run", "python", "benchmarks/tap_vs_others.py", *sys.argv[1:]])
     tap_cube_executable()
     msdk = ensure_msdk()
     a, b, small, large = scenarios(quick=args.quick)

@@ -1,6 +1,7 @@
-"""The Markdown report of benchmarks/e2e.py: both pipelines side by side against the
-target, each process's CPU and memory (--profile), and the tables of --per-stream,
---combinations and --loader-alone.
+"""The Markdown reports of the pipelines into PostgreSQL: the lines on the machine and
+versions that each opens with, and benchmarks/end_to_end.py's: both pipelines side by
+side against the target, each process's CPU and memory (--profile), and the tables of
+--per-stream, --combinations and --loader-alone.
 """
 
 from __future__ import annotations
@@ -8,17 +9,32 @@ from __future__ import annotations
 import platform
 from typing import TYPE_CHECKING
 
-from common import ASSIGNMENT_IDS
-from e2e_meltano import describe_settings, plugin_version
-from e2e_pipelines import MELTANO_RUN, PIPE
-from machine import cpu_count, cpu_model
-from provenance import source_state, version_of
+from lib.common import ASSIGNMENT_IDS
+from lib.machine import cpu_count, cpu_model, source_state, version_of
+from lib.meltano_plugins import describe_settings, plugin_version
+from lib.pipelines import MELTANO_RUN, PIPE
 
 if TYPE_CHECKING:
-    from e2e_combinations import CombinationCost
-    from e2e_rounds import Outcome, StreamCost
+    from lib.loader_settings import CombinationCost
+    from lib.pipeline_rounds import Outcome, StreamCost
 
 TARGET_RATIO = 2.5  # the pipe's wall time over meltano run's
+
+
+def machine_line(server_version: str) -> str:
+    return (
+        f"- Machine: {cpu_count()} CPUs, {cpu_model()}, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, PostgreSQL {server_version} on the same machine"
+    )
+
+
+def versions_line() -> str:
+    """tap-cube's, Meltano's and the loader's versions, and the commit measured."""
+    return (
+        f"- Versions: tap-cube {version_of('tap-cube')} at {source_state()}, "
+        f"meltano {version_of('meltano')}, meltanolabs-target-postgres "
+        f"{plugin_version('loaders', 'target-postgres', 'meltanolabs-target-postgres')}"
+    )
 
 
 def report(
@@ -39,13 +55,9 @@ def report(
     lines = [
         f"#### End to end: {total:,} customers into PostgreSQL",
         "",
-        f"- Machine: {cpu_count()} CPUs, {cpu_model()}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, PostgreSQL {server_version} on the same machine",
-        f"- Versions: tap-cube {version_of('tap-cube')} at {source_state()}, "
-        f"meltano {version_of('meltano')}, meltanolabs-target-postgres "
-        f"{plugin_version('loaders', 'target-postgres', 'meltanolabs-target-postgres')} "
-        f"(singer-sdk "
-        f"{plugin_version('loaders', 'target-postgres', 'singer-sdk')})",
+        machine_line(server_version),
+        f"{versions_line()} "
+        f"(singer-sdk {plugin_version('loaders', 'target-postgres', 'singer-sdk')})",
         f"- Command: `{command}` ({repeat} run(s) per pipeline, median wall time; "
         f"the benchmark took {elapsed:.0f} s)",
         f"- Data: {len(ASSIGNMENT_IDS)} assignments x {per_assignment:,} customers with "

@@ -4,10 +4,10 @@ tap writes gzipped JSONL files, the loader reads them), side by side.
 
 Run by hand, not in CI, from the project root, with PostgreSQL on 127.0.0.1:5432::
 
-    uv run python benchmarks/batch.py              # 200,000 customers, 3 runs each
-    uv run python benchmarks/batch.py --quick      # 20,000 customers
+    uv run python benchmarks/batch_messages.py              # 200,000 customers, 3 runs each
+    uv run python benchmarks/batch_messages.py --quick      # 20,000 customers
 
-Both pipelines are benchmarks/e2e.py's `meltano run` (same plugins in
+Both pipelines are benchmarks/end_to_end.py's `meltano run` (same plugins in
 `benchmarks/.meltano/`, same loader settings from meltano.yml, only the `customers`
 stream, a fresh database, simulator and state ID per run); the BATCH one only adds
 TAP_CUBE_BATCH_CONFIG. Their order alternates from round to round. After each run the
@@ -19,9 +19,8 @@ columns and the same values, and counts the rows without `_sdc_extracted_at` or
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import os
-import platform
 import shlex
 import shutil
 import sys
@@ -29,14 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
-from common import ASSIGNMENT_IDS, progress
-from e2e_meltano import describe_settings, install_plugins, loader_settings, plugin_version
-from e2e_pipelines import PER_ASSIGNMENT, meltano_pipeline, simulator, time_pipeline
-from e2e_postgres import DEFAULT_DSN, SCHEMA, Postgres, loaded
-from e2e_rounds import Outcome
-from machine import cpu_count, cpu_model
-from provenance import source_state, version_of
+from lib.common import ASSIGNMENT_IDS, progress
+from lib.meltano_plugins import describe_settings, install_plugins, loader_settings
+from lib.pipeline_report import machine_line, versions_line
+from lib.pipeline_rounds import Contestant, Outcome, problems, run_rounds
+from lib.pipelines import PER_ASSIGNMENT, meltano_pipeline
+from lib.postgres import Postgres, add_postgres_option, server_version
 
 RECORDS = "RECORD messages"
 BATCH = "BATCH files (jsonl, gzip)"
@@ -54,45 +51,20 @@ def batch_config(workdir: Path) -> str:
     )
 
 
-def run_rounds(
-    pg: Postgres, workdir: Path, *, per_assignment: int, repeat: int, timeout: float
-) -> dict[str, Outcome]:
-    outcomes = {name: Outcome(name) for name in (RECORDS, BATCH)}
-    for attempt in range(repeat):
-        # Alternating the order spreads a slow spell of a shared machine over both.
-        order = [RECORDS, BATCH] if attempt % 2 == 0 else [BATCH, RECORDS]
-        for name in order:
-            tap_settings = {"batch_config": batch_config(workdir)} if name == BATCH else None
-            database = pg.create()
-            try:
-                with simulator(per_assignment) as sim:
-                    pipeline = meltano_pipeline(sim, pg, database, {}, tap_settings=tap_settings)
-                    log = workdir / f"{'batch' if name == BATCH else 'records'}-{attempt + 1}.log"
-                    timing = time_pipeline(pipeline, log, timeout=timeout, profile=False)
-                result = loaded(pg, database, SCHEMA)
-            finally:
-                pg.drop(database)
-                shutil.rmtree(workdir / "batches", ignore_errors=True)
-            outcomes[name].timings.append(timing)
-            outcomes[name].loads.append(result)
-            progress(
-                f"round {attempt + 1} of {repeat}: {name}: {timing.wall:.2f} s, "
-                f"{result.rows:,} rows, {result.without_metadata:,} without _sdc_ metadata"
-            )
-    return outcomes
-
-
-def problems(outcomes: dict[str, Outcome], total: int) -> list[str]:
-    found = []
-    runs = [(o.pipeline, load) for o in outcomes.values() for load in o.loads]
-    for name, load in runs:
-        if load.rows != total or load.distinct_keys != total:
-            found.append(f"{name} loaded {load.rows:,} rows ({load.distinct_keys:,} keys)")
-    first_name, first = runs[0]
-    for name, load in runs[1:]:
-        if (load.columns, load.checksum) != (first.columns, first.checksum):
-            found.append(f"{name} and {first_name} loaded different columns or values")
-    return found
+def contestants(pg: Postgres, workdir: Path) -> tuple[Contestant, Contestant]:
+    """`meltano run` as the project runs it, and the same with `batch_config`."""
+    return (
+        Contestant(
+            RECORDS, "records", lambda sim, database: meltano_pipeline(sim, pg, database, {})
+        ),
+        Contestant(
+            BATCH,
+            "batch",
+            lambda sim, database: meltano_pipeline(
+                sim, pg, database, {}, tap_settings={"batch_config": batch_config(workdir)}
+            ),
+        ),
+    )
 
 
 def report(
@@ -109,11 +81,8 @@ def report(
     lines = [
         f"#### The first load with and without BATCH: {total:,} customers into PostgreSQL",
         "",
-        f"- Machine: {cpu_count()} CPUs, {cpu_model()}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, PostgreSQL {server_version} on the same machine",
-        f"- Versions: tap-cube {version_of('tap-cube')} at {source_state()}, "
-        f"meltano {version_of('meltano')}, meltanolabs-target-postgres "
-        f"{plugin_version('loaders', 'target-postgres', 'meltanolabs-target-postgres')}",
+        machine_line(server_version),
+        versions_line(),
         f"- Command: `{command}` ({repeat} run(s) each, alternating; median wall time)",
         f"- Data: {len(ASSIGNMENT_IDS)} assignments x {per_assignment:,} customers, only the "
         f"`customers` stream; loader settings from meltano.yml: {describe_settings(settings)}",
@@ -132,42 +101,42 @@ def report(
     lines += [
         "",
         f"BATCH over records: {records.wall / batch.wall:.2f}x as fast (medians); "
-        f"same columns and values: {'yes' if not problems(outcomes, total) else 'NO'}.",
+        "same columns and values: "
+        f"{'yes' if not problems(outcomes, total, metadata_required=False) else 'NO'}.",
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = argparse.ArgumentParser(prog="benchmarks/batch.py", description=__doc__)
+    options = argparse.ArgumentParser(prog="benchmarks/batch_messages.py", description=__doc__)
     options.add_argument("--repeat", type=int, default=3, help="runs per pipeline (default 3)")
     options.add_argument("--quick", action="store_true", help="a tenth of the customers")
-    options.add_argument(
-        "--pg-dsn",
-        default=os.environ.get("TAP_CUBE_TEST_PG_DSN", DEFAULT_DSN),
-        help=f"where to create the benchmark's databases (default: {DEFAULT_DSN})",
-    )
+    add_postgres_option(options)
     options.add_argument("--timeout", type=float, default=1800, help="seconds before a kill")
     args = options.parse_args(argv)
     if args.repeat < 1:
         options.error("--repeat must be at least 1")
-    command = shlex.join(["uv", "run", "python", "benchmarks/batch.py", *sys.argv[1:]])
+    command = shlex.join(["uv", "run", "python", "benchmarks/batch_messages.py", *sys.argv[1:]])
     per_assignment = PER_ASSIGNMENT // (10 if args.quick else 1)
     total = per_assignment * len(ASSIGNMENT_IDS)
     pg = Postgres(args.pg_dsn)
-    try:
-        with psycopg.connect(pg.dsn, connect_timeout=5) as conn:
-            server_version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-    except psycopg.Error as exc:
-        sys.exit(f"cannot connect to PostgreSQL ({exc}); start it or pass --pg-dsn")
+    version = server_version(pg)
     workdir = Path(tempfile.mkdtemp(prefix="tap-cube-batch-"))
     try:
         started = time.perf_counter()
         install_plugins(workdir)
         settings = loader_settings({}, workdir)
         outcomes = run_rounds(
-            pg, workdir, per_assignment=per_assignment, repeat=args.repeat, timeout=args.timeout
+            pg,
+            workdir,
+            contestants(pg, workdir),
+            per_assignment=per_assignment,
+            repeat=args.repeat,
+            timeout=args.timeout,
+            profile=False,
+            after_run=functools.partial(shutil.rmtree, workdir / "batches", ignore_errors=True),
         )
-        wrong = problems(outcomes, total)
+        wrong = problems(outcomes, total, metadata_required=False)
         for problem in wrong:
             progress(f"WRONG: {problem}")
         print(
@@ -178,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings=settings,
                 repeat=args.repeat,
                 command=command,
-                server_version=server_version,
+                server_version=version,
             )
         )
         progress(f"done in {time.perf_counter() - started:.0f} s")

@@ -1,4 +1,5 @@
-"""The two pipelines of benchmarks/e2e.py, their data, and how one is timed.
+"""The two pipelines of benchmarks/end_to_end.py, their data, and how one is timed
+(batch_messages.py and rerun.py run the first with other tap settings).
 
 - `meltano run`: `meltano run tap-cube target-postgres` in the `simulator` environment
   of this project's meltano.yml, i.e. with its loader settings, selecting the
@@ -23,14 +24,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from common import ASSIGNMENT_IDS, STREAM, TOKEN, base_env, tail_lines
-from e2e_meltano import MELTANO, meltano_env, plugin_executable
-from e2e_postgres import DEFAULT_SCHEMA, SCHEMA, Postgres
-from measurement import measure
-from process_sampler import ProcessSampler
-from tap_cube_setup import discover_catalog, write_config
-
 from cube_simulator import Assignment, CubeSimulator, CustomField
+from lib.common import ASSIGNMENT_IDS, STREAM, TOKEN, base_env, tail_lines
+from lib.measurement import measure
+from lib.meltano_plugins import MELTANO, meltano_env, plugin_executable
+from lib.postgres import DEFAULT_SCHEMA, SCHEMA, Postgres
+from lib.process_sampler import ProcessSampler
+from lib.tap_cube_setup import discover_catalog, write_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -2,11 +2,11 @@
 
 Run by hand, not in CI, from the project root::
 
-    uv run python benchmarks/deletions.py                 # 1,000,000 customers
-    uv run python benchmarks/deletions.py --customers 100000
-    uv run python benchmarks/deletions.py --skip-unchanged   # the runs with it on, too
+    uv run python benchmarks/deletions_cost.py                 # 1,000,000 customers
+    uv run python benchmarks/deletions_cost.py --customers 100000
+    uv run python benchmarks/deletions_cost.py --skip-unchanged   # the runs with it on, too
 
-For each id style (see benchmarks/id_memory.py), a fresh simulator serves 4 assignments
+For each id style (see benchmarks/memory_by_id_style.py), a fresh simulator serves 4 assignments
 and tap-cube syncs `customers` alone: once with detect_deletions off, once on (the first
 run, which only records the ids), and once on with the state of that run against a
 simulator whose assignments each lost their last 1,000 customers (the run that emits the
@@ -24,11 +24,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ASSIGNMENT_IDS, child_env
-from id_memory import STYLES, TIMEOUT
-from measurement import measure
-from simulators import SimulatorProcess
-from tap_cube_setup import discover_catalog, sync_argv, tap_cube_executable, write_config
+from lib.common import ASSIGNMENT_IDS, ID_STYLE_NAMES, LONG_RUN_TIMEOUT, child_env
+from lib.measurement import measure
+from lib.simulator_process import SimulatorProcess
+from lib.tap_cube_setup import discover_catalog, sync_argv, tap_cube_executable, write_config
 
 REMOVED_PER_ASSIGNMENT = 1_000
 DELETED_MARK = b'"_sdc_deleted_at":"'
@@ -62,7 +61,7 @@ def run_tap(
     sample = measure(
         sync_argv(tap_cube_executable(), config, catalog, state),
         read=kept,
-        timeout=TIMEOUT,
+        timeout=LONG_RUN_TIMEOUT,
         log=log,
         env=child_env(),
         server_pid=sim.pid,
@@ -119,7 +118,7 @@ def main() -> None:
             measure_style(
                 style, per_assignment, Path(directory), skip_unchanged=args.skip_unchanged
             )
-            for style in STYLES
+            for style in ID_STYLE_NAMES
         ]
     print(
         "| Ids | off (s) | on, first run (s) | on, deleting (s) | Peak RSS off / on (MiB) "

@@ -1,6 +1,6 @@
-"""The Markdown report of benchmarks/run.py: a table per scenario, tap-cube's memory
-against the number of customers, and the targets the project aims at with whether this
-run met them; nothing is asserted.
+"""The Markdown report of benchmarks/tap_vs_others.py: a table per scenario, tap-cube's
+memory against the number of customers, and the targets the project aims at with whether
+this run met them; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -9,16 +9,14 @@ import platform
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from common import CLEARED_ENV, STREAM
-from contenders import MSDK, TAP_CUBE
-from machine import BUSY_MACHINE, cpu_count, cpu_model
-from provenance import version_of
-from scenarios import CONCURRENCY
-from simulators import PAGE_SIZE
+from lib.common import CLEARED_ENV, STREAM
+from lib.contenders import CONCURRENCY, MSDK, TAP_CUBE
+from lib.machine import BUSY_MACHINE, cpu_count, cpu_model, version_of
+from lib.simulator_process import PAGE_SIZE
 
 if TYPE_CHECKING:
-    from runs import Run
-    from scenarios import Scenario
+    from lib.contenders import Scenario
+    from lib.contest_runs import Run
 
 # Targets the project aims at.
 TARGET_RATE = 100_000.0  # (a) records/s

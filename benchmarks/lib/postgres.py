@@ -1,4 +1,5 @@
-"""PostgreSQL for benchmarks/e2e.py: a fresh database per run, and what a run loaded.
+"""PostgreSQL for the pipelines' benchmarks: the server to use, a fresh database per run,
+and what a run loaded.
 
 After each run the script checks, in PostgreSQL, that the table holds every customer
 once, and that the two pipelines loaded identical rows: the same columns with the same
@@ -9,13 +10,20 @@ are set on every row.
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psycopg
-from common import STREAM
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+if TYPE_CHECKING:
+    import argparse
+
+from lib.common import STREAM
 
 SCHEMA = "cube"  # default_target_schema in meltano.yml
 DEFAULT_SCHEMA = "melty"  # the loader's own default
@@ -103,3 +111,23 @@ def loaded(pg: Postgres, database: str, schema: str) -> Loaded:
     assert found is not None
     rows, keys, bare, checksum = found
     return Loaded(int(str(rows)), int(str(keys)), int(str(bare)), columns, str(checksum))
+
+
+def add_postgres_option(parser: argparse.ArgumentParser) -> None:
+    """--pg-dsn: where a benchmark creates its databases."""
+    parser.add_argument(
+        "--pg-dsn",
+        default=os.environ.get("TAP_CUBE_TEST_PG_DSN", DEFAULT_DSN),
+        help="a PostgreSQL database to connect to for creating the benchmark's databases "
+        f"(default: TAP_CUBE_TEST_PG_DSN or {DEFAULT_DSN})",
+    )
+
+
+def server_version(pg: Postgres) -> str:
+    """The server's version; ends the benchmark with one line if it cannot be reached."""
+    try:
+        with psycopg.connect(pg.dsn, connect_timeout=5) as conn:
+            found = conn.execute("SHOW server_version").fetchone()
+    except psycopg.Error as exc:
+        sys.exit(f"cannot connect to PostgreSQL ({exc}); start it or pass --pg-dsn")
+    return "?" if found is None else str(found[0])

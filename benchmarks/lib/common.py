@@ -1,9 +1,10 @@
 """What every benchmark shares: paths, the simulated data's shape, progress messages and
 the environment a measured process gets.
 
-The benchmark scripts import these modules as siblings (`from common import ...`): a
-script's own folder is on `sys.path` when it runs as `python benchmarks/<script>.py`,
-and mypy finds them the same way, `benchmarks/` holding no `__init__.py`.
+The benchmark scripts import the shared modules as the package `lib`
+(`from lib.common import ...`): a script's own folder is on `sys.path` when it runs as
+`python benchmarks/<script>.py`, and mypy finds them the same way, `benchmarks/` holding
+no `__init__.py`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ import os
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+LIB = Path(__file__).resolve().parent
+BENCHMARKS = LIB.parent
+ROOT = BENCHMARKS.parent
 TOKEN = "sim-token"  # noqa: S105  # the simulator's default token, not a secret
 #: The assignments every simulator serves, each with the same number of customers.
 ASSIGNMENT_IDS = (1, 2, 3, 4)
 #: The one stream the benchmarks sync (unless one says otherwise).
 STREAM = "customers"
+#: What customer ids look like (the simulator's `--id-style`): consecutive numbers,
+#: numbers far apart (beyond 2**32) or text.
+ID_STYLE_NAMES = ("dense", "sparse", "text")
+#: Seconds before a run of tap-cube on a million customers is killed.
+LONG_RUN_TIMEOUT = 3600
 
 #: Variables that change how every measured process runs, cleared for a like-for-like run
 #: with Python's defaults: unbuffered output turns each print into a write(2), and without

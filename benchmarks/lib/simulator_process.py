@@ -4,8 +4,8 @@ A fresh simulator for every run, so that no run finds pages cached by the one be
 serves ASSIGNMENT_IDS with the same number of customers each, with `--next-style same`
 (next links point at the simulator itself), the only style under which the naive loop
 works: the real service's links may name an internal host and `http://`, which tap-cube
-never follows (it takes only their query). e2e.py serves its data from a simulator in its
-own process instead (see e2e_pipelines.py), so that its /proc sampling finds every child
+never follows (it takes only their query). end_to_end.py serves its data from a simulator in its
+own process instead (see lib/pipelines.py), so that its /proc sampling finds every child
 process to be the pipeline's.
 """
 
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common import ASSIGNMENT_IDS, ROOT, TOKEN, child_env
+from lib.common import ASSIGNMENT_IDS, ROOT, TOKEN, child_env
 
 if TYPE_CHECKING:
     from types import TracebackType

@@ -2,8 +2,8 @@
 
 Run by hand, not in CI, from the project root::
 
-    uv run python benchmarks/id_memory.py            # 1,000,000 customers per id style
-    uv run python benchmarks/id_memory.py --customers 100000
+    uv run python benchmarks/memory_by_id_style.py            # 1,000,000 customers per id style
+    uv run python benchmarks/memory_by_id_style.py --customers 100000
 
 Cube's `crm__customer_id` is the customer's own imported id: consecutive numbers (dense),
 numbers far apart (sparse: 40,000 apart, beyond 2**32) or text. tap-cube keeps every id
@@ -21,14 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ASSIGNMENT_IDS, child_env
-from measurement import RECORD_MARK, counting, measure
-from simulators import SimulatorProcess
-from tap_cube_setup import discover_catalog, sync_argv, tap_cube_executable, write_config
-
-STYLES = ("dense", "sparse", "text")
-#: Seconds before a run is killed.
-TIMEOUT = 3600
+from lib.common import ASSIGNMENT_IDS, ID_STYLE_NAMES, LONG_RUN_TIMEOUT, child_env
+from lib.measurement import RECORD_MARK, counting, measure
+from lib.simulator_process import SimulatorProcess
+from lib.tap_cube_setup import discover_catalog, sync_argv, tap_cube_executable, write_config
 
 
 def measure_style(style: str, per_assignment: int, workdir: Path) -> tuple[float, int, float]:
@@ -40,7 +36,7 @@ def measure_style(style: str, per_assignment: int, workdir: Path) -> tuple[float
         sample = measure(
             sync_argv(tap, config, catalog),
             read=counting(RECORD_MARK),
-            timeout=TIMEOUT,
+            timeout=LONG_RUN_TIMEOUT,
             log=workdir / f"tap-cube-{style}.log",
             env=child_env(),
             server_pid=sim.pid,
@@ -57,7 +53,7 @@ def main() -> None:
     per_assignment = args.customers // len(ASSIGNMENT_IDS)
     rows = []
     with tempfile.TemporaryDirectory() as directory:
-        for style in STYLES:
+        for style in ID_STYLE_NAMES:
             wall, records, peak = measure_style(style, per_assignment, Path(directory))
             rows.append((style, records, wall, peak))
     print("| Ids | Records | Wall (s) | Records/s | Peak RSS (MiB) |")

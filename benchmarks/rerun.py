@@ -2,24 +2,24 @@
 
 Run by hand, not in CI, from the project root, with PostgreSQL on 127.0.0.1:5432::
 
-    uv run python benchmarks/skip_unchanged.py        # 500,000, then 1,000,000 customers
-    uv run python benchmarks/skip_unchanged.py --customers 100000 --large 200000 --styles dense
+    uv run python benchmarks/rerun.py        # 500,000, then 1,000,000 customers
+    uv run python benchmarks/rerun.py --customers 100000 --large 200000 --styles dense
 
 Speed (`--customers`, dense ids): with skip_unchanged off and on, each into its own
 database, with its own simulator and its own state ID: a first `meltano run tap-cube
 target-postgres` (customers only) loads every customer; then 1% of the customers change
 and 0.25% are removed, and a second run loads the difference. Printed: wall time of both
 runs, the rows PostgreSQL wrote in the second (`n_tup_ins + n_tup_upd`) and tap-cube's
-peak RSS; both databases must end with the same rows (e2e_postgres.loaded).
+peak RSS; both databases must end with the same rows (lib/postgres.py, `loaded`).
 
-State (`--large`, per id style of benchmarks/id_memory.py): with skip_unchanged off and
-on, each into its own database, a first run and a second one after the same changes;
+State (`--large`, per id style of benchmarks/memory_by_id_style.py): with skip_unchanged
+off and on, each into its own database, a first run and a second one after the same changes;
 printed: the size of the state Meltano keeps (`meltano state get`), the growth of
 `benchmarks/.meltano/meltano.db` per run with it on, and tap-cube's peak RSS (the
 kernel's high-water mark) in each run, with it on against off in the same run: the
 first run has no state yet, the second reads and writes every partition's.
 
-The pipelines are e2e_pipelines.py's, timed and sampled as in benchmarks/e2e.py
+The pipelines are lib/pipelines.py's, timed and sampled as in benchmarks/end_to_end.py
 (--profile); the machine is shared, so figures vary from run to run.
 """
 
@@ -35,11 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common import ASSIGNMENT_IDS, progress
-from e2e_meltano import MELTANO, MELTANO_HOME, install_plugins, meltano_env
-from e2e_pipelines import meltano_pipeline, simulator, time_pipeline
-from e2e_postgres import DEFAULT_DSN, SCHEMA, Postgres, loaded
-from id_memory import STYLES, TIMEOUT
+from lib.common import ASSIGNMENT_IDS, ID_STYLE_NAMES, LONG_RUN_TIMEOUT, progress
+from lib.meltano_plugins import MELTANO, MELTANO_HOME, install_plugins, meltano_env
+from lib.pipelines import meltano_pipeline, simulator, time_pipeline
+from lib.postgres import SCHEMA, Postgres, add_postgres_option, loaded
 
 if TYPE_CHECKING:
     from cube_simulator import CubeSimulator
@@ -127,7 +126,7 @@ def run(sim: CubeSimulator, pg: Postgres, database: str, suffix: str, skip: bool
     )
     written = rows_written(pg, database)
     size = system_db_size()
-    timing = time_pipeline(pipeline, log, timeout=TIMEOUT, profile=True)
+    timing = time_pipeline(pipeline, log, timeout=LONG_RUN_TIMEOUT, profile=True)
     return Run(
         timing.wall,
         timing.peak_mib_by_process.get("tap-cube", 0.0),
@@ -240,10 +239,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=500_000, help="for the speed runs")
     parser.add_argument("--large", type=int, default=1_000_000, help="for the state runs")
-    parser.add_argument("--styles", nargs="+", choices=STYLES, default=list(STYLES))
+    parser.add_argument("--styles", nargs="+", choices=ID_STYLE_NAMES, default=list(ID_STYLE_NAMES))
     parser.add_argument("--skip-speed", action="store_true", help="only the state runs")
     parser.add_argument("--skip-state", action="store_true", help="only the speed runs")
-    parser.add_argument("--pg-dsn", default=DEFAULT_DSN)
+    add_postgres_option(parser)
     args = parser.parse_args()
     pg = Postgres(args.pg_dsn)
     workdir = Path(tempfile.mkdtemp(prefix="tap-cube-skip-"))

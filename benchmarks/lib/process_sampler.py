@@ -1,5 +1,5 @@
 """CPU seconds and peak RSS of every process of a pipeline, by kind, sampled from /proc
-(benchmarks/e2e.py --profile), and the CPU time of the PostgreSQL server meanwhile.
+(benchmarks/end_to_end.py --profile), and the CPU time of the PostgreSQL server meanwhile.
 """
 
 from __future__ import annotations

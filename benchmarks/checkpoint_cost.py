@@ -2,12 +2,12 @@
 
 Run by hand, not in CI, from the project root::
 
-    uv run python benchmarks/checkpoints.py                 # 1,000,000 ids
-    uv run python benchmarks/checkpoints.py --ids 100000
+    uv run python benchmarks/checkpoint_cost.py                 # 1,000,000 ids
+    uv run python benchmarks/checkpoint_cost.py --ids 100000
 
 A partition of `--ids` customers, all delivered last time and all sent again so far (the
 largest such STATE: the ids remembered with those sent, CubeStream `_write_checkpoint`).
-Printed per id style (see benchmarks/id_memory.py): the CPU seconds to make its delivered
+Printed per id style (see benchmarks/memory_by_id_style.py): the CPU seconds to make its delivered
 ids, their bytes in the STATE, the seconds and bytes of the stored record hashes that go
 with them while they still vouch (skip_unchanged), and the least interval between two
 such STATEs (CHECKPOINT_INTERVAL, or CHECKPOINT_COST_FACTOR times the time one takes).
@@ -23,7 +23,7 @@ import statistics
 import time
 from array import array
 
-from id_memory import STYLES
+from lib.common import ID_STYLE_NAMES
 
 from cube_simulator.fake_values import ID_STYLES
 from tap_cube.records.changes import encode_hashes
@@ -78,7 +78,7 @@ def main() -> None:
         "| with hashes (bytes) | least interval (s) |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for style in STYLES:
+    for style in ID_STYLE_NAMES:
         row = measure(style, args.ids)
         worst = row["ids s"] + row["hashes s"]
         interval = max(CHECKPOINT_INTERVAL, CHECKPOINT_COST_FACTOR * worst)

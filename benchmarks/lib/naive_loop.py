@@ -1,10 +1,10 @@
 """The naive way to read Cube customers: follow `next` and print one JSON line per record.
 
 This is the loop of the Cube integration notes' code sample, one `requests.get` per page
-and no connection reuse, concurrency, retries or schema. benchmarks/run.py uses it as a
-baseline::
+and no connection reuse, concurrency, retries or schema. benchmarks/tap_vs_others.py uses
+it as a baseline::
 
-    python benchmarks/naive_loop.py --api-url http://127.0.0.1:8000/api/v1 \
+    python benchmarks/lib/naive_loop.py --api-url http://127.0.0.1:8000/api/v1 \
         --token sim-token 1 2 3 4
 
 It follows `next` links as given, so it needs a server whose links point back at itself

@@ -1,5 +1,5 @@
-"""The runs of benchmarks/run.py: each contender against a fresh simulator, repeated,
-the median kept, after one untimed warm-up run of each.
+"""The runs of benchmarks/tap_vs_others.py: each contender against a fresh simulator,
+repeated, the median kept, after one untimed warm-up run of each.
 
 Each contender runs once, untimed, before the timed runs, so that no timed run compiles
 bytecode. Consecutive runs of the same thing vary by about 10% on a 2-CPU machine; for
@@ -13,18 +13,17 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from common import child_env, progress, tail_lines
-from contenders import CONTENDERS
-from machine import cpu_count, wait_for_quiet
-from measurement import counting, measure
-from scenarios import Scenario
-from simulators import SimulatorProcess
+from lib.common import child_env, progress, tail_lines
+from lib.contenders import CONTENDERS, Scenario
+from lib.machine import cpu_count, wait_for_quiet
+from lib.measurement import counting, measure
+from lib.simulator_process import SimulatorProcess
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from contenders import Contender
+    from lib.contenders import Contender
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""The runs of benchmarks/e2e.py: both pipelines round by round (their order alternating
-from round to round), each into a fresh database, each against a fresh simulator; and
-`meltano run` with each stream the `cube` environment loads (--per-stream).
+"""Pipelines into PostgreSQL, run and checked: two pipelines round by round (their order
+alternating from round to round), each into a fresh database, each against a fresh
+simulator (end_to_end.py, batch_messages.py); `meltano run` with each stream the `cube`
+environment loads (end_to_end.py --per-stream); and whether what they loaded is right.
 """
 
 from __future__ import annotations
@@ -9,22 +10,15 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from common import progress
-from e2e_pipelines import (
-    CUBE_STREAMS,
-    MELTANO_RUN,
-    PIPE,
-    Timing,
-    meltano_pipeline,
-    pipe_pipeline,
-    simulator,
-    time_pipeline,
-)
-from e2e_postgres import Loaded, Postgres, count_rows, loaded
+from lib.common import progress
+from lib.pipelines import CUBE_STREAMS, Pipeline, Timing, meltano_pipeline, simulator, time_pipeline
+from lib.postgres import Loaded, Postgres, count_rows, loaded
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
+
+    from cube_simulator import CubeSimulator
 
 
 @dataclass
@@ -62,39 +56,51 @@ class Outcome:
         }
 
 
+@dataclass(frozen=True)
+class Contestant:
+    """One of the two pipelines a round runs."""
+
+    name: str  # as the report names it
+    log_stem: str  # the start of its logs' names
+    #: The pipeline against a simulator, into a fresh database.
+    make: Callable[[CubeSimulator, str], Pipeline]
+
+
 def run_rounds(
     pg: Postgres,
     workdir: Path,
+    contestants: tuple[Contestant, Contestant],
     *,
     per_assignment: int,
     repeat: int,
-    overrides: dict[str, str],
     timeout: float,
     profile: bool,
+    after_run: Callable[[], None] | None = None,
 ) -> dict[str, Outcome]:
-    outcomes = {name: Outcome(name) for name in (MELTANO_RUN, PIPE)}
+    """Both pipelines round by round, each into a fresh database against a fresh
+    simulator; `after_run` clears what a run left behind."""
+    outcomes = {c.name: Outcome(c.name) for c in contestants}
     for attempt in range(repeat):
         # Alternating the order spreads a slow spell of a shared machine over both.
-        order = [MELTANO_RUN, PIPE] if attempt % 2 == 0 else [PIPE, MELTANO_RUN]
-        for name in order:
+        order = contestants if attempt % 2 == 0 else contestants[::-1]
+        for contestant in order:
             database = pg.create()
             try:
                 with simulator(per_assignment) as sim:
-                    pipeline = (
-                        meltano_pipeline(sim, pg, database, overrides)
-                        if name == MELTANO_RUN
-                        else pipe_pipeline(sim, pg, database, workdir)
-                    )
-                    log = workdir / f"{name.split(',')[0].replace(' ', '-')}-{attempt + 1}.log"
+                    pipeline = contestant.make(sim, database)
+                    log = workdir / f"{contestant.log_stem}-{attempt + 1}.log"
                     timing = time_pipeline(pipeline, log, timeout=timeout, profile=profile)
                 result = loaded(pg, database, pipeline.schema)
             finally:
                 pg.drop(database)
-            outcomes[name].timings.append(timing)
-            outcomes[name].loads.append(result)
+                if after_run is not None:
+                    after_run()
+            outcomes[contestant.name].timings.append(timing)
+            outcomes[contestant.name].loads.append(result)
             progress(
-                f"round {attempt + 1} of {repeat}: {name}: {timing.wall:.2f} s, "
-                f"{result.rows:,} rows, CPU {timing.cpu:.1f} s"
+                f"round {attempt + 1} of {repeat}: {contestant.name}: {timing.wall:.2f} s, "
+                f"{result.rows:,} rows, CPU {timing.cpu:.1f} s, "
+                f"{result.without_metadata:,} without _sdc_ metadata"
             )
     return outcomes
 
@@ -133,14 +139,18 @@ def run_per_stream(
     return costs
 
 
-def problems(outcomes: dict[str, Outcome], total: int) -> list[str]:
-    """What is wrong with what the pipelines loaded; empty when all is as it should be."""
+def problems(outcomes: dict[str, Outcome], total: int, *, metadata_required: bool) -> list[str]:
+    """What is wrong with what the pipelines loaded; empty when all is as it should be.
+
+    Every run must load every customer once, and all runs the same columns and values;
+    with `metadata_required`, every row must have its `_sdc_` metadata too.
+    """
     found: list[str] = []
     runs = [(o.pipeline, load) for o in outcomes.values() for load in o.loads]
     for name, load in runs:
         if load.rows != total or load.distinct_keys != total:
             found.append(f"{name} loaded {load.rows:,} rows ({load.distinct_keys:,} keys)")
-        if load.without_metadata:
+        if metadata_required and load.without_metadata:
             found.append(f"{name}: {load.without_metadata:,} rows lack _sdc_ metadata")
     first_name, first = runs[0]
     for name, load in runs[1:]:

@@ -1,6 +1,7 @@
-"""Meltano's side of benchmarks/e2e.py: its environment, the plugins it installs into
-`benchmarks/.meltano/` (untimed, compiled to bytecode so that no timed run compiles
-them), their versions, and the loader settings meltano.yml gives target-postgres.
+"""Meltano's side of the pipelines into PostgreSQL: its environment, the plugins it
+installs into `benchmarks/.meltano/` (untimed, compiled to bytecode so that no timed run
+compiles them), their versions, and the loader settings meltano.yml gives
+target-postgres.
 
 Both pipelines use the executables that `meltano install` put in `benchmarks/.meltano/`,
 so the tap, the loader and their versions are the same: what differs is Meltano and the
@@ -14,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import HERE, ROOT, base_env, progress, tail_lines
+from lib.common import BENCHMARKS, ROOT, base_env, progress, tail_lines
 
-MELTANO_HOME = HERE / ".meltano"  # the plugins, installed once (ignored by git)
+MELTANO_HOME = BENCHMARKS / ".meltano"  # the plugins, installed once (ignored by git)
 MELTANO = Path(sys.executable).with_name("meltano")
 #: The loader settings that change its speed, shown in the report.
 SPEED_SETTINGS = ("use_copy", "validate_records", "batch_size_rows")

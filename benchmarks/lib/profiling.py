@@ -1,5 +1,5 @@
-"""tap-cube under cProfile in one scenario of benchmarks/run.py (`--profile`), and a
-Markdown summary of the profile: the top functions by own and by cumulative time.
+"""tap-cube under cProfile in one scenario of benchmarks/tap_vs_others.py (`--profile`),
+and a Markdown summary of the profile: the top functions by own and by cumulative time.
 """
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common import ROOT, child_env, progress
-from contenders import tap_cube_command
-from machine import wait_for_quiet
-from measurement import RECORD_MARK, counting, measure
-from simulators import SimulatorProcess
+from lib.common import ROOT, child_env, progress
+from lib.contenders import tap_cube_command
+from lib.machine import wait_for_quiet
+from lib.measurement import RECORD_MARK, counting, measure
+from lib.simulator_process import SimulatorProcess
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from scenarios import Scenario
+    from lib.contenders import Scenario
 
 
 def profile_tap_cube(

@@ -1,4 +1,12 @@
-"""The contenders of benchmarks/run.py: how each is installed, configured and started.
+"""What benchmarks/tap_vs_others.py runs: its scenarios, and its contenders with how each
+is installed, configured and started.
+
+Scenarios: (a) no latency, 4 assignments of 50,000 customers; (b) 200 ms per page, 4
+assignments of 10,000 customers; and tap-cube alone on 4 assignments totalling 100,000
+and 1,000,000 customers, to see whether its memory grows with the data. `--quick` takes
+a tenth.
+
+Contenders:
 
 - tap-cube: the `tap-cube` executable of this project's virtual environment, default
   settings (4 concurrent requests), with a catalog that selects only its `customers`
@@ -8,13 +16,14 @@
   link (`next_page_token_path: "$.next"` with the `jsonpath_paginator` request style and
   the `hateoas_body` response style, which requests the link's path and query on
   `api_url`), one stream per assignment;
-- a naive loop (benchmarks/naive_loop.py) that follows `next` with `requests.get` and
-  prints one JSON line per record, as in the Cube integration notes' code sample.
+- a naive loop (benchmarks/lib/naive_loop.py) that follows `next` with `requests.get`
+  and prints one JSON line per record, as in the Cube integration notes' code sample.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -23,18 +32,62 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from common import HERE, ROOT, TOKEN, child_env, progress
-from measurement import LINE_MARK, RECORD_MARK
-from scenarios import CONCURRENCY
-from tap_cube_setup import discover_catalog, sync_argv, tap_cube_executable, write_config
+from lib.common import ASSIGNMENT_IDS, BENCHMARKS, LIB, ROOT, TOKEN, child_env, progress
+from lib.measurement import LINE_MARK, RECORD_MARK
+from lib.simulator_process import PAGE_SIZE
+from lib.tap_cube_setup import discover_catalog, sync_argv, tap_cube_executable, write_config
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from scenarios import Scenario
+ASSIGNMENTS = len(ASSIGNMENT_IDS)
+CONCURRENCY = 4  # tap-cube's default max_concurrent_requests
 
-MSDK_VENV = HERE / ".venv-msdk"
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    per_assignment: int
+    latency: float = 0.0
+
+    @property
+    def assignment_ids(self) -> list[int]:
+        return list(ASSIGNMENT_IDS)
+
+    @property
+    def total(self) -> int:
+        return ASSIGNMENTS * self.per_assignment
+
+    @property
+    def pages(self) -> int:
+        return ASSIGNMENTS * max(1, math.ceil(self.per_assignment / PAGE_SIZE))
+
+    @property
+    def ideal_seconds(self) -> float:
+        """Every page's latency, spread over tap-cube's concurrent requests."""
+        return self.pages * self.latency / CONCURRENCY
+
+    def describe(self) -> str:
+        latency = f"{self.latency * 1000:g} ms per page" if self.latency else "no latency"
+        return (
+            f"{latency}: {self.total:,} customers ({ASSIGNMENTS} assignments x "
+            f"{self.per_assignment:,}; {self.pages:,} pages of {PAGE_SIZE})"
+        )
+
+
+def scenarios(*, quick: bool) -> tuple[Scenario, Scenario, Scenario, Scenario]:
+    scale = 10 if quick else 1
+    return (
+        Scenario("a", "(a) throughput", 50_000 // scale),
+        Scenario("b", "(b) latency", 10_000 // scale, latency=0.2),
+        Scenario("m-small", "memory, small", 25_000 // scale),
+        Scenario("m-large", "memory, large", 250_000 // scale),
+    )
+
+
+MSDK_VENV = BENCHMARKS / ".venv-msdk"
 MSDK_VERSION = "1.4.2"
 
 TAP_CUBE = "tap-cube"
@@ -92,7 +145,7 @@ def msdk_command(url: str, scenario: Scenario, workdir: Path) -> list[str]:
 
 def naive_command(url: str, scenario: Scenario, workdir: Path) -> list[str]:
     ids = [str(i) for i in scenario.assignment_ids]
-    return [sys.executable, str(HERE / "naive_loop.py"), "--api-url", url, "--token", TOKEN, *ids]
+    return [sys.executable, str(LIB / "naive_loop.py"), "--api-url", url, "--token", TOKEN, *ids]
 
 
 CONTENDERS = (
