@@ -5,13 +5,20 @@ The fixtures built on these (`meltano`, `pg_database`) are in conftest.py.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cube_simulator import CustomField
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from cube_simulator import CubeSimulator
 
 REPO = Path(__file__).resolve().parent.parent
 MELTANO = Path(sys.executable).with_name("meltano")
@@ -132,3 +139,16 @@ class PgDatabase:
             "TARGET_POSTGRES_PASSWORD": self.password,
             "TARGET_POSTGRES_DATABASE": self.name,
         }
+
+
+def customers_only_env(
+    sim: CubeSimulator, database: PgDatabase | None, assignment_ids: Sequence[int] | None
+) -> dict[str, str]:
+    """The settings of a `meltano run` that loads only `customers` from `sim`: from
+    `assignment_ids` (None: each job sets its own) into `database` (None: set apart)."""
+    env = {"TAP_CUBE_API_URL": sim.url, "TAP_CUBE__SELECT": json.dumps(["customers.*"])}
+    if assignment_ids is not None:
+        env["TAP_CUBE_ASSIGNMENT_IDS"] = json.dumps(list(assignment_ids))
+    if database is not None:
+        env.update(database.target_env())
+    return env

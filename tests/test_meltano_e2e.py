@@ -38,6 +38,7 @@ from tests.meltano_support import (
     SCHEMA,
     SIM_TOKEN,
     MeltanoHome,
+    customers_only_env,
     tail,
 )
 from tests.test_coercion import represents, same_json
@@ -389,12 +390,7 @@ def test_messy_assignment_loads_without_loss(simulator, meltano, pg_database, tm
     """Odd values in typed fields: the load succeeds and each value is in its column or,
     as sent, in the jsonb catch-all column."""
     sim = simulator([Assignment(13, 900, custom_fields=FIELDS, messy=True)], token=SIM_TOKEN)
-    env = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": "[13]",
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
-    }
+    env = customers_only_env(sim, pg_database, [13])
     meltano("a").run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "messy.log")
 
     columns = ["assignment_id", "crm__customer_id", *FIELD_TYPES, CATCH_ALL]
@@ -446,12 +442,7 @@ def test_nul_and_values_json_parsers_disagree_on_load_without_loss(
     ]
     body = f'{{"count": 3, "next": null, "previous": null, "results": [{", ".join(rows)}]}}'
     sim.fail_next("/assignments/17/customers/", 200, body, times=2)  # discovery, then sync
-    env = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": "[17]",
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
-    }
+    env = customers_only_env(sim, pg_database, [17])
     meltano("a").run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "nul.log")
 
     columns = ["assignment_id", "crm__customer_id", "crm__standard_info__name", CATCH_ALL]
@@ -476,11 +467,8 @@ def test_nul_and_values_json_parsers_disagree_on_load_without_loss(
 def test_a_failing_tap_ends_with_its_one_line_error(simulator, meltano, pg_database, tmp_path):
     sim = simulator([Assignment(31, 1200, custom_fields=FIELDS)], token=SIM_TOKEN)
     env = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": "[31]",
+        **customers_only_env(sim, pg_database, [31]),
         "TAP_CUBE_MAX_RETRIES": "0",
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
     }
     job = meltano("a")
     args = (
@@ -611,11 +599,8 @@ def test_deletions_reach_postgres_and_only_complete_reads_delete(
         token=SIM_TOKEN,
     )
     env = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": "[31, 32]",
+        **customers_only_env(sim, pg_database, [31, 32]),
         "TAP_CUBE_SKIP_INACCESSIBLE_ASSIGNMENTS": "true",
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
     }
     job = meltano("a")
     job.run("run", "tap-cube", "target-postgres", env=env, log=tmp_path / "first.log")
@@ -679,10 +664,8 @@ def test_jobs_on_disjoint_assignments_delete_exactly_their_own(
     )
     jobs = {"a": [41, 42], "b": [43]}
     shared = {
-        "TAP_CUBE_API_URL": sim.url,
+        **customers_only_env(sim, pg_database, None),
         "MELTANO_STATE_BACKEND_URI": (tmp_path / "state").as_uri(),
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
     }
     (tmp_path / "state").mkdir()
     homes = {name: meltano(name) for name in jobs}
@@ -724,12 +707,7 @@ def test_an_emptied_assignment_keeps_its_rows_and_the_run_fails_saying_so(
         [Assignment(51, 800, custom_fields=FIELDS), Assignment(52, 300, custom_fields=FIELDS)],
         token=SIM_TOKEN,
     )
-    env = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": "[51, 52]",
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
-    }
+    env = customers_only_env(sim, pg_database, [51, 52])
     job = meltano("a")
     args = ("run", "--state-id-suffix", f"guard-{uuid.uuid4().hex[:8]}")
     job.run(*args, "tap-cube", "target-postgres", env=env, log=tmp_path / "first.log")
@@ -841,11 +819,7 @@ def test_skip_unchanged_loads_the_same_table_writing_only_what_changed(
         [Assignment(51, 1500, custom_fields=FIELDS), Assignment(52, 600, custom_fields=FIELDS)],
         token=SIM_TOKEN,
     )
-    base = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": "[51, 52]",
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-    }
+    base = customers_only_env(sim, None, [51, 52])
     # The project's pipeline (skip_unchanged on in meltano.yml), and the same with it off.
     loads = {
         "skipping": ({**base, **pg_database.target_env()}, pg_database.dsn),
@@ -902,12 +876,7 @@ def test_a_run_stopped_mid_way_then_a_complete_run_delivers_every_change(
     simulator, meltano, pg_database, tmp_path
 ):
     sim = simulator([Assignment(61, 2000, custom_fields=FIELDS)], token=SIM_TOKEN)
-    env = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": "[61]",
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
-    }
+    env = customers_only_env(sim, pg_database, [61])
     job = meltano("a")
     args = ("run", "--state-id-suffix", f"stopped-{tmp_path.name}", "tap-cube", "target-postgres")
     job.run(*args, env=env, log=tmp_path / "first.log")
@@ -947,12 +916,7 @@ def test_a_stream_renamed_by_a_map_after_a_skipping_run_gets_every_customer(
     to a new table: it gets every live customer with its current values, and no row for
     one removed before (its id named a row of the old table)."""
     sim = simulator([Assignment(71, 1200, custom_fields=FIELDS)], token=SIM_TOKEN)
-    env = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": "[71]",
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
-    }
+    env = customers_only_env(sim, pg_database, [71])
     job = meltano("a")
     args = ("run", "--state-id-suffix", f"renamed-{tmp_path.name}", "tap-cube", "target-postgres")
     job.run(*args, env=env, log=tmp_path / "first.log")
@@ -982,10 +946,8 @@ def test_jobs_on_disjoint_assignments_each_send_only_their_own_changes(
     )
     jobs = {"a": [71, 72], "b": [73]}
     shared = {
-        "TAP_CUBE_API_URL": sim.url,
+        **customers_only_env(sim, pg_database, None),
         "MELTANO_STATE_BACKEND_URI": (tmp_path / "state").as_uri(),
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
     }
     (tmp_path / "state").mkdir()
     homes: dict[str, MeltanoHome] = {name: meltano(name) for name in jobs}
@@ -1023,12 +985,7 @@ def test_a_customer_a_stopped_run_sent_and_that_is_gone_by_the_next_run_is_delet
     target confirms) a state naming it, so the next complete run marks it deleted once
     it is gone from Cube."""
     sim = simulator([Assignment(71, 1200, custom_fields=FIELDS)], token=SIM_TOKEN)
-    env = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": "[71]",
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
-    }
+    env = customers_only_env(sim, pg_database, [71])
     job = meltano("a")
     args = ("run", "--state-id-suffix", f"new-{tmp_path.name}", "tap-cube", "target-postgres")
     job.run(*args, env=env, log=tmp_path / "first.log")
@@ -1050,15 +1007,6 @@ def test_a_customer_a_stopped_run_sent_and_that_is_gone_by_the_next_run_is_delet
 
 
 # --- memory that heals --------------------------------------------------------------------
-
-
-def healing_job(sim: CubeSimulator, pg_database, assignment_ids: list[int]) -> dict[str, str]:
-    return {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": json.dumps(assignment_ids),
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
-    }
 
 
 def table_matches_server(dsn: str, sim: CubeSimulator, assignment_ids: list[int]) -> None:
@@ -1093,7 +1041,7 @@ def test_full_refresh_after_removals_is_named_and_the_documented_remedy_heals_it
     simulator, meltano, pg_database, tmp_path
 ):
     sim = simulator([Assignment(81, 1200, custom_fields=FIELDS)], token=SIM_TOKEN)
-    env = healing_job(sim, pg_database, [81])
+    env = customers_only_env(sim, pg_database, [81])
     job = meltano("a")
     args = ("run", "--state-id-suffix", f"refresh-{tmp_path.name}", "tap-cube", "target-postgres")
     job.run(*args, env=env, log=tmp_path / "first.log")
@@ -1123,7 +1071,7 @@ def test_truncate_then_resend_before_heals_across_a_failed_run(
         [Assignment(82, 1200, custom_fields=FIELDS), Assignment(83, 1200, custom_fields=FIELDS)],
         token=SIM_TOKEN,
     )
-    env = healing_job(sim, pg_database, [82, 83])
+    env = customers_only_env(sim, pg_database, [82, 83])
     job = meltano("a")
     args = ("run", "--state-id-suffix", f"truncate-{tmp_path.name}", "tap-cube", "target-postgres")
     job.run(*args, env=env, log=tmp_path / "first.log")
@@ -1174,7 +1122,7 @@ def test_state_merge_of_one_partition_is_named_and_heals_with_the_documented_rem
         [Assignment(84, 600, custom_fields=FIELDS), Assignment(85, 600, custom_fields=FIELDS)],
         token=SIM_TOKEN,
     )
-    env = healing_job(sim, pg_database, [84, 85])
+    env = customers_only_env(sim, pg_database, [84, 85])
     job = meltano("a")
     suffix = f"merge-{tmp_path.name}"
     args = ("run", "--state-id-suffix", suffix, "tap-cube", "target-postgres")
@@ -1283,7 +1231,7 @@ def test_a_target_failing_mid_run_then_undo_heals_as_documented(
     the state stays old, so X (changed, then changed back) stays stale until the age
     passes, and Y (added, then removed) stays live until the documented SQL."""
     sim = simulator([Assignment(86, 600, custom_fields=FIELDS)], token=SIM_TOKEN, page_size=100)
-    env = healing_job(sim, pg_database, [86])
+    env = customers_only_env(sim, pg_database, [86])
     job = meltano("a")
     args = ("run", "--state-id-suffix", f"failed-{tmp_path.name}", "tap-cube", "target-postgres")
     job.run(*args, env=env, log=tmp_path / "first.log")
@@ -1344,7 +1292,7 @@ def test_a_run_meltano_stops_mid_partition_keeps_no_state_and_heals_as_documente
     and target together; the target loads its rows and hands back the tap's STATE from
     the middle of the partition, which Meltano drops. Then as a failed target."""
     sim = simulator([Assignment(87, 600, custom_fields=FIELDS)], token=SIM_TOKEN, page_size=100)
-    env = healing_job(sim, pg_database, [87])
+    env = customers_only_env(sim, pg_database, [87])
     job = meltano("a")
     suffix = f"stopped-{tmp_path.name}"
     args = ("run", "--state-id-suffix", suffix, "tap-cube", "target-postgres")

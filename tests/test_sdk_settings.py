@@ -11,7 +11,7 @@ from singer_sdk.helpers import capabilities
 
 from cube_simulator import Assignment
 from tests.conftest import config_for, plain_assignment, run_tap
-from tests.meltano_support import FIELDS, SIM_TOKEN, tail
+from tests.meltano_support import FIELDS, SIM_TOKEN, customers_only_env, tail
 from tests.test_errors import assert_fails_with
 from tests.test_meltano_e2e import keys_of, table_contents
 
@@ -181,12 +181,7 @@ def test_activate_version_with_skip_unchanged_leaves_the_table_whole_through_mel
     """meltano.yml turns skip_unchanged on; a re-run with ACTIVATE_VERSION sent no
     unchanged customer and the version, and target-postgres marked every one deleted."""
     sim = simulator([Assignment(81, 700, custom_fields=FIELDS)], token=SIM_TOKEN)
-    env = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": "[81]",
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **pg_database.target_env(),
-    }
+    env = customers_only_env(sim, pg_database, [81])
     job = meltano("a")
     args = ("run", "--state-id-suffix", f"activate-{tmp_path.name}", "tap-cube", "target-postgres")
     job.run(*args, env=env, log=tmp_path / "first.log")

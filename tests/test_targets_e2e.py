@@ -24,7 +24,14 @@ from cube_simulator import Assignment
 from tap_cube.records.coercion import CATCH_ALL
 from tap_cube.records.deletions import DELETED_AT
 from tests.conftest import run_tap
-from tests.meltano_support import FIELDS, PIPELINEWISE_INSTALLS, REPO, SCHEMA, SIM_TOKEN
+from tests.meltano_support import (
+    FIELDS,
+    PIPELINEWISE_INSTALLS,
+    REPO,
+    SCHEMA,
+    SIM_TOKEN,
+    customers_only_env,
+)
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -334,12 +341,7 @@ def test_every_loader_keeps_what_the_tap_sent(loader, simulator, meltano, pg_dat
         token=SIM_TOKEN,
     )
     store, target_env = store_for(loader, pg_database, tmp_path)
-    env = {
-        "TAP_CUBE_API_URL": sim.url,
-        "TAP_CUBE_ASSIGNMENT_IDS": json.dumps(assignments),
-        "TAP_CUBE__SELECT": json.dumps(["customers.*"]),
-        **target_env,
-    }
+    env = {**customers_only_env(sim, None, assignments), **target_env}
     if loader == "target-jsonl":
         # Files only append: a re-run must send every record, not only what changed.
         env["TAP_CUBE_SKIP_UNCHANGED"] = "false"
