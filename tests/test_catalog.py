@@ -167,16 +167,26 @@ def deselect_customer_id(stream: dict) -> None:
                 m["metadata"].update(inclusion="available", selected=False)
 
 
-@pytest.mark.parametrize("edit", [drop_customer_id, deselect_customer_id])
-def test_a_catalog_without_the_record_id_still_marks_deletions(simulator, tmp_path, edit):
+def runs_without_the_record_id(simulator, tmp_path, edit, *, removed: int, **settings):
+    """Two runs of 300 customers from a catalog `edit` made: the first, and one from its
+    state after Cube removed the first `removed` customers."""
     sim = simulator([plain_assignment(7, 300)])
-    config = config_for(sim, [7], detect_deletions=True)
+    config = config_for(sim, [7], **settings)
     catalog = discovered_catalog(config, tmp_path, edit)
     first = run_tap(config, tmp_path, "--catalog", catalog)
     assert first.returncode == 0, first.stderr
-    sim.set_count(7, 250, at="start")
+    if removed:
+        sim.set_count(7, 300 - removed, at="start")
     second = run_with_state(config, tmp_path, last_state(first), "--catalog", catalog)
     assert second.returncode == 0, second.stderr
+    return first, second
+
+
+@pytest.mark.parametrize("edit", [drop_customer_id, deselect_customer_id])
+def test_a_catalog_without_the_record_id_still_marks_deletions(simulator, tmp_path, edit):
+    first, second = runs_without_the_record_id(
+        simulator, tmp_path, edit, removed=50, detect_deletions=True
+    )
 
     # Deletion records carry the key, so the target can match them to its rows.
     gone = deletions(second)
@@ -191,14 +201,10 @@ def test_a_catalog_without_the_record_id_still_marks_deletions(simulator, tmp_pa
 
 @pytest.mark.parametrize("edit", [drop_customer_id, deselect_customer_id])
 def test_a_catalog_without_the_record_id_still_skips_only_unchanged_rows(simulator, tmp_path, edit):
-    sim = simulator([plain_assignment(7, 300)])
-    config = config_for(sim, [7], skip_unchanged=True)
-    catalog = discovered_catalog(config, tmp_path, edit)
-    first = run_tap(config, tmp_path, "--catalog", catalog)
-    assert first.returncode == 0, first.stderr
+    first, second = runs_without_the_record_id(
+        simulator, tmp_path, edit, removed=0, skip_unchanged=True
+    )
     assert len({r["crm__customer_id"] for r in first.records()}) == 300
-    second = run_with_state(config, tmp_path, last_state(first), "--catalog", catalog)
-    assert second.returncode == 0, second.stderr
     assert second.records() == []
     assert_records_match_schemas(first)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -514,63 +516,58 @@ def test_records_are_deterministic():
     assert one != CubeSimulator(demo_assignments(), seed=4).customers(101)
 
 
-def test_command_line(tmp_path):
+@dataclass
+class CommandLineRun:
+    """A simulator started by its command line: where it listens, and, once it has
+    stopped, its exit status and output."""
+
+    url: str = ""
+    returncode: int | None = None
+    out: str = ""
+    err: str = ""
+
+
+@contextlib.contextmanager
+def command_line_simulator(tmp_path, *args: str):
+    """`python -m cube_simulator ARGS`, listening until the block ends, then stopped."""
     ready = tmp_path / "url"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cube_simulator",
-            "--assignment",
-            "1=50",
-            "--page-size",
-            "20",
-            "--ready-file",
-            str(ready),
-        ],
+        [sys.executable, "-m", "cube_simulator", *args, "--ready-file", str(ready)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    run = CommandLineRun()
     try:
         deadline = time.monotonic() + 10
         while not ready.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        url = ready.read_text()
+        run.url = ready.read_text()
+        yield run
+    finally:
+        process.send_signal(signal.SIGTERM)
+        run.out, run.err = process.communicate(timeout=10)
+        run.returncode = process.returncode
+
+
+def test_command_line(tmp_path):
+    with command_line_simulator(tmp_path, "--assignment", "1=50", "--page-size", "20") as run:
+        url = run.url
         body = requests.get(f"{url}/assignments/1/customers/", headers=TOKEN, timeout=5).json()
         assert (body["count"], len(body["results"])) == (50, 20)
         assert len(body["results"][0]) == 12  # 9 standard fields and 3 custom fields
-    finally:
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=10)
-    assert process.returncode == 0
-    assert out == f"Cube simulator listening on {url}\n"
-    assert err == ""
+    assert run.returncode == 0
+    assert run.out == f"Cube simulator listening on {url}\n"
+    assert run.err == ""
 
 
 def test_command_line_serves_the_demo_data_beside_a_crm(tmp_path):
     """`--demo-data` keeps the demo's assignments when `--crm` adds a data owner's CRM."""
-    ready = tmp_path / "url"
-    argv = ["--crm", "3/B2C=40", "--demo-data", "--ready-file", str(ready)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cube_simulator", *argv],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not ready.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        url = ready.read_text()
+    with command_line_simulator(tmp_path, "--crm", "3/B2C=40", "--demo-data") as run:
+        url = run.url
         demo = requests.get(f"{url}/assignments/101/customers/", headers=TOKEN, timeout=5)
         crm = requests.get(f"{url}/data_owners/3/B2C/customers/", headers=TOKEN, timeout=5)
         assert (demo.json()["count"], crm.json()["count"]) == (2137, 40)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=10)
-    assert err == ""
+    assert run.err == ""
