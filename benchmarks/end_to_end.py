@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from lib.common import ASSIGNMENT_IDS, progress
-from lib.loader_settings import run_combinations, run_loader_alone
+from lib.loader_combinations import run_combinations, run_loader_alone
 from lib.meltano_plugins import describe_settings, install_plugins, loader_settings
 from lib.pipeline_report import combinations_table, per_stream_table, report
 from lib.pipeline_rounds import Contestant, problems, run_per_stream, run_rounds

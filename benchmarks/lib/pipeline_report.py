@@ -15,7 +15,7 @@ from lib.meltano_plugins import describe_settings, plugin_version
 from lib.pipelines import MELTANO_RUN, PIPE
 
 if TYPE_CHECKING:
-    from lib.loader_settings import CombinationCost
+    from lib.loader_combinations import CombinationCost
     from lib.pipeline_rounds import Outcome, StreamCost
 
 TARGET_RATIO = 2.5  # the pipe's wall time over meltano run's
