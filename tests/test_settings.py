@@ -1,10 +1,13 @@
 """Each setting is written once, in the schema (tap_cube/settings.py): its type, default
-and range. `Settings` reads every one of them, and the checks word its range from there."""
+and range. `Settings` reads every one of them, the checks word its range from there, and
+a default the docs name is the schema's."""
 
 from __future__ import annotations
 
+import re
 import typing as t
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +85,25 @@ def test_the_schema_validators_range_errors_give_way_to_the_checks_words():
     type_error = "'x' is not of type 'integer', 'null' in config['max_retries']"
     config = {**VALID, "max_concurrent_requests": 0, "max_retries": "x"}
     assert without_range_errors([sdk_error, type_error], config) == [type_error]
+
+
+REPO = Path(__file__).parent.parent
+#: A setting's default named in prose: "`max_retries` (default 8)", "`timezone` setting
+#: (an IANA name, default `Europe/Oslo`)".
+DEFAULT_IN_PROSE = re.compile(r"`(?P<name>[a-z_]+)`[^`]{0,40}?\bdefault:? `?(?P<value>[^,;)`\s]+)")
+
+
+def test_the_defaults_the_docs_name_are_the_schemas():
+    named = [
+        (path.name, found["name"], found["value"])
+        for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+        for found in DEFAULT_IN_PROSE.finditer(re.sub(r"\s+", " ", path.read_text("utf-8")))
+        if found["name"] in PROPERTIES
+    ]
+    assert len(named) >= 10, named  # the pattern still finds them
+    wrong = [
+        (page, name, value, PROPERTIES[name].get("default"))
+        for page, name, value in named
+        if value != str(PROPERTIES[name].get("default"))
+    ]
+    assert not wrong, f"(page, setting, default the page names, the schema's): {wrong}"
