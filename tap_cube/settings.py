@@ -296,8 +296,7 @@ class Settings:
         return self._config.get(name)
 
     def _value(self, name: str) -> t.Any:
-        value = self._config.get(name)
-        return SETTINGS["properties"][name].get("default") if value is None else value
+        return setting(self._config, name)
 
     def _ids(self, name: str) -> list[int]:
         return [int(i) for i in self._value(name) or []]
@@ -410,6 +409,7 @@ class Settings:
 
 
 def setting(config: Mapping[str, t.Any], name: str) -> t.Any:
-    """A setting's value, or its default when it is left out or null: `Settings` untyped,
-    for the modules that read settings by name."""
-    return Settings(config)._value(name)
+    """A setting's value, or its default in `SETTINGS` when it is left out or null: what
+    `Settings` types, for the modules that still read settings by name."""
+    value = config.get(name)
+    return SETTINGS["properties"][name].get("default") if value is None else value

@@ -142,30 +142,55 @@ def _class_uses(node: ast.ClassDef, cls: type, anywhere: set[str]) -> t.Iterator
                 yield inner.attr
 
 
-def private_sdk_uses() -> dict[str, set[str]]:
-    """Each private SDK name tap-cube's source uses, with the modules using it.
-
-    Within a class, `self._x` counts when one of the class's SDK bases has `_x`; elsewhere
-    `thing._x` counts when any part of the SDK has it.
-    """
-    anywhere = _every_sdk_private_name()
-    uses: dict[str, set[str]] = {}
+def _tap_modules() -> t.Iterator[tuple[str, ast.Module]]:
     for path in sorted(TAP_CUBE.rglob("*.py")):
         if path.name == "__main__.py":  # runs the command when imported; it defines nothing
             continue
         name = ".".join(path.relative_to(TAP_CUBE.parent).with_suffix("").parts)
-        name = name.removesuffix(".__init__")
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        yield name.removesuffix(".__init__"), ast.parse(path.read_text(encoding="utf-8"))
+
+
+def _own_private_names(modules: list[tuple[str, ast.Module]]) -> set[str]:
+    """The private names tap-cube's classes without an SDK base define for themselves."""
+    own: set[str] = set()
+    for name, tree in modules:
+        module = importlib.import_module(name)
+        for node in tree.body:
+            cls = getattr(module, node.name, None) if isinstance(node, ast.ClassDef) else None
+            if cls is None or any(b.__module__.startswith("singer_sdk") for b in cls.__mro__):
+                continue
+            own |= {
+                inner.name if isinstance(inner, ast.FunctionDef) else inner.attr
+                for inner in ast.walk(node)
+                if (isinstance(inner, ast.FunctionDef) and _is_private(inner.name))
+                or (
+                    isinstance(inner, ast.Attribute)
+                    and _is_own(inner.value)
+                    and _is_private(inner.attr)
+                )
+            }
+    return own
+
+
+def private_sdk_uses() -> dict[str, set[str]]:
+    """Each private SDK name tap-cube's source uses, with the modules using it.
+
+    Within a class, `self._x` counts when one of the class's SDK bases has `_x`; elsewhere
+    `thing._x` counts when any part of the SDK has `_x` and no class of the tap's own does.
+    """
+    modules = list(_tap_modules())
+    anywhere = _every_sdk_private_name() - _own_private_names(modules)
+    uses: dict[str, set[str]] = {}
+    for name, tree in modules:
         module = importlib.import_module(name)
         found = set(_private_module_imports(tree))
-        classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
-        for node in classes:
-            found |= set(_class_uses(node, getattr(module, node.name), anywhere))
-        outside = [node for node in tree.body if not isinstance(node, ast.ClassDef)]
-        for top in outside:
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                found |= set(_class_uses(node, getattr(module, node.name), anywhere))
+                continue
             found |= {
                 inner.attr
-                for inner in ast.walk(top)
+                for inner in ast.walk(node)
                 if isinstance(inner, ast.Attribute)
                 and _is_private(inner.attr)
                 and inner.attr in anywhere
