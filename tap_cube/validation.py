@@ -194,7 +194,7 @@ def _range_errors(settings: Settings) -> list[str]:
     return errors
 
 
-def _is_ranged_number(value: object, prop: t.Mapping[str, t.Any]) -> t.TypeGuard[Decimal]:
+def _is_ranged_number(value: object, prop: t.Mapping[str, t.Any]) -> t.TypeGuard[Number]:
     """`value` (an int, float or Decimal: JSON config numbers arrive as Decimal) is of the
     number type of a setting with a range."""
     if not any(key in prop for key in _RANGE_KEYWORDS) or isinstance(value, bool):
@@ -203,6 +203,8 @@ def _is_ranged_number(value: object, prop: t.Mapping[str, t.Any]) -> t.TypeGuard
     return isinstance(value, int) if whole else isinstance(value, int | float | Decimal)
 
 
+#: A number as a config holds it: JSON config files give fractions as Decimal.
+Number: t.TypeAlias = int | float | Decimal
 _RANGE_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum")
 #: Why a range ends where it does, said after the range of a value beyond it.
 _RANGE_REASONS = {
@@ -215,7 +217,7 @@ _SHARES = ("max_deletion_share",)
 _IN_SECONDS = ("request_timeout", "max_retry_wait")
 
 
-def _out_of_range(name: str, value: Decimal, prop: t.Mapping[str, t.Any]) -> str | None:
+def _out_of_range(name: str, value: Number, prop: t.Mapping[str, t.Any]) -> str | None:
     """What to say of `value` of setting `name`, if it is outside its range."""
     low, high, above = prop.get("minimum"), prop.get("maximum"), prop.get("exclusiveMinimum")
     reason = _RANGE_REASONS.get(name, "")
