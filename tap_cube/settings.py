@@ -21,6 +21,11 @@ def _version() -> str:
 
 #: The most pages fetched at once: more only invites throttling (and 429s pause all).
 MAX_CONCURRENCY = 32
+#: The most days a window, a lookback or a memory age may span (100 years): beyond it date
+#: arithmetic overflows, and no run needs it.
+MAX_DAYS = 36_500
+#: The longest a request or a wait before a retry may take (a day).
+MAX_SECONDS = 86_400
 
 
 def zone_of(name: object) -> ZoneInfo:
@@ -138,7 +143,7 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "call_outcomes_window_days",
-        th.IntegerType,
+        th.IntegerType(minimum=1, maximum=MAX_DAYS),
         default=30,
         title="Call-outcome window",
         description=(
@@ -147,14 +152,14 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "call_outcomes_lookback_days",
-        th.IntegerType,
+        th.IntegerType(minimum=0, maximum=MAX_DAYS),
         default=1,
         title="Call-outcome lookback",
         description="Days before the bookmark that every run reads again, for late edits.",
     ),
     th.Property(
         "request_timeout",
-        th.NumberType,
+        th.NumberType(exclusive_minimum=0, maximum=MAX_SECONDS),
         default=60,
         title="Request timeout",
         description=(
@@ -170,7 +175,7 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "max_retries",
-        th.IntegerType,
+        th.IntegerType(minimum=0),
         default=8,
         title="Maximum retries",
         description=(
@@ -180,7 +185,7 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "max_retry_wait",
-        th.NumberType,
+        th.NumberType(minimum=0, maximum=MAX_SECONDS),
         default=300,
         title="Maximum retry wait",
         description="Seconds; the longest single wait before a retry (caps Retry-After too).",
@@ -208,7 +213,7 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "max_deletion_share",
-        th.NumberType,
+        th.NumberType(minimum=0, maximum=1),
         default=0.5,
         title="Maximum deletion share",
         description=(
@@ -231,7 +236,7 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "max_memory_age_days",
-        th.NumberType,
+        th.NumberType(exclusive_minimum=0, maximum=MAX_DAYS),
         default=7,
         title="Maximum memory age",
         description=(
@@ -263,7 +268,7 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "max_concurrent_requests",
-        th.IntegerType,
+        th.IntegerType(minimum=1, maximum=MAX_CONCURRENCY),
         default=4,
         title="Maximum concurrent requests",
         description=(
@@ -274,11 +279,137 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
 ).to_dict()
 
 
-def setting(config: Mapping[str, t.Any], name: str) -> t.Any:
-    """A setting's value, or its default here when it is left out or null.
+class Settings:
+    """The one way to read a setting: a typed property per setting of `SETTINGS`, its
+    default from there when it is left out or null.
 
     The SDK fills these defaults into the tap's config, but only for settings left out:
-    a null one is there, and means the default too.
+    a null one is there, and means the default too. The checks of `validation`, which
+    run before the values are known to have their types, read `given` instead.
     """
+
+    def __init__(self, config: Mapping[str, t.Any]) -> None:
+        self._config = config
+
+    def given(self, name: str) -> object:
+        """A setting (the SDK's built-in ones too) as given, None when left out or null."""
+        return self._config.get(name)
+
+    def _value(self, name: str) -> t.Any:
+        return setting(self._config, name)
+
+    def _ids(self, name: str) -> list[int]:
+        return [int(i) for i in self._value(name) or []]
+
+    def _text(self, name: str) -> str | None:
+        value = self._value(name)
+        return None if value is None else str(value)
+
+    @property
+    def api_url(self) -> str:
+        return str(self._value("api_url"))
+
+    @property
+    def auth_token(self) -> str | None:
+        return self._text("auth_token")
+
+    @property
+    def username(self) -> str | None:
+        return self._text("username")
+
+    @property
+    def password(self) -> str | None:
+        return self._text("password")
+
+    @property
+    def assignment_ids(self) -> list[int]:
+        return self._ids("assignment_ids")
+
+    @property
+    def crms(self) -> list[dict[str, t.Any]]:
+        return list(self._value("crms") or [])
+
+    @property
+    def discover_crms(self) -> bool | None:
+        """None when not set: then on when neither assignment_ids nor crms is set."""
+        value = self._value("discover_crms")
+        return None if value is None else bool(value)
+
+    @property
+    def callflow_call_state(self) -> str | None:
+        return self._text("callflow_call_state")
+
+    @property
+    def start_date(self) -> str | None:
+        return self._text("start_date")
+
+    @property
+    def campaign_ids(self) -> list[int]:
+        return self._ids("campaign_ids")
+
+    @property
+    def timezone(self) -> str:
+        return str(self._value("timezone"))
+
+    @property
+    def call_outcomes_window_days(self) -> int:
+        return int(self._value("call_outcomes_window_days"))
+
+    @property
+    def call_outcomes_lookback_days(self) -> int:
+        return int(self._value("call_outcomes_lookback_days"))
+
+    @property
+    def request_timeout(self) -> float:
+        return float(self._value("request_timeout"))
+
+    @property
+    def user_agent(self) -> str:
+        return str(self._value("user_agent"))
+
+    @property
+    def max_retries(self) -> int:
+        return int(self._value("max_retries"))
+
+    @property
+    def max_retry_wait(self) -> float:
+        return float(self._value("max_retry_wait"))
+
+    @property
+    def skip_inaccessible_assignments(self) -> bool:
+        return bool(self._value("skip_inaccessible_assignments"))
+
+    @property
+    def detect_deletions(self) -> bool:
+        return bool(self._value("detect_deletions"))
+
+    @property
+    def max_deletion_share(self) -> float:
+        return float(self._value("max_deletion_share"))
+
+    @property
+    def skip_unchanged(self) -> bool:
+        return bool(self._value("skip_unchanged"))
+
+    @property
+    def max_memory_age_days(self) -> float:
+        return float(self._value("max_memory_age_days"))
+
+    @property
+    def resend_before(self) -> str | None:
+        return self._text("resend_before")
+
+    @property
+    def ca_bundle(self) -> str | None:
+        return self._text("ca_bundle")
+
+    @property
+    def max_concurrent_requests(self) -> int:
+        return int(self._value("max_concurrent_requests"))
+
+
+def setting(config: Mapping[str, t.Any], name: str) -> t.Any:
+    """A setting's value, or its default in `SETTINGS` when it is left out or null: what
+    `Settings` types, for the modules that still read settings by name."""
     value = config.get(name)
     return SETTINGS["properties"][name].get("default") if value is None else value

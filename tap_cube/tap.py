@@ -21,7 +21,7 @@ from tap_cube.connection_test import check_streams
 from tap_cube.errors import ConfigError, install_scrubber
 from tap_cube.output import BufferedRecordWriter, DigestStateWriter, write_output
 from tap_cube.probe import probe
-from tap_cube.settings import SETTINGS
+from tap_cube.settings import SETTINGS, Settings
 from tap_cube.state import StreamShape, check_state, singer_state
 from tap_cube.streams.call_outcomes import (
     CallOutcomesStream,
@@ -57,6 +57,7 @@ from tap_cube.validation import (
     warn_nothing_selected,
     warn_unknown_settings,
     warn_unoffered_streams,
+    without_range_errors,
 )
 
 if t.TYPE_CHECKING:
@@ -148,7 +149,7 @@ class TapCube(Tap):
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         warn_unknown_settings(self.config, self.settings_schema(), self.logger)
         warn_future_start_date(self.config, self.logger)
-        errors = super()._validate_config(raise_errors=False)
+        errors = without_range_errors(super()._validate_config(raise_errors=False), self.config)
         errors += check_settings(self.config)
         if errors and raise_errors:
             msg = "invalid configuration: " + "; ".join(errors)
@@ -322,7 +323,7 @@ class TapCube(Tap):
                 setup_mapper=False,
             )
             fixture_dir = Path(value) if value else None
-            text = probe(tap.streams.values(), str(tap.config["api_url"]), fixture_dir)
+            text = probe(tap.streams.values(), Settings(tap.config).api_url, fixture_dir)
         finally:
             ctx.close()
         click.echo(text)

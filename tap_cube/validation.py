@@ -21,9 +21,10 @@ from decimal import Decimal
 from urllib.parse import urlsplit
 
 from singer_sdk.configuration._dict_config import parse_environment_config
+from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 
 from tap_cube.errors import ConfigError, scrubber
-from tap_cube.settings import MAX_CONCURRENCY, SETTINGS, zone_of
+from tap_cube.settings import SETTINGS, Settings, zone_of
 from tap_cube.state import parse_bookmark
 from tap_cube.streams.directory import describe_needs, discovers_crms
 
@@ -38,28 +39,30 @@ if t.TYPE_CHECKING:
 
 
 def check_settings(config: t.Mapping[str, t.Any]) -> list[str]:
-    """The rules a JSON schema cannot say; each message says what to change."""
-    _register_secrets(config)
+    """The rules the SDK's check against the JSON schema does not say in words that tell
+    what to change, or cannot say at all; each message says what to change."""
+    settings = Settings(config)
+    _register_secrets(settings)
     return [
-        *_api_url_errors(config.get("api_url")),
-        *_credential_errors(config),
-        *_auth_errors(config),
-        *_partition_errors(config),
-        *_number_errors(config),
-        *_start_date_errors(config.get("start_date")),
-        *_timezone_errors(config.get("timezone")),
-        *_ca_bundle_errors(config.get("ca_bundle")),
-        *_sdk_feature_errors(config),
-        *_resend_before_errors(config.get("resend_before")),
+        *_api_url_errors(settings.given("api_url")),
+        *_credential_errors(settings),
+        *_auth_errors(settings),
+        *_partition_errors(settings, config),
+        *_range_errors(settings),
+        *_start_date_errors(settings.given("start_date")),
+        *_timezone_errors(settings.given("timezone")),
+        *_ca_bundle_errors(settings.given("ca_bundle")),
+        *_sdk_feature_errors(settings),
+        *_resend_before_errors(settings.given("resend_before")),
     ]
 
 
-def _register_secrets(config: t.Mapping[str, t.Any]) -> None:
+def _register_secrets(settings: Settings) -> None:
     """Before any message could show them, even one about the credentials themselves."""
     token, username, password = (
-        config.get("auth_token"),
-        config.get("username"),
-        config.get("password"),
+        settings.given("auth_token"),
+        settings.given("username"),
+        settings.given("password"),
     )
     # A shorter one is refused before any use, and would garble the very message that
     # refuses it; no message shows a credential's value.
@@ -107,11 +110,11 @@ def _api_url_errors(api_url: object) -> list[str]:
 MIN_SECRET_LENGTH = 8
 
 
-def _credential_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+def _credential_errors(settings: Settings) -> list[str]:
     """Credentials an HTTP header cannot carry as given; never shows their value."""
     errors: list[str] = []
     for key in ("auth_token", "username", "password"):
-        value = config.get(key)
+        value = settings.given(key)
         if not isinstance(value, str) or not value:
             continue
         if key != "username" and len(value) < MIN_SECRET_LENGTH:
@@ -136,13 +139,13 @@ def _credential_errors(config: t.Mapping[str, t.Any]) -> list[str]:
     return errors
 
 
-def _auth_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+def _auth_errors(settings: Settings) -> list[str]:
     """One way to authenticate, given whole."""
     errors: list[str] = []
     token, username, password = (
-        config.get("auth_token"),
-        config.get("username"),
-        config.get("password"),
+        settings.given("auth_token"),
+        settings.given("username"),
+        settings.given("password"),
     )
     if token and (username or password):
         errors.append("set either auth_token or username and password, not both")
@@ -156,17 +159,17 @@ def _auth_errors(config: t.Mapping[str, t.Any]) -> list[str]:
     return errors
 
 
-def _partition_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+def _partition_errors(settings: Settings, config: t.Mapping[str, t.Any]) -> list[str]:
     """The assignments and data owners to read: some, and each once."""
     errors: list[str] = []
-    ids = config.get("assignment_ids")
-    crms = config.get("crms")
+    ids = settings.given("assignment_ids")
+    crms = settings.given("crms")
     if not ids and not crms and not discovers_crms(config):
         errors.append(
             "nothing to extract: list assignment ids in assignment_ids, data owners in "
             "crms, or set discover_crms to true"
         )
-    if crms and config.get("discover_crms") is True:
+    if crms and settings.given("discover_crms") is True:
         errors.append("set crms or discover_crms, not both")
     if isinstance(ids, list) and ids:
         if any(not isinstance(i, int) or i <= 0 for i in ids):
@@ -180,56 +183,88 @@ def _partition_errors(config: t.Mapping[str, t.Any]) -> list[str]:
     return errors
 
 
-def _number_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+def _range_errors(settings: Settings) -> list[str]:
+    """Numbers outside the range the schema gives their setting (`minimum`, `maximum`,
+    `exclusiveMinimum`); other types are the schema's to report."""
     errors: list[str] = []
-    for key, minimum in (
-        ("max_concurrent_requests", 1),
-        ("max_retries", 0),
-        ("call_outcomes_window_days", 1),
-        ("call_outcomes_lookback_days", 0),
-    ):
-        value = config.get(key)
-        if isinstance(value, int) and value < minimum:
-            errors.append(f"{key} must be at least {minimum}")
-    # Beyond these, date and time arithmetic overflows; no run needs them.
-    for key, maximum, unit in (
-        ("call_outcomes_window_days", MAX_DAYS, "days (100 years)"),
-        ("call_outcomes_lookback_days", MAX_DAYS, "days (100 years)"),
-        ("request_timeout", MAX_SECONDS, "seconds (a day)"),
-        ("max_retry_wait", MAX_SECONDS, "seconds (a day)"),
-        ("max_memory_age_days", MAX_DAYS, "days (100 years)"),
-    ):
-        value = config.get(key)
-        if isinstance(value, int | float | Decimal) and value > maximum:
-            errors.append(f"{key} must be at most {maximum} {unit}")
-    concurrency = config.get("max_concurrent_requests")
-    if isinstance(concurrency, int) and concurrency > MAX_CONCURRENCY:
-        errors.append(
-            f"max_concurrent_requests must be at most {MAX_CONCURRENCY}; more only "
-            "invites throttling"
-        )
-    # JSON config numbers arrive as Decimal; other types are the schema's to report.
-    timeout, wait = config.get("request_timeout"), config.get("max_retry_wait")
-    if isinstance(timeout, int | float | Decimal) and timeout <= 0:
-        errors.append("request_timeout must be greater than 0")
-    if isinstance(wait, int | float | Decimal) and wait < 0:
-        errors.append("max_retry_wait must not be negative")
-    age = config.get("max_memory_age_days")
-    if isinstance(age, int | float | Decimal) and age <= 0:
-        errors.append("max_memory_age_days must be greater than 0")
-    share = config.get("max_deletion_share")
-    if isinstance(share, int | float | Decimal) and not 0 <= share <= 1:
-        errors.append("max_deletion_share must be between 0 and 1 (1 allows any deletion)")
+    for name, prop in SETTINGS["properties"].items():
+        value = settings.given(name)
+        if _is_ranged_number(value, prop) and (problem := _out_of_range(name, value, prop)):
+            errors.append(f"{name} {problem}")
     return errors
 
 
-#: The largest number of days a window or a lookback may span.
-MAX_DAYS = 36_500
-#: The longest a request or a wait before a retry may take.
-MAX_SECONDS = 86_400
+def _is_ranged_number(value: object, prop: t.Mapping[str, t.Any]) -> t.TypeGuard[Number]:
+    """`value` (an int, float or Decimal: JSON config numbers arrive as Decimal) is of the
+    number type of a setting with a range."""
+    if not any(key in prop for key in _RANGE_KEYWORDS) or isinstance(value, bool):
+        return False
+    whole = "integer" in prop.get("type", [])
+    return isinstance(value, int) if whole else isinstance(value, int | float | Decimal)
 
 
-def _sdk_feature_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+#: A number as a config holds it: JSON config files give fractions as Decimal.
+Number: t.TypeAlias = int | float | Decimal
+_RANGE_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum")
+#: Why a range ends where it does, said after the range of a value beyond it.
+_RANGE_REASONS = {
+    "max_concurrent_requests": "; more only invites throttling",
+    "max_deletion_share": " (1 allows any deletion)",
+}
+#: Settings whose range is said whole: a share, between 0 and 1.
+_SHARES = ("max_deletion_share",)
+#: Settings in seconds, for the messages; those in days end in `_days`.
+_IN_SECONDS = ("request_timeout", "max_retry_wait")
+
+
+def _out_of_range(name: str, value: Number, prop: t.Mapping[str, t.Any]) -> str | None:
+    """What to say of `value` of setting `name`, if it is outside its range."""
+    low, high, above = prop.get("minimum"), prop.get("maximum"), prop.get("exclusiveMinimum")
+    reason = _RANGE_REASONS.get(name, "")
+    if name in _SHARES and not prop["minimum"] <= value <= prop["maximum"]:
+        return f"must be between {low} and {high}{reason}"
+    if above is not None and value <= above:
+        return f"must be greater than {above}"
+    if low is not None and value < low:
+        fraction = "integer" not in prop.get("type", [])
+        return "must not be negative" if fraction and low == 0 else f"must be at least {low}"
+    if high is not None and value > high:
+        return f"must be at most {high}{_unit(name, high)}{reason}"
+    return None
+
+
+def _unit(name: str, high: int) -> str:
+    """The unit of a setting's maximum, with the span it makes, for a message."""
+    if name.endswith("_days"):
+        return f" days ({high // 365} years)"
+    if name in _IN_SECONDS:
+        days = high // _SECONDS_PER_DAY
+        return f" seconds ({'a day' if days == 1 else f'{days} days'})"
+    return ""
+
+
+_SECONDS_PER_DAY = 86_400
+
+
+def without_range_errors(schema_errors: list[str], config: t.Mapping[str, t.Any]) -> list[str]:
+    """The SDK's schema errors, less those of the range keywords: `check_settings` says
+    them in its own words. The SDK words an error as the validator does, then names the
+    setting (` in config['<setting>']`)."""
+    settings = Settings(config)
+    said_here: set[str] = set()
+    for name, prop in SETTINGS["properties"].items():
+        value = settings.given(name)
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            continue
+        ranges = {key: prop[key] for key in _RANGE_KEYWORDS if key in prop}
+        said_here |= {
+            f"{error.message} in config[{name!r}]"
+            for error in DEFAULT_JSONSCHEMA_VALIDATOR(ranges).iter_errors(value)
+        }
+    return [error for error in schema_errors if error not in said_here]
+
+
+def _sdk_feature_errors(settings: Settings) -> list[str]:
     """SDK features that would act wrongly together with a setting, refused by name
     rather than let them lose rows.
 
@@ -237,15 +272,15 @@ def _sdk_feature_errors(config: t.Mapping[str, t.Any]) -> list[str]:
     was skipped) are refused as the streams know them (CubeStream.partial_send).
     """
     errors: list[str] = []
-    if config.get("emit_activate_version_messages") and config.get("skip_unchanged"):
+    if settings.given("emit_activate_version_messages") and settings.given("skip_unchanged"):
         errors.append(
             "emit_activate_version_messages cannot be used with skip_unchanged: "
             "ACTIVATE_VERSION tells the target that a run sent the whole table, so it "
             "would mark every unchanged row deleted (and remove it with hard_delete); turn "
             "one of them off (detect_deletions marks removed customers deleted without it)"
         )
-    mapped = [key for key in ("stream_maps", "flattening_enabled") if config.get(key)]
-    if config.get("batch_config") and mapped:
+    mapped = [key for key in ("stream_maps", "flattening_enabled") if settings.given(key)]
+    if settings.given("batch_config") and mapped:
         errors.append(
             f"batch_config cannot be used with {' or '.join(mapped)}: the SDK writes BATCH "
             "files of the records as read, without the maps or flattening; remove "
@@ -333,7 +368,7 @@ def warn_unknown_settings(
 
 def warn_future_start_date(config: t.Mapping[str, t.Any], logger: logging.Logger) -> None:
     """A start_date in the future reads nothing until then: say so, in case it is a typo."""
-    start_date = config.get("start_date")
+    start_date = Settings(config).given("start_date")
     if _is_date(start_date) and date.fromisoformat(str(start_date)) > date.today():
         logger.warning(
             "start_date %s is in the future: call outcomes and product registrations are "

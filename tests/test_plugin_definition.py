@@ -1,8 +1,10 @@
 """hub/tap-cube.yml: the plugin definition another Meltano project adds with `--from-ref`.
 
-The quick tests keep it equal to the project's meltano.yml (which tests/test_readme.py keeps
-equal to `tap-cube --about`); the slow one adds it to a brand-new `meltano init` project,
-installs the tap from this checkout and runs `meltano run tap-cube target-jsonl`.
+The quick tests keep it equal to the project's meltano.yml, whose settings of the tap say
+what its schema says (label, description and default; regenerate both with
+`UPDATE_PLUGIN_SETTINGS=1 uv run pytest tests/test_plugin_definition.py`); the slow one
+adds it to a brand-new `meltano init` project, installs the tap from this checkout and
+runs `meltano run tap-cube target-jsonl`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import subprocess
 import typing as t
+from importlib import metadata
 
 import pytest
 import yaml
@@ -27,6 +30,7 @@ from tests.meltano_support import (
     tail,
 )
 from tests.test_readme import meltano_yml_tap, plugin_definition
+from tests.test_settings import PROPERTIES
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -34,6 +38,73 @@ if t.TYPE_CHECKING:
 DEFINITION = REPO / "hub" / "tap-cube.yml"
 #: Every setting of the definition says all four, as Meltano Hub's definitions do.
 SETTING_KEYS = ("name", "kind", "label", "description", "sensitive")
+
+
+#: How Meltano is told each JSON type. A number is an integer: Meltano 4.4.1 fails on a
+#: decimal given as an environment variable, so a fraction goes in config instead.
+MELTANO_KINDS = {
+    "string": "string",
+    "integer": "integer",
+    "number": "integer",
+    "boolean": "boolean",
+    "array": "array",
+    "object": "object",
+}
+#: The lines around the tap's own settings in meltano.yml and hub/tap-cube.yml, which
+#: UPDATE_PLUGIN_SETTINGS=1 rewrites; the SDK's built-in settings follow them.
+GENERATED_START = (
+    "# The tap's own settings, as its schema says them (tests/test_plugin_definition.py)."
+)
+GENERATED_END = "# The SDK's built-in settings."
+
+
+def meltano_setting(name: str, prop: dict[str, t.Any]) -> dict[str, t.Any]:
+    """A setting of the tap as Meltano is told it: the schema's title, description and
+    default."""
+    kind = next(kind for kind in prop["type"] if kind != "null")
+    description = prop["description"]
+    if "default" in prop:
+        description += f" Default: {default_text(prop['default'])}."
+    entry = {
+        "name": name,
+        "kind": "date_iso8601" if prop.get("format") == "date" else MELTANO_KINDS[kind],
+        "label": prop["title"],
+        "description": description,
+    }
+    return {**entry, "sensitive": True} if prop.get("secret") else entry
+
+
+def default_text(default: object) -> str:
+    """A default as a user writes it; the user agent's without the version it names."""
+    if isinstance(default, bool):
+        return json.dumps(default)
+    return str(default).replace(metadata.version("tap-cube"), "<version>")
+
+
+def rewrite_settings(path: Path, entries: list[dict[str, t.Any]], indent: str) -> None:
+    """Replace the tap's own settings in a plugin file, between the generated lines."""
+    text = path.read_text(encoding="utf-8")
+    before, rest = text.split(f"{indent}{GENERATED_START}\n", 1)
+    _, after = rest.split(f"{indent}{GENERATED_END}\n", 1)
+    dumped = yaml.safe_dump(entries, sort_keys=False, allow_unicode=True, width=92)
+    block = "".join(f"{indent}{line}\n" for line in dumped.splitlines())
+    path.write_text(
+        f"{before}{indent}{GENERATED_START}\n{block}{indent}{GENERATED_END}\n{after}",
+        encoding="utf-8",
+    )
+
+
+def test_meltano_yml_says_of_each_setting_what_the_schema_says():
+    expected = [meltano_setting(name, prop) for name, prop in PROPERTIES.items()]
+    if os.environ.get("UPDATE_PLUGIN_SETTINGS") == "1":
+        rewrite_settings(REPO / "meltano.yml", expected, "    ")
+        hub = [{key: entry.get(key, False) for key in SETTING_KEYS} for entry in expected]
+        rewrite_settings(DEFINITION, hub, "")
+    declared = [s for s in meltano_yml_tap()["settings"] if s["name"] in PROPERTIES]
+    assert declared == expected, (
+        "meltano.yml's settings of the tap differ from its schema; regenerate them with "
+        "UPDATE_PLUGIN_SETTINGS=1 uv run pytest tests/test_plugin_definition.py"
+    )
 
 
 def test_definition_settings_are_those_of_meltano_yml():

@@ -258,6 +258,7 @@ OTHER_STRINGS = {
         lambda n, sign: str(n * sign), NUMBERS, st.sampled_from([1, -1])
     ),
     "digits with leading zero": NUMBERS.map(lambda n: f"0{n}"),
+    "digits with plus sign": NUMBERS.map(lambda n: f"+47{n}"),
     "decimal as string": st.builds(lambda n, f: f"{n}.{f}", NUMBERS, st.integers(0, 999)),
     "e-mail": st.sampled_from(["ola.nordmann@firma.no", "kari@example.com", "a.b@c.de"]),
     "text": st.sampled_from(["storfamilie", "Åse Ødegård", "Manual update", "Ja takk, 3 stk"]),
@@ -304,6 +305,7 @@ def test_format_classes_of_the_notes_examples():
     assert format_class("2020-02-12") == "date"
     assert format_class("481846") == "integer as string"
     assert format_class("233.0") == "decimal as string"
+    assert format_class("+4795499097") == "digits with plus sign"
     assert format_class("") == "empty string"
     assert format_class("storfamilie") == "text"
     assert format_class("2020-02-30") == "text"  # not a date the tap can read

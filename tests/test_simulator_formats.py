@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from cube_simulator import Crm, CubeSimulator, demo_assignments
-from tap_cube.records.formats import json_type
+from tap_cube.records.formats import format_kind
 from tests.notes import load_fixtures
 
 #: Streams whose rows have one shape, whichever container they are read from.
@@ -42,26 +42,8 @@ FAMILIES = {
         r"product__extra__.+",
     ),
 }
-_TEXT_FORMATS = (
-    ("date", r"[0-9]{4}-[0-9]{2}-[0-9]{2}"),
-    ("local minute", r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}"),
-    ("date-time, offset without colon", r"[0-9-]{10}T[0-9:]{8}(\.[0-9]+)?[-+][0-9]{4}"),
-    ("date-time, offset with colon", r"[0-9-]{10}T[0-9:]{8}(\.[0-9]+)?[-+][0-9]{2}:[0-9]{2}"),
-    ("date-time, Z", r"[0-9-]{10}T[0-9:]{8}(\.[0-9]+)?Z"),
-    ("date-time, no offset", r"[0-9-]{10}T[0-9:]{8}(\.[0-9]+)?"),
-    ("digits", r"\+?[0-9]+"),
-    ("decimal text", r"-?[0-9]+\.[0-9]+"),
-)
-BLANK = frozenset({"empty", "null"})
-
-
-def format_of(value: object) -> str:
-    """A value's JSON type (as the probe names it) and, for text, its format class."""
-    if not isinstance(value, str):
-        return json_type(value)
-    if not value.strip():
-        return "empty"
-    return next((n for n, p in _TEXT_FORMATS if re.fullmatch(p, value)), "text")
+#: The classes that say a value is missing, not how it is written.
+BLANK = frozenset({"empty string", "blank", "null"})
 
 
 def documented_formats(group: str) -> dict[str, set[str]]:
@@ -82,7 +64,7 @@ def documented_formats(group: str) -> dict[str, set[str]]:
                 ):
                     continue
                 if newest.setdefault(field, day) == day:
-                    formats.setdefault(field, set()).add(format_of(value))
+                    formats.setdefault(field, set()).add(format_kind(value))
     return {field: found - BLANK for field, found in formats.items()}
 
 
@@ -144,7 +126,7 @@ def test_simulated_rows_have_the_fields_and_formats_of_the_notes(served, group):
             if field not in documented:
                 undocumented.add(field)
                 continue
-            shown, found = documented[field], format_of(value)
+            shown, found = documented[field], format_kind(value)
             if shown and found not in shown | BLANK:
                 unlike.add((field, found, frozenset(shown)))
     assert not undocumented, f"{group}: fields no example of the notes shows: {undocumented}"
@@ -154,8 +136,8 @@ def test_simulated_rows_have_the_fields_and_formats_of_the_notes(served, group):
 def test_the_check_finds_a_tidied_timestamp():
     """The check itself: the simulator's old tidy offset (with a colon) is caught."""
     shown = documented_formats("call outcomes")["call_outcome__report_as__submitted_when_timestamp"]
-    assert format_of("2026-03-02T08:57:51+01:00") not in shown
-    assert format_of("2026-03-02T08:57:51.123+0100") in shown
+    assert format_kind("2026-03-02T08:57:51+01:00") not in shown
+    assert format_kind("2026-03-02T08:57:51.123+0100") in shown
     assert "call_outcome__report_as__submitted_when_timestamp" not in documented_formats(
         "product registrations"
     )

@@ -31,6 +31,7 @@ _ISO_DATE = re.compile(_DATE, re.ASCII)
 _NORWEGIAN_DATE = re.compile(r"([0-9]{1,2})\.([0-9]{1,2})\.([0-9]{4})", re.ASCII)
 _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)", re.ASCII)
 _LEADING_ZERO = re.compile(r"0[0-9]+", re.ASCII)
+_PLUS_DIGITS = re.compile(r"\+[0-9]+", re.ASCII)  # a phone number with its country code
 _DECIMAL = re.compile(r"-?[0-9]+\.[0-9]+", re.ASCII)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
@@ -51,6 +52,7 @@ STRING_CLASSES = (
     "date dd.mm.yyyy",
     "integer as string",
     "digits with leading zero",
+    "digits with plus sign",
     "decimal as string",
     "boolean as string",
     "crm type",
@@ -103,6 +105,8 @@ def format_class(value: object) -> str:
         return "integer as string"
     if _LEADING_ZERO.fullmatch(value):
         return "digits with leading zero"
+    if _PLUS_DIGITS.fullmatch(value):
+        return "digits with plus sign"
     if _DECIMAL.fullmatch(value):
         return "decimal as string"
     if any(value.lower() in pair for pair in _BOOLEAN_WORDS):
@@ -114,6 +118,18 @@ def format_class(value: object) -> str:
     if _URL.fullmatch(value):
         return "url"
     return "text"
+
+
+#: The ways of writing a number as plain digits, which one field mixes (a phone number
+#: with or without its country code or a leading zero).
+DIGIT_CLASSES = ("integer as string", "digits with leading zero", "digits with plus sign")
+
+
+def format_kind(value: object) -> str:
+    """A value's format class, with the classes of `DIGIT_CLASSES` as one kind, "digits":
+    how a server writes a field, where the class also tells which digits a value has."""
+    cls = format_class(value)
+    return "digits" if cls in DIGIT_CLASSES else cls
 
 
 def length_class(value: object) -> str:
@@ -231,7 +247,7 @@ class StandIns:
         if cls == "url":
             scheme, _, rest = value.partition("://")
             return f"{scheme}://{self._scramble(rest)}"
-        if cls in ("integer as string", "decimal as string", "digits with leading zero"):
+        if cls in (*DIGIT_CLASSES, "decimal as string"):
             return self._digits(value)
         return self._scramble(value)
 
