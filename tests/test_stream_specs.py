@@ -73,7 +73,7 @@ def test_a_stream_added_by_one_row_is_discovered_and_read(simulator, capsys):
 CUSTOMERS = spec_named("customers")
 UNBUILDABLE = {
     "a schema source discovery does not know": replace(
-        TOY, schema=t.cast("SchemaSource", "static")
+        TOY, schema_source=t.cast("SchemaSource", "static")
     ),
     "a path without its partition's fields": replace(TOY, partitions=ASSIGNMENTS),
     "a key not among its properties": replace(TOY, key=("label_id",)),
@@ -81,13 +81,13 @@ UNBUILDABLE = {
         TOY, key=("id", "label"), tracks_deletions=True
     ),
     "a schema built on a stream no row names": replace(
-        CUSTOMERS, name="toy_flow", schema=Extends("toy_customers", CALLFLOW_PROPERTIES)
+        CUSTOMERS, name="toy_flow", schema_source=Extends("toy_customers", CALLFLOW_PROPERTIES)
     ),
     "a schema built on a stream offered with other settings": replace(
-        TOY, schema=Extends("customers", CALLFLOW_PROPERTIES)
+        TOY, schema_source=Extends("customers", CALLFLOW_PROPERTIES)
     ),
     "a schema built on itself": replace(
-        CUSTOMERS, name="toy_flow", schema=Extends("toy_flow", CALLFLOW_PROPERTIES)
+        CUSTOMERS, name="toy_flow", schema_source=Extends("toy_flow", CALLFLOW_PROPERTIES)
     ),
     "a name another row has": replace(TOY, name="customers"),
 }

@@ -757,7 +757,7 @@ class CubeStream(RESTStream[t.Any]):
 
     def discovery_declares(self, field: str) -> bool:
         """Whether discovering the schema again would give `field` a column of its own."""
-        return self.spec.schema.declares(field)
+        return self.spec.schema_source.declares(field)
 
     def _report_unfit(self, where: str) -> None:
         """One warning per field whose values fit no column in the partition `where`."""

@@ -193,7 +193,7 @@ class Discovery:
         """The schema of the offered stream `name`, found once."""
         if name not in self._schemas:
             spec = self._specs[name]
-            self._schemas[name] = spec.schema.find(spec, self)
+            self._schemas[name] = spec.schema_source.find(spec, self)
         return self._schemas[name]
 
     @contextmanager

@@ -79,7 +79,7 @@ class StreamSpec:
     #: the key's among them.
     properties: Mapping[str, dict[str, t.Any]]
     #: How discovery finds the columns `properties` cannot say in advance.
-    schema: SchemaSource = field(default_factory=Static)
+    schema_source: SchemaSource = field(default_factory=Static)
     #: DRF pages with `next` links; False: one plain JSON list.
     paginated: bool = True
     #: Whether detect_deletions applies: full lists, keyed by one id.
@@ -157,7 +157,7 @@ def stream_table(*specs: StreamSpec) -> tuple[StreamSpec, ...]:
 
 def _faults(spec: StreamSpec, by_name: Mapping[str, StreamSpec]) -> Iterator[str]:
     """What keeps discovery from building `spec`, if anything."""
-    source = spec.schema
+    source = spec.schema_source
     if not isinstance(source, SchemaSource):
         yield f"its schema source {source!r} is none that discovery knows"
         return
@@ -184,7 +184,7 @@ def _faults(spec: StreamSpec, by_name: Mapping[str, StreamSpec]) -> Iterator[str
 def _builds_on(spec: StreamSpec, name: str, by_name: Mapping[str, StreamSpec]) -> bool:
     """Whether `spec`'s schema is found from `name`'s, directly or not."""
     seen: set[str] = set()
-    todo = list(spec.schema.builds_on())
+    todo = list(spec.schema_source.builds_on())
     while todo:
         other = todo.pop()
         if other == name:
@@ -192,7 +192,7 @@ def _builds_on(spec: StreamSpec, name: str, by_name: Mapping[str, StreamSpec]) -
         if other in seen or other not in by_name:
             continue
         seen.add(other)
-        source = by_name[other].schema
+        source = by_name[other].schema_source
         todo += source.builds_on() if isinstance(source, SchemaSource) else ()
     return False
 
@@ -214,7 +214,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         partitions=ASSIGNMENTS,
         key=("crm__customer_id",),
         properties=CUSTOMER_PROPERTIES,
-        schema=FromCustomFields("customer_custom_fields"),
+        schema_source=FromCustomFields("customer_custom_fields"),
         tracks_deletions=True,
         tracks_changes=True,
     ),
@@ -238,7 +238,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         partitions=ASSIGNMENTS,
         key=("crm__customer_id",),
         properties=CUSTOMER_PROPERTIES,
-        schema=Extends("customers", CALLFLOW_PROPERTIES),
+        schema_source=Extends("customers", CALLFLOW_PROPERTIES),
         tracks_deletions=True,
         tracks_changes=True,
         params={"call_state": "callflow_call_state"},
@@ -249,7 +249,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         partitions=DATA_OWNERS,
         key=("crm__customer_id",),
         properties=CUSTOMER_PROPERTIES,
-        schema=FromCustomFields("crm_custom_fields"),
+        schema_source=FromCustomFields("crm_custom_fields"),
         tracks_deletions=True,
         tracks_changes=True,
     ),
@@ -272,7 +272,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         partitions=DATA_OWNERS,
         key=("crm__customer_id",),
         properties=CUSTOMER_PROPERTIES,
-        schema=Extends("crm_customers", CALLFLOW_PROPERTIES),
+        schema_source=Extends("crm_customers", CALLFLOW_PROPERTIES),
         tracks_deletions=True,
         tracks_changes=True,
         params={"call_state": "callflow_call_state"},
@@ -293,7 +293,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         partitions=CAMPAIGNS,
         key=_DAY_ROWS_KEY,
         properties=_CALL_OUTCOME_ROWS,
-        schema=FromWindows(("customers", "crm_customers")),
+        schema_source=FromWindows(("customers", "crm_customers")),
         also_needs=("start_date",),
         extra_columns=(CALL_OUTCOME_EXTRA,),
         reader=DayWindowStream,
@@ -305,7 +305,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         partitions=DATA_OWNERS_CAMPAIGNS,
         key=_DAY_ROWS_KEY,
         properties=_PRODUCT_ROWS,
-        schema=FromWindows(("crm_customers",)),
+        schema_source=FromWindows(("crm_customers",)),
         also_needs=("start_date",),
         extra_columns=(CALL_OUTCOME_EXTRA, PRODUCT_EXTRA),
         reader=DayWindowStream,
@@ -316,7 +316,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         partitions=DATA_OWNERS,
         key=_DAY_ROWS_KEY,
         properties=_CALL_OUTCOME_ROWS,
-        schema=FromWindows(("crm_customers",)),
+        schema_source=FromWindows(("crm_customers",)),
         also_needs=("start_date",),
         extra_columns=(CALL_OUTCOME_EXTRA,),
         reader=DayWindowStream,
@@ -327,7 +327,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         partitions=DATA_OWNERS,
         key=_DAY_ROWS_KEY,
         properties=_PRODUCT_ROWS,
-        schema=FromWindows(("crm_customers",)),
+        schema_source=FromWindows(("crm_customers",)),
         also_needs=("start_date",),
         extra_columns=(CALL_OUTCOME_EXTRA, PRODUCT_EXTRA),
         reader=DayWindowStream,
