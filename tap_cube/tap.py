@@ -159,6 +159,7 @@ class TapCube(Tap):
         return list(streams)
 
     def _make_stream(self, spec: StreamSpec, schema: dict[str, t.Any]) -> CubeStream:
+        """A stream of `spec`, read by its reader, with the run's gate and directory."""
         return spec.reader(self, spec, schema, gate=self.gate, directory=self.directory)
 
     @override

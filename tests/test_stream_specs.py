@@ -14,7 +14,7 @@ from cube_simulator import demo_assignments
 from tap_cube.records.coercion import CATCH_ALL_PROPERTY
 from tap_cube.records.converters import INT64_MAX
 from tap_cube.streams.discovery import Extends, SchemaSource
-from tap_cube.streams.partitions import ASSIGNMENTS, WHOLE
+from tap_cube.streams.partitions import ASSIGNMENTS, WHOLE, Partitions
 from tap_cube.streams.schema import CALLFLOW_PROPERTIES
 from tap_cube.streams.specs import STREAM_SPECS, SpecError, StreamSpec, spec_named, stream_table
 from tap_cube.tap import TapCube
@@ -75,6 +75,7 @@ UNBUILDABLE = {
     "a schema source discovery does not know": replace(
         TOY, schema_source=t.cast("SchemaSource", "static")
     ),
+    "partitions of no known kind": replace(TOY, partitions=t.cast("Partitions", "whole")),
     "a path without its partition's fields": replace(TOY, partitions=ASSIGNMENTS),
     "a key not among its properties": replace(TOY, key=("label_id",)),
     "deletions tracked by a key of two fields": replace(

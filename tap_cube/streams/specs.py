@@ -161,6 +161,9 @@ def _faults(spec: StreamSpec, by_name: Mapping[str, StreamSpec]) -> Iterator[str
     if not isinstance(source, SchemaSource):
         yield f"its schema source {source!r} is none that discovery knows"
         return
+    if not isinstance(spec.partitions, Partitions):
+        yield f"its partitions {spec.partitions!r} are of no kind partitions.py defines"
+        return
     in_path = {name for _, name, _, _ in string.Formatter().parse(spec.path) if name}
     if in_path != set(spec.partitions.key_schema):
         yield f"its path names {sorted(in_path)}, its partitions {list(spec.partitions.key_schema)}"
