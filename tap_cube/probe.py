@@ -24,7 +24,6 @@ from tap_cube.errors import ConfigError, CubeError, scrubber
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.records.formats import StandIns, format_class, json_type
 from tap_cube.streams.call_outcomes import DayWindowStream
-from tap_cube.streams.lists import CustomFieldsBase
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -40,10 +39,6 @@ PARTITIONS_TRIED = 10
 PARTITIONS_WITH_ROWS = 3
 
 STOPS_THE_RUN = "stops the run"
-
-#: Fields of custom-field metadata whose values are the API's vocabulary, not anyone's
-#: data, kept in fixtures: they say how the tap types a customer field, and which.
-METADATA_VOCABULARY = frozenset({"id", "type", "data__type", "lookup__id"})
 
 
 @dataclass
@@ -224,8 +219,7 @@ def write_fixture(endpoint: Endpoint, directory: Path) -> Path:
     as the notes' examples are."""
     assert endpoint.sample is not None
     stream = endpoint.stream
-    vocabulary = METADATA_VOCABULARY if isinstance(stream, CustomFieldsBase) else ()
-    rows = StandIns().redact(endpoint.sample["results"], vocabulary)
+    rows = StandIns().redact(endpoint.sample["results"], stream.spec.vocabulary)
     body: object = (
         {"count": len(endpoint.sample["results"]), "next": None, "previous": None, "results": rows}
         if stream.paginated

@@ -44,16 +44,10 @@ class StreamShape:
     #: The replication key whose value is a bookmark timestamp, if incremental.
     bookmark_key: str | None
 
-    @classmethod
-    def of(cls, stream_class: type) -> StreamShape:
-        """The shape of a CubeStream class's state."""
-        key_schema: Mapping[str, Mapping[str, str]] = getattr(stream_class, "key_schema", {})
-        replication_key = getattr(stream_class, "replication_key", None)
-        return cls(
-            name=str(stream_class.name),  # type: ignore[attr-defined]
-            partition_keys={key: _KEY_TYPES[prop["type"]] for key, prop in key_schema.items()},
-            bookmark_key=replication_key if isinstance(replication_key, str) else None,
-        )
+
+def key_types(key_schema: Mapping[str, Mapping[str, t.Any]]) -> dict[str, type]:
+    """Each partition key and the Python type of its JSON value, from their schema."""
+    return {key: _KEY_TYPES[prop["type"]] for key, prop in key_schema.items()}
 
 
 #: The key under which `meltano state get` prints the Singer state.

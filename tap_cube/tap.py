@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import typing as t
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 
 import click
@@ -22,33 +22,12 @@ from tap_cube.errors import ConfigError, install_scrubber
 from tap_cube.output import BufferedRecordWriter, DigestStateWriter, write_output
 from tap_cube.probe import probe
 from tap_cube.settings import SETTINGS, Settings
-from tap_cube.state import StreamShape, check_state, singer_state
-from tap_cube.streams.call_outcomes import (
-    CallOutcomesStream,
-    CrmCallOutcomesStream,
-    CrmProductRegistrationsStream,
-    DayWindowStream,
-    ProductRegistrationsStream,
-)
+from tap_cube.state import check_state, singer_state
 from tap_cube.streams.catalog import refuse_other_keys
+from tap_cube.streams.cube_stream import CubeStream
 from tap_cube.streams.directory import Directory, meets
-from tap_cube.streams.lists import (
-    CALLFLOW_PROPERTIES,
-    CallflowBase,
-    CallflowCustomersStream,
-    CampaignsStream,
-    CatalogStream,
-    CrmCallflowCustomersStream,
-    CrmCustomersStream,
-    CrmCustomFieldsStream,
-    CustomerCustomFieldsStream,
-    CustomersBase,
-    CustomersStream,
-    CustomFieldsBase,
-    discover_customer_schema,
-    extend_schema,
-)
-from tap_cube.streams.schema import custom_properties, merge_properties
+from tap_cube.streams.discovery import Discovery
+from tap_cube.streams.specs import CAMPAIGNS_SPEC, STREAM_SPECS, StreamSpec
 from tap_cube.validation import (
     check_settings,
     read_environment,
@@ -61,35 +40,10 @@ from tap_cube.validation import (
 )
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable
     from types import FrameType
 
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
     from singer_sdk.streams import Stream
-
-    from tap_cube.streams.cube_stream import CubeStream
-
-
-#: Every stream the tap may offer; each is offered when the settings it `needs` are set.
-STREAM_CLASSES: tuple[type[CatalogStream], ...] = (
-    CustomersStream,
-    CustomerCustomFieldsStream,
-    CallflowCustomersStream,
-    CrmCustomersStream,
-    CrmCustomFieldsStream,
-    CrmCallflowCustomersStream,
-    CampaignsStream,
-    CallOutcomesStream,
-    ProductRegistrationsStream,
-    CrmCallOutcomesStream,
-    CrmProductRegistrationsStream,
-)
-#: The customers, custom-field and call-flow streams of each kind of container: the
-#: custom fields type the customers' columns, which the call-flow rows share.
-FAMILIES: tuple[tuple[type[CustomersBase], type[CustomFieldsBase], type[CallflowBase]], ...] = (
-    (CustomersStream, CustomerCustomFieldsStream, CallflowCustomersStream),
-    (CrmCustomersStream, CrmCustomFieldsStream, CrmCallflowCustomersStream),
-)
 
 
 class TapCube(Tap):
@@ -101,6 +55,9 @@ class TapCube(Tap):
     # settings first, as a sync does, instead of failing later on what is wrong in them.
     dynamic_catalog = True
     config_jsonschema = SETTINGS
+    #: Every stream the tap may offer (tap_cube/streams/specs.py); each is offered when
+    #: the settings it `needs` are set.
+    stream_specs: t.ClassVar[tuple[StreamSpec, ...]] = STREAM_SPECS
     # The SDK's, less ACTIVATE_VERSION (deletions arrive as records, see detect_deletions;
     # none is ever sent), and with `--test` (see connection_test.py).
     capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
@@ -178,13 +135,13 @@ class TapCube(Tap):
     def load_state(self, state: dict[str, t.Any]) -> None:
         """Check the given state whole first: what cannot be trusted stops the run."""
         state = singer_state(state)
-        check_state(state, [StreamShape.of(stream_class) for stream_class in STREAM_CLASSES])
+        check_state(state, [spec.state_shape() for spec in self.stream_specs])
         super().load_state(state)
 
     @cached_property
     def directory(self) -> Directory:
         """The campaigns and data owners the streams read, looked up once per run."""
-        campaigns = CampaignsStream(self, gate=self.gate)
+        campaigns = CubeStream(self, CAMPAIGNS_SPEC, gate=self.gate)
         return Directory(
             self.config, lambda: campaigns.fetch_page(None, None).records, campaigns.logger
         )
@@ -192,60 +149,19 @@ class TapCube(Tap):
     @override
     def discover_streams(self) -> list[Stream]:
         """The streams whose needs the configuration meets, with discovered schemas."""
-        offered = [cls for cls in STREAM_CLASSES if meets(self.config, cls.needs)]
-        streams: list[CubeStream] = []
-        custom_fields: dict[str, t.Any] = {}
-        crm_custom_fields: dict[str, t.Any] = {}
-        for customers_class, fields_class, callflow_class in FAMILIES:
-            if not {customers_class, fields_class, callflow_class} <= set(offered):
-                continue
-            fields = fields_class(self, gate=self.gate, directory=self.directory)
-            base = customers_class.base_schema()
-            customers = customers_class(self, base, gate=self.gate, directory=self.directory)
-            schema = self._schema(
-                customers.name, base, partial(discover_customer_schema, customers, fields)
-            )
-            callflow = callflow_class(self, base, gate=self.gate, directory=self.directory)
-            callflow_schema = self._schema(
-                callflow.name, base, partial(extend_schema, schema, callflow, CALLFLOW_PROPERTIES)
-            )
-            for stream in (fields, customers, callflow):
-                stream.close()
-            streams += [
-                customers_class(self, schema, gate=self.gate, directory=self.directory),
-                fields,
-                callflow_class(self, callflow_schema, gate=self.gate, directory=self.directory),
-            ]
-            custom_fields = merge_properties(custom_fields, custom_properties(schema))
-            if customers_class is CrmCustomersStream:
-                crm_custom_fields = custom_properties(schema)
-        if CampaignsStream in offered:
-            streams.append(CampaignsStream(self, gate=self.gate, directory=self.directory))
-        for stream_class in offered:
-            if issubclass(stream_class, DayWindowStream):
-                # Rows read only from data owners carry only data owners' custom fields.
-                carried = crm_custom_fields if "crms" in stream_class.needs else custom_fields
-                streams.append(self._day_window_stream(stream_class, carried))
+        offered = [spec for spec in self.stream_specs if meets(self.config, spec.needs)]
+        streams = Discovery(offered, self._make_stream, self.input_catalog).streams()
         warn_unoffered_streams(
             self.input_catalog,
             [stream.name for stream in streams],
-            {cls.name: cls.needs for cls in STREAM_CLASSES},  # type: ignore[misc]
+            {spec.name: spec.needs for spec in self.stream_specs},
             self.logger,
         )
         return list(streams)
 
-    def _day_window_stream(
-        self, stream_class: type[DayWindowStream], custom_fields: dict[str, t.Any]
-    ) -> DayWindowStream:
-        """A call-outcome or product-registration stream: its rows carry customer fields,
-        typed by the customers' metadata, else by the rows of each partition's latest
-        window."""
-        base = stream_class.base_schema()
-        base["properties"].update(custom_fields)
-        sampled = stream_class(self, base, gate=self.gate, directory=self.directory)
-        schema = self._schema(sampled.name, base, partial(sampled.discover_schema, base))
-        sampled.close()
-        return stream_class(self, schema, gate=self.gate, directory=self.directory)
+    def _make_stream(self, spec: StreamSpec, schema: dict[str, t.Any]) -> CubeStream:
+        """A stream of `spec`, read by its reader, with the run's gate and directory."""
+        return spec.reader(self, spec, schema, gate=self.gate, directory=self.directory)
 
     @override
     def run_discovery(self) -> str:
@@ -328,17 +244,3 @@ class TapCube(Tap):
             ctx.close()
         click.echo(text)
         ctx.exit()
-
-    def _schema(
-        self, stream_name: str, base: dict[str, t.Any], discover: Callable[[], dict[str, t.Any]]
-    ) -> dict[str, t.Any]:
-        """A stream's schema: from the given catalog if there is one, else discovered.
-
-        With a catalog no request is made; a stream the catalog leaves out is not
-        selected, so its base schema will do.
-        """
-        catalog = self.input_catalog
-        if catalog is None:
-            return discover()
-        entry = catalog.get_stream(stream_name)
-        return entry.schema.to_dict() if entry is not None else base

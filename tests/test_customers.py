@@ -84,14 +84,14 @@ def test_token_and_basic_auth(simulator, tmp_path):
 
 def offline_tap(**config):
     """A tap given a catalog, so that it makes no discovery requests."""
-    from tap_cube.streams.lists import CustomersStream
+    from tap_cube.streams.specs import spec_named
 
     catalog = {
         "streams": [
             {
                 "tap_stream_id": "customers",
                 "stream": "customers",
-                "schema": CustomersStream.base_schema(),
+                "schema": spec_named("customers").base_schema(),
                 "metadata": [],
             }
         ]

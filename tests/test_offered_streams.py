@@ -1,5 +1,5 @@
 """Which streams a configuration offers, and the warning for one it does not, both follow
-the settings each stream class declares it `needs`."""
+the settings each stream's spec declares it `needs`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import logging
 import pytest
 
 from tap_cube.settings import SETTINGS, setting
-from tap_cube.tap import STREAM_CLASSES, TapCube
+from tap_cube.streams.specs import STREAM_SPECS
+from tap_cube.tap import TapCube
 
-#: The SDK types a stream's name as an attribute of its instances; the classes carry it.
-CLASSES: list = [*STREAM_CLASSES]
 CRMS = [{"data_owner_id": 3, "crm_type": "B2C"}]
 
 #: Configurations, and the needs each of them meets.
@@ -29,12 +28,12 @@ def selecting_every_stream() -> dict:
     return {
         "streams": [
             {
-                "tap_stream_id": cls.name,
-                "stream": cls.name,
+                "tap_stream_id": spec.name,
+                "stream": spec.name,
                 "schema": {"type": "object", "properties": {}},
                 "metadata": [{"breadcrumb": [], "metadata": {"selected": True}}],
             }
-            for cls in CLASSES
+            for spec in STREAM_SPECS
         ]
     }
 
@@ -50,17 +49,17 @@ def test_streams_are_offered_and_warned_about_as_they_declare(settings, met, sta
     with caplog.at_level(logging.WARNING):
         tap = TapCube(config=config, catalog=selecting_every_stream())
         offered = set(tap.streams)
-    assert offered == {cls.name for cls in CLASSES if set(cls.needs) <= met}
+    assert offered == {spec.name for spec in STREAM_SPECS if set(spec.needs) <= met}
     warnings = [r.getMessage() for r in caplog.records if "does not offer it" in r.getMessage()]
-    for cls in CLASSES:
-        said = [w for w in warnings if w.startswith(f"stream {cls.name!r} is selected")]
-        if cls.name in offered:
-            assert not said, cls.name
+    for spec in STREAM_SPECS:
+        said = [w for w in warnings if w.startswith(f"stream {spec.name!r} is selected")]
+        if spec.name in offered:
+            assert not said, spec.name
             continue
-        assert len(said) == 1, (cls.name, warnings)
+        assert len(said) == 1, (spec.name, warnings)
         reason = said[0].split("(it needs ", 1)[1].split(")", 1)[0]
         for need in ("assignment_ids", "crms", "start_date"):
-            assert (need in reason) == (need in cls.needs), (cls.name, said[0])
+            assert (need in reason) == (need in spec.needs), (spec.name, said[0])
 
 
 def test_a_setting_left_out_or_null_reads_its_default_from_the_schema():

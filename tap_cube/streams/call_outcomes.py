@@ -1,7 +1,8 @@
 """Call outcomes and product registrations: rows about customers' calls, in day windows.
 
 Read per campaign or per data owner, incrementally: each run reads the days since the
-bookmark, less a lookback, in windows of whole days.
+bookmark, less a lookback, in windows of whole days. Their specs are rows of
+tap_cube/streams/specs.py whose reader is `DayWindowStream`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from tap_cube.errors import ApiError, ConfigError
 from tap_cube.records.converters import UNFIT, instant, nearest_instant, to_date_time
 from tap_cube.settings import setting
 from tap_cube.state import parse_bookmark
-from tap_cube.streams.lists import CampaignStream, CrmStream, CustomersBase, extend_schema
-from tap_cube.streams.schema import CUSTOM_FIELD_PREFIX, CUSTOMER_ID_SCHEMA
+from tap_cube.streams.cube_stream import CubeStream
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -126,7 +126,7 @@ def _api_date(day: date) -> str:
     return day.strftime("%Y%m%d")
 
 
-class DayWindowStream(CustomersBase):
+class DayWindowStream(CubeStream):
     """Rows about customers' calls, read incrementally in windows of whole days.
 
     The API gives call outcomes and product registrations no id. The key is the
@@ -134,26 +134,14 @@ class DayWindowStream(CustomersBase):
     (which of the rows sharing those it is, in the server's order): stable under edits
     of a row's other fields, so re-reading the lookback window updates rows instead of
     adding them, and rows that share customer and second (several products in one
-    sale; anonymized customers, whose id is "") are all kept.
+    sale; anonymized customers, whose id is "") are all kept. Incremental, so neither
+    detect_deletions nor skip_unchanged applies: a row missing from a window is not
+    known to be gone, and a window read again is there to update rows edited late.
     """
 
     replication_key = CALL_OUTCOME_TIMESTAMP
     is_sorted = False
-    # Rows repeat customers; identity is the key above, not the customer id alone.
-    record_id_field = None
-    id_schema: t.ClassVar[dict[str, t.Any]] = {
-        "crm__customer_id": CUSTOMER_ID_SCHEMA,
-        CALL_OUTCOME_TIMESTAMP: CALL_OUTCOME_PROPERTIES[CALL_OUTCOME_TIMESTAMP],
-        SUBMISSION_SEQ: CALL_OUTCOME_PROPERTIES[SUBMISSION_SEQ],
-    }
-    # Incremental: a row missing from a window is not known to be gone, and a window
-    # read again is there to update rows edited late.
-    tracks_deletions = False
-    tracks_changes = False
     partial_send = "it is read in day windows from its bookmark, never whole"
-    #: The object columns gathering free-form `<column>__<label>` fields by label.
-    extra_columns: t.ClassVar[tuple[str, ...]] = (CALL_OUTCOME_EXTRA,)
-    extra_properties: t.ClassVar[dict[str, t.Any]] = {}
 
     @override
     def record_identity(self) -> Callable[[dict[str, t.Any]], object]:
@@ -176,20 +164,12 @@ class DayWindowStream(CustomersBase):
     @cached_property
     @override
     def owned_fields(self) -> tuple[str, ...]:
-        return (*super().owned_fields, SUBMISSION_SEQ, *self.extra_columns)
-
-    @classmethod
-    @override
-    def base_schema(cls) -> dict[str, t.Any]:
-        schema = super().base_schema()
-        schema["properties"].update(CALL_OUTCOME_PROPERTIES)
-        schema["properties"].update(cls.extra_properties)
-        schema["required"] = [*schema["required"], CALL_OUTCOME_TIMESTAMP, SUBMISSION_SEQ]
-        return schema
+        return (*super().owned_fields, SUBMISSION_SEQ, *self.spec.extra_columns)
 
     @override
     def planned_partitions(self) -> list[dict[str, t.Any]]:
         # Windows are planned as they are read: each depends on the partition's bookmark.
+        self.warn_vanished_partitions()
         return []
 
     @override
@@ -283,23 +263,10 @@ class DayWindowStream(CustomersBase):
             )
         holder["replication_key_value"] = clock
 
-    def discover_schema(self, base: dict[str, t.Any]) -> dict[str, t.Any]:
-        """`base` plus the custom fields the rows of each partition's latest window carry
-        that it lacks, typed as customers' are (tap_cube/streams/schema.py)."""
-        now = datetime.now(UTC)
-        windows = (self.latest_window(partition, now) for partition in self.partitions or [])
-        contexts = [window for window in windows if window is not None]
-        return extend_schema(base, self, {}, contexts, prefix=CUSTOM_FIELD_PREFIX)
-
-    @override
-    def discovery_declares(self, field: str) -> bool:
-        # Only the custom fields come from discovery (of customers); the rest is fixed.
-        return field.startswith(CUSTOM_FIELD_PREFIX)
-
     @override
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         # Labels are free text that differ per campaign: one object column holds them all.
-        for column in self.extra_columns:
+        for column in self.spec.extra_columns:
             prefix = column + "__"
             # A value kept as JSON text stays a field of its own (of the catch-all).
             extras = {
@@ -375,43 +342,3 @@ class DayWindowStream(CustomersBase):
             # later replace it with their own latest timestamp.
             state["replication_key"] = CALL_OUTCOME_TIMESTAMP
             state["replication_key_value"] = bookmark_of(now.isoformat())
-
-
-class CallOutcomesStream(CampaignStream, DayWindowStream):
-    """What happened on each call, per campaign."""
-
-    name = "call_outcomes"
-    needs = ("start_date",)
-    path = "/campaigns/{campaign_id}/call_outcomes/"
-
-
-class CrmCallOutcomesStream(CrmStream, DayWindowStream):
-    """What happened on each call, per data owner and CRM type (every campaign of it)."""
-
-    name = "crm_call_outcomes"
-    needs = ("start_date", "crms")
-    path = "/data_owners/{data_owner_id}/crm/{crm_type}/call_outcomes/"
-
-
-class ProductRegistrationsBase(DayWindowStream):
-    """The products sold: a sale's call outcome, once per product registered."""
-
-    extra_columns = (CALL_OUTCOME_EXTRA, PRODUCT_EXTRA)
-    extra_properties = PRODUCT_PROPERTIES
-
-
-class ProductRegistrationsStream(CampaignStream, ProductRegistrationsBase):
-    """Product registrations per campaign; only data owners' campaigns have them."""
-
-    name = "product_registrations"
-    needs = ("start_date", "crms")
-    path = "/campaigns/{campaign_id}/product_registrations/"
-    of_assignments = False
-
-
-class CrmProductRegistrationsStream(CrmStream, ProductRegistrationsBase):
-    """Product registrations per data owner and CRM type."""
-
-    name = "crm_product_registrations"
-    needs = ("start_date", "crms")
-    path = "/data_owners/{data_owner_id}/crm/{crm_type}/product_registrations/"

@@ -46,7 +46,7 @@ from tap_cube.state import parse_bookmark
 from tap_cube.streams.catalog import reconcile
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
     from zoneinfo import ZoneInfo
 
     from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
@@ -56,6 +56,7 @@ if t.TYPE_CHECKING:
 
     from tap_cube.api.page import Page
     from tap_cube.streams.directory import Directory
+    from tap_cube.streams.specs import StreamSpec
 
 
 def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -72,36 +73,17 @@ def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
 class CubeStream(RESTStream[t.Any]):
     """A Cube list endpoint, read through the page pipeline.
 
-    Subclasses set `path`, `partition_label` and, for plain JSON lists rather than DRF
-    pages, `paginated = False`. Records are de-duplicated per partition on
-    `record_id_field`, and coerce() fits every value to its declared type or keeps it
-    in the catch-all column (tap_cube/records/coercion.py).
+    What it reads, and how, is its spec (a row of tap_cube/streams/specs.py): its name
+    and path, its partitions, its key, its columns. Records are de-duplicated per
+    partition on `record_id_field`, and coerce() fits every value to its declared type
+    or keeps it in the catch-all column (tap_cube/records/coercion.py).
     """
 
-    paginated: bool = True
-    #: The field that identifies a record within one partition.
-    record_id_field: str | None = None
-    #: The fields that tell records apart within one partition (the record id, or what
-    #: stands for one), with their columns: kept in a given catalog whatever it says.
-    id_schema: t.ClassVar[dict[str, t.Any]] = {}
-    #: How a partition is named in messages: "assignment", "data owner", ...
-    partition_label: str = "partition"
-    #: The setting that chose the partitions, for messages about one of them.
-    partition_setting: str = "the tap-cube settings"
-    #: Whether a partition answering 403 or 404 is skipped with a warning even when
-    #: skip_inaccessible_assignments is off (for data some users may not see).
-    optional: bool = False
-    #: Whether detect_deletions applies: full lists keyed by `record_id_field`.
-    tracks_deletions: bool = False
     #: Seconds between two progress lines of a long partition (tap_cube/progress.py).
     progress_interval: float = PROGRESS_INTERVAL
     #: Seconds at least between two STATEs written while one partition is read
     #: (`_write_checkpoint`); more when writing one takes long (see `Checkpoint`).
     checkpoint_interval: float = CHECKPOINT_INTERVAL
-    #: The partition's fields, which the SDK adds to every record from its context.
-    key_schema: t.ClassVar[dict[str, t.Any]] = {}
-    #: Whether skip_unchanged applies: full-table streams keyed by `record_id_field`.
-    tracks_changes: bool = False
     #: Why a run never sends this stream's whole table, if it never does: then
     #: ACTIVATE_VERSION, which tells the target a version holds it all, is refused.
     partial_send: str | None = None
@@ -116,14 +98,24 @@ class CubeStream(RESTStream[t.Any]):
     def __init__(
         self,
         tap: Tap,
+        spec: StreamSpec,
         schema: dict[str, t.Any] | None = None,
         *,
         gate: RequestGate,
         directory: Directory | None = None,
     ) -> None:
-        super().__init__(tap=tap, schema=schema)
+        """`schema`: as discovery found it; none: the spec's, before discovery."""
+        self.spec = spec
         if directory is not None:
             self.directory = directory
+        #: The setting that chose the partitions, for messages about one of them.
+        self.partition_setting = spec.partitions.setting_for(directory)
+        super().__init__(
+            tap=tap,
+            name=spec.name,
+            schema=schema if schema is not None else spec.base_schema(),
+            path=spec.path,
+        )
         self.client = CubeClient(
             self.config,
             self.requests_session,
@@ -158,17 +150,50 @@ class CubeStream(RESTStream[t.Any]):
         #: When the page whose records are being emitted arrived.
         self._extracted_at = datetime.now(UTC)
 
+    # --- what the spec says -----------------------------------------------------
+
+    @property
+    def paginated(self) -> bool:
+        """Whether the list comes in DRF pages with `next` links, not as one JSON list."""
+        return self.spec.paginated
+
+    @property
+    def record_id_field(self) -> str | None:
+        """The field that identifies a record within one partition."""
+        return self.spec.record_id
+
+    @property
+    def key_schema(self) -> Mapping[str, dict[str, t.Any]]:
+        """The partition's fields, which the SDK adds to every record from its context."""
+        return self.spec.partitions.key_schema
+
+    @property
+    def optional(self) -> bool:
+        """Whether a partition answering 403 or 404 is skipped with a warning even when
+        skip_inaccessible_assignments is off (for data some users may not see)."""
+        return self.spec.optional
+
+    @property
+    def tracks_deletions(self) -> bool:
+        """Whether detect_deletions applies: full lists keyed by `record_id_field`."""
+        return self.spec.tracks_deletions
+
+    @property
+    def tracks_changes(self) -> bool:
+        """Whether skip_unchanged applies: full-table streams keyed by `record_id_field`."""
+        return self.spec.tracks_changes
+
     @property
     def record_key(self) -> list[str]:
         """The fields that tell the stream's records apart, across its partitions: the
-        partition's fields and `id_schema`'s. The key a target must keep rows on."""
-        return [*self.key_schema, *self.id_schema]
+        partition's fields and the spec's key. The key a target must keep rows on."""
+        return [*self.key_schema, *self.spec.key]
 
     def added_properties(self) -> dict[str, dict[str, t.Any]]:
         """What records carry whatever the schema says: their key (which upserts, deletion
         records, the delivered ids and skip_unchanged's hashes rest on) and, when
         deletions are detected, `_sdc_deleted_at`."""
-        key_fields = {**self.key_schema, **self.id_schema}
+        key_fields = {**self.key_schema, **self.spec.id_schema}
         added = {name: int64_bounded(prop) for name, prop in key_fields.items()}
         if self.detects_deletions:
             added[DELETED_AT] = DELETED_AT_SCHEMA
@@ -215,7 +240,9 @@ class CubeStream(RESTStream[t.Any]):
         return self.first_page_params(context)
 
     def first_page_params(self, context: Context | None) -> dict[str, t.Any]:
-        return {}
+        """The spec's query parameters whose settings are set."""
+        params = {param: self.config.get(name) for param, name in self.spec.params.items()}
+        return {param: value for param, value in params.items() if value}
 
     def page_request(self, context: Context | None, query: str | None) -> PageRequest:
         """The authenticated request for a page: the first, or the one `query` names."""
@@ -245,21 +272,43 @@ class CubeStream(RESTStream[t.Any]):
     # --- partitions ---------------------------------------------------------------
 
     @property
+    @override
+    def partitions(self) -> list[dict[str, t.Any]] | None:
+        contexts = self.spec.partitions.contexts
+        if contexts is None:
+            return super().partitions
+        return contexts(self.config, self.directory)
+
+    @property
     def skips_inaccessible(self) -> bool:
-        """Whether a partition answering 403 or 404 is skipped with a warning."""
-        return self.optional or bool(self.config.get("skip_inaccessible_assignments"))
+        """Whether a partition answering 403 or 404 is skipped with a warning: partitions
+        found in /campaigns, whose data some users may not see, always are."""
+        found = self.spec.partitions.found
+        return (
+            self.optional
+            or bool(self.config.get("skip_inaccessible_assignments"))
+            or (found is not None and found(self.directory))
+        )
 
     def describe_partition(self, context: Context | None) -> str:
         """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
+        list_name = f"{self.spec.list_name} of " if self.spec.list_name else ""
         if not context:
-            return self.name
+            return list_name + self.name
         first, *rest = context.values()
         extra = f" ({', '.join(str(value) for value in rest)})" if rest else ""
-        return f"{self.partition_label} {first}{extra}"
+        return f"{list_name}{self.spec.partitions.label} {first}{extra}"
 
     def planned_partitions(self) -> list[dict[str, t.Any]]:
-        """The partitions whose pages may be fetched ahead, in the order they are read."""
+        """The partitions whose pages may be fetched ahead, in the order they are read;
+        asked once, when the stream starts to read."""
+        self.warn_vanished_partitions()
         return list(self.partitions or [{}])
+
+    def warn_vanished_partitions(self) -> None:
+        """When the stream starts to read: data owners the state knows, now not found."""
+        if self.spec.partitions.warns_vanished:
+            self.directory.warn_vanished(self.tap_state.get("bookmarks") or {})
 
     @property
     def pipeline(self) -> PagePipeline:
@@ -708,7 +757,7 @@ class CubeStream(RESTStream[t.Any]):
 
     def discovery_declares(self, field: str) -> bool:
         """Whether discovering the schema again would give `field` a column of its own."""
-        return False
+        return self.spec.schema_source.declares(field)
 
     def _report_unfit(self, where: str) -> None:
         """One warning per field whose values fit no column in the partition `where`."""

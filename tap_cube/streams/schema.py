@@ -1,8 +1,14 @@
-"""The customers schema: standard fields plus the custom fields of every assignment."""
+"""The streams' fixed columns, and the types of the custom fields discovery finds.
+
+Customers have standard fields plus the custom fields of every assignment or CRM;
+discovery types those from the custom-field metadata and from sampled records.
+"""
 
 from __future__ import annotations
 
 import typing as t
+
+from singer_sdk import typing as th
 
 from tap_cube.api.json_text import JsonText
 from tap_cube.records.coercion import CATCH_ALL_PROPERTY
@@ -37,15 +43,62 @@ STANDARD_CUSTOMER_FIELDS = (
 CUSTOMER_ID_SCHEMA: dict[str, t.Any] = {"type": "string"}
 
 
-def customer_properties(key_fields: dict[str, dict[str, t.Any]]) -> dict[str, t.Any]:
-    """The fields every customer has: the partition keys, the id, the standard info, and
-    the catch-all for values that fit no column."""
-    properties: dict[str, t.Any] = dict(key_fields)
-    properties["crm__customer_id"] = dict(CUSTOMER_ID_SCHEMA)
-    for name in STANDARD_CUSTOMER_FIELDS:
-        properties[name] = {"type": ["string", "null"]}
-    properties.update(CATCH_ALL_PROPERTY)
-    return properties
+#: The fields every customer has besides its partition's: the id, the standard info, and
+#: the catch-all for values that fit no column.
+CUSTOMER_PROPERTIES: dict[str, t.Any] = {
+    "crm__customer_id": CUSTOMER_ID_SCHEMA,
+    **{name: {"type": ["string", "null"]} for name in STANDARD_CUSTOMER_FIELDS},
+    **CATCH_ALL_PROPERTY,
+}
+
+#: Where each customer stands in the call flow, beside the customer fields.
+CALLFLOW_PROPERTIES: dict[str, t.Any] = {
+    "callflow__callstate__name": {"type": ["string", "null"]},
+    "callflow__attempts_status__attempts": {"type": ["integer", "null"]},
+    "callflow__last_change__when": {"type": ["string", "null"]},
+}
+
+#: A custom field's metadata: the labels for `crm__custom_info__<id>`.
+CUSTOM_FIELD_PROPERTIES: dict[str, t.Any] = {
+    **th.PropertiesList(
+        th.Property("id", th.IntegerType, required=True),
+        th.Property("key", th.StringType, description="The field's label"),
+        th.Property("type", th.StringType, description="text, integer, date, boolean, ..."),
+        th.Property("data__type", th.StringType, description="type, as some 2021 servers name it"),
+        th.Property("max_length", th.IntegerType),
+        th.Property("hint", th.StringType),
+        th.Property("lookup__id", th.StringType, description="The customer field it describes"),
+    ).to_dict()["properties"],
+    **CATCH_ALL_PROPERTY,
+}
+
+#: A campaign, as /campaigns lists it in every era of the notes.
+_CAMPAIGN = th.PropertiesList(
+    th.Property("campaign__id", th.IntegerType, required=True),
+    th.Property("campaign__name", th.StringType),
+    th.Property("campaign__crm_type", th.StringType, description="B2C or B2B"),
+    th.Property("campaign__type", th.StringType, description="Booking, Sales, ... (2018)"),
+    th.Property("campaign__description", th.StringType),
+    th.Property("campaign__start_date", th.DateType, description="Deprecated since 2022"),
+    th.Property("campaign__end_date", th.DateType, description="Deprecated since 2022"),
+    th.Property("campaign__archived_date", th.DateType),
+    th.Property("campaign__is_active", th.BooleanType),
+    th.Property("assignment__id", th.IntegerType, description="Assignment era"),
+    th.Property("assignment__name", th.StringType),
+    th.Property("client__id", th.IntegerType),
+    th.Property("assignment__description", th.StringType),
+    th.Property("client__short_name", th.StringType),
+    th.Property("client__full_name", th.StringType),
+    th.Property("crm_type__id", th.IntegerType, description="2019 notes"),
+    th.Property("crm_type__name", th.StringType, description="2019 notes"),
+    th.Property("data_owner__id", th.IntegerType, description="Data-owner era"),
+    th.Property("data_owner__name", th.StringType),
+    th.Property("service__id", th.IntegerType),
+    th.Property("service__name", th.StringType),
+).to_dict()
+CAMPAIGN_PROPERTIES: dict[str, t.Any] = {**_CAMPAIGN["properties"], **CATCH_ALL_PROPERTY}
+#: The JSON Schema dialect the campaigns schema names, as singer_sdk's typing made it.
+CAMPAIGN_DIALECT: str = _CAMPAIGN["$schema"]
 
 
 def type_of_metadata(row: dict[str, t.Any]) -> str:
