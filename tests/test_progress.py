@@ -11,7 +11,8 @@ from tests.test_concurrency import customers_stream
 
 LINE = re.compile(
     r"customers: assignment (\d+): page (\d+)/(\d+), ([\d,]+)/([\d,]+) records "
-    r"\((\d+\.\d)%\), ([\d,]+) records/s, (about .* left|time left unknown)$"
+    r"\((\d+\.\d)%\), ([\d,]+) records/s, (about .* left|time left unknown)"
+    r"(?: \(limit: \d+ requests? at once\))?$"
 )
 
 
