@@ -125,8 +125,11 @@ class ConcurrencyLimit:
 
     def _note_latency(self, latency: float) -> None:
         now = self._clock()
-        if now - self._period_began >= FLOOR_MEMORY:
-            self._shortest_before, self._shortest = self._shortest, None
+        elapsed = now - self._period_began
+        if elapsed >= FLOOR_MEMORY:
+            # The period that ended is remembered for one more, unless that passed too.
+            self._shortest_before = self._shortest if elapsed < 2 * FLOOR_MEMORY else None
+            self._shortest = None
             self._period_began = now
         if self._shortest is None or latency < self._shortest:
             self._shortest = latency
