@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from typing_extensions import override
 
-from tap_cube.api.concurrency import ConcurrencyLimit
+from tap_cube.api.concurrency import START, ConcurrencyLimit
 from tap_cube.api.page import Page
 from tap_cube.api.pagination import query_for_page, query_pairs
 from tap_cube.errors import Cancelled
@@ -260,8 +260,12 @@ class PagePipeline:
     @property
     def _window(self) -> int:
         """Pages that may be in flight or waiting to be emitted: two per request the
-        limit lets go now, so the prefetch follows the limit and memory stays flat."""
-        return 2 * min(self._concurrency, self._gate.limit.current)
+        limit lets go now, so the prefetch follows the limit and memory stays flat.
+
+        Never fewer than for the limit's START: first pages of the next partitions,
+        fetched and waiting, would otherwise leave a small limit's slots unused.
+        """
+        return 2 * min(self._concurrency, max(self._gate.limit.current, START))
 
     def _peek(self, plan: _Plan) -> None:
         """Plan a later partition's pages as soon as its first page has arrived.
