@@ -116,6 +116,20 @@ def test_a_latency_climb_backs_off_by_a_quarter_once_per_round():
     assert round_trip(limit, clock, 2 * FLOOR) == 6
 
 
+def test_a_few_slow_pages_are_not_taken_for_a_queue_but_most_are():
+    limit, clock = adaptive(ceiling=16)
+    round_trip(limit, clock)
+    round_trip(limit, clock)
+    sent = send(limit)
+    answer(limit, clock, sent[:10], FLOOR)
+    answer(limit, clock, sent[10:], 2 * FLOOR)  # 6 of 16 slow: a busy page or two
+    assert limit.current == 16
+    sent = send(limit)
+    answer(limit, clock, sent[:6], FLOOR)
+    answer(limit, clock, sent[6:], 2 * FLOOR)  # most of them slow: a queue
+    assert limit.current == 12
+
+
 def test_latency_somewhat_above_the_floor_neither_grows_nor_cuts():
     limit, clock = adaptive(ceiling=16)
     round_trip(limit, clock)

@@ -6,12 +6,16 @@ The limit finds out as TCP's congestion window does, within `[1, ceiling]`
 
 - It starts where the fixed default used to be (START) and, until the server first
   pushes back, grows by one per answer: it doubles every round trip (slow start).
-- After that it grows by one per round: once as many answers as the limit came back
-  near the latency floor. It grows only on answers to requests that found every slot
-  taken, so a limit that is not what holds requests back does not grow.
-- It is cut by half on a 429, a 503 or 504, a timeout or a reset, and by a quarter
-  when an answer takes well over its floor (the server is queueing). A cut counts
-  once per round: answers to requests sent before it say nothing of the new limit.
+- It is judged on the latest answers, as many as the limit, to requests sent since it
+  last changed: it is cut by a quarter when their median is well over the latency
+  floor (the server is queueing; a median, so that a slow page or two is not taken for
+  a queue), and after slow start it grows by one when their mean is near the floor
+  and most of them found every slot taken (a limit that is not what holds requests
+  back does not grow). A mean, because beyond the server's capacity the mean latency
+  grows with the limit (Little's law) even when most pages are served at once.
+- It is cut by half at once on a 429, a 503 or 504, a timeout or a reset.
+- A cut counts once per round: answers to requests sent before it say nothing of the
+  new limit.
 
 The latency floor is the shortest answer of the last FLOOR_MEMORY to 2 x FLOOR_MEMORY
 seconds, so a server that became slower for good gets a new floor. With
@@ -22,8 +26,10 @@ under its lock.
 
 from __future__ import annotations
 
+import statistics
 import time
 import typing as t
+from collections import deque
 from dataclasses import dataclass
 
 from tap_cube.settings import setting
@@ -33,9 +39,9 @@ if t.TYPE_CHECKING:
 
 #: Where the limit starts: the number of requests tap-cube used to send at once.
 START = 4
-#: An answer within this factor of the floor lets the limit grow.
+#: Answers within this factor of the floor let the limit grow.
 NEAR_FLOOR = 1.3
-#: An answer beyond this factor of the floor: the server is queueing requests.
+#: A round's median answer beyond this factor of the floor: the server is queueing.
 QUEUEING = 1.7
 #: The limit after the server refused, failed or timed out, as a share of the limit.
 OVERLOAD_CUT = 0.5
@@ -70,8 +76,8 @@ class ConcurrencyLimit:
         self._limit = float(min(START, self.ceiling) if adaptive else self.ceiling)
         self._slow_start = True
         self._round = 0
-        #: Answers of this round near the floor, to requests sent crowded.
-        self._near = 0
+        #: The latest answers of this round: latency, and whether the request was crowded.
+        self._answers: deque[tuple[float, bool]] = deque(maxlen=self.ceiling)
         #: The shortest answers of the current and the previous FLOOR_MEMORY period.
         self._shortest: float | None = None
         self._shortest_before: float | None = None
@@ -106,12 +112,26 @@ class ConcurrencyLimit:
         latency = self._clock() - sent.at
         self._note_latency(latency)
         floor = self.floor
-        if not self.adaptive or floor is None:
+        if not self.adaptive or floor is None or sent.round != self._round:
             return
-        if latency > QUEUEING * floor:
+        if self._slow_start and sent.crowded and latency <= NEAR_FLOOR * floor:
+            self._limit = min(float(self.ceiling), self._limit + 1)
+        self._answers.append((latency, sent.crowded))
+        size = self.current
+        if len(self._answers) < size:
+            return
+        last = list(self._answers)[-size:]
+        latencies = [latency for latency, _ in last]
+        if statistics.median(latencies) > QUEUEING * floor:
             self._cut(sent, QUEUEING_CUT)
-        elif latency <= NEAR_FLOOR * floor and sent.crowded:
-            self._grow(sent)
+        elif (
+            not self._slow_start
+            and statistics.fmean(latencies) <= NEAR_FLOOR * floor
+            and 2 * sum(crowded for _, crowded in last) >= size
+            and self._limit < self.ceiling
+        ):
+            self._limit = min(float(self.ceiling), self._limit + 1)
+            self._next_round()
 
     def overloaded(self, sent: Sent) -> None:
         """The server refused (429), failed under load (503, 504), or timed out or reset."""
@@ -141,19 +161,6 @@ class ConcurrencyLimit:
         self._slow_start = False
         self._next_round()
 
-    def _grow(self, sent: Sent) -> None:
-        if self._limit >= self.ceiling:
-            return
-        if self._slow_start:
-            self._limit = min(float(self.ceiling), self._limit + 1)
-            return
-        if sent.round != self._round:
-            return
-        self._near += 1
-        if self._near >= self.current:
-            self._limit = min(float(self.ceiling), self._limit + 1)
-            self._next_round()
-
     def _next_round(self) -> None:
         self._round += 1
-        self._near = 0
+        self._answers.clear()
