@@ -9,8 +9,10 @@ import time
 
 import pytest
 import requests
+from singer_sdk.exceptions import RetriableAPIError
 
 from cube_simulator import CapacityModel
+from tap_cube.api.client import says_overloaded
 from tap_cube.api.concurrency import (
     FLOOR_MEMORY,
     START,
@@ -18,7 +20,7 @@ from tap_cube.api.concurrency import (
     Sent,
 )
 from tap_cube.api.fetch import RequestGate
-from tap_cube.api.responses import ThrottledError
+from tap_cube.api.responses import MalformedPageError, ThrottledError
 from tap_cube.errors import Cancelled
 from tests.conftest import config_for, plain_assignment, run_tap
 
@@ -188,10 +190,14 @@ def test_the_settings_give_the_ceiling_and_the_switch():
 # --- the gate applies the limit --------------------------------------------------------
 
 
-def _throttled() -> ThrottledError:
+def _answered(status: int) -> requests.Response:
     response = requests.Response()
-    response.status_code = 429
-    return ThrottledError("429 Too Many Requests", response)
+    response.status_code = status
+    return response
+
+
+def _throttled() -> ThrottledError:
+    return ThrottledError("429 Too Many Requests", _answered(429))
 
 
 def test_the_gate_lets_no_more_requests_go_than_the_limit():
@@ -233,6 +239,27 @@ def test_the_gate_backs_the_limit_off_on_an_overload_and_not_on_other_errors():
     ):
         raise _throttled()
     assert limit.current == START // 2
+
+
+@pytest.mark.parametrize(
+    ("error", "overloaded"),
+    [
+        (_throttled(), True),
+        (RetriableAPIError("503", _answered(503)), True),
+        (RetriableAPIError("504", _answered(504)), True),
+        (requests.exceptions.ReadTimeout(), True),
+        (requests.exceptions.ConnectionError(ConnectionResetError()), True),
+        (requests.exceptions.ChunkedEncodingError(), True),
+        (RetriableAPIError("500", _answered(500)), False),
+        (RetriableAPIError("502", _answered(502)), False),
+        (MalformedPageError("cut short"), False),
+        (requests.exceptions.SSLError(), False),
+        (ValueError("a 404, say"), False),
+    ],
+    ids=repr,
+)
+def test_what_says_the_server_is_overloaded(error, overloaded):
+    assert says_overloaded(error) is overloaded
 
 
 def test_cancel_wakes_a_request_waiting_for_a_slot():
@@ -282,8 +309,10 @@ def test_a_small_server_is_read_whole_with_few_429s(simulator, tmp_path):
     lines = DONE.findall(run.stderr)
     assert [int(line[0]) for line in lines] == ids
     assert all(int(line[3]) == 16 and 1 <= int(line[2]) <= 16 for line in lines)
-    assert sum(int(line[5]) for line in lines) == sim.capacity.refused
-    assert sim.capacity.refused <= 10
+    # Every 429 a partition got is in its closing line (discovery's are in none).
+    throttled = re.findall(r" done: .*, (\d+) throttled \(429\)", run.stderr)
+    assert sum(int(n) for n in throttled) <= sim.capacity.refused <= 10
+    assert sim.capacity.refused == [r.status for r in sim.requests].count(429)
 
 
 def test_a_roomy_server_never_sees_more_than_the_ceiling(simulator, tmp_path):
@@ -312,3 +341,15 @@ def test_adaptive_off_keeps_the_ceiling_through_429_bursts(simulator, tmp_path):
     assert_every_customer_once(run, sim, ids)
     assert [line[2:4] for line in DONE.findall(run.stderr)] == [("3", "3")]
     assert sim.capacity.refused > 0
+
+
+def test_the_closing_line_counts_the_partitions_429s(simulator, tmp_path):
+    ids = [1, 2]
+    sim = simulator([plain_assignment(i, 600) for i in ids], page_size=50)
+    sim.fail_next("/assignments/2/customers/?page=3", 429, headers={"Retry-After": "0"}, times=2)
+    run = run_tap(config_for(sim, ids), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert_every_customer_once(run, sim, ids)
+    lines = {int(line[0]): line for line in DONE.findall(run.stderr)}
+    assert (lines[1][5], lines[2][5]) == ("0", "2")
+    assert all(re.fullmatch(r"\d+ ms", line[4]) for line in lines.values())

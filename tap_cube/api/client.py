@@ -173,7 +173,7 @@ class CubeClient:
 
     def _request_page(self, request: PageRequest) -> Page:
         """One attempt at one page."""
-        with self._gate.turn(overloaded=_says_overloaded):
+        with self._gate.turn(overloaded=says_overloaded):
             response = self.send(request.prepared)
             try:
                 check_status(response)
@@ -321,7 +321,7 @@ class CubeClient:
         )
 
 
-def _says_overloaded(error: BaseException) -> bool:
+def says_overloaded(error: BaseException) -> bool:
     """Whether a failed request says the server has more than it can serve: a 429, a 503
     or 504, a timeout, or a connection reset or cut short."""
     if isinstance(error, ThrottledError):
