@@ -353,3 +353,13 @@ def test_the_closing_line_counts_the_partitions_429s(simulator, tmp_path):
     lines = {int(line[0]): line for line in DONE.findall(run.stderr)}
     assert (lines[1][5], lines[2][5]) == ("0", "2")
     assert all(re.fullmatch(r"\d+ ms", line[4]) for line in lines.values())
+
+
+def test_one_request_at_once_stays_strictly_sequential(simulator, tmp_path):
+    ids = [1, 2]
+    sim = simulator([plain_assignment(i, 300) for i in ids], page_size=50, latency=0.01)
+    run = run_tap(config_for(sim, ids, max_concurrent_requests=1), tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert_every_customer_once(run, sim, ids)
+    assert sim.capacity.busiest == 1
+    assert [line[2:4] for line in DONE.findall(run.stderr)] == [("1", "1"), ("1", "1")]
