@@ -9,6 +9,7 @@ Use it in-process::
 or from the command line: ``python -m cube_simulator --help``.
 """
 
+from cube_simulator.capacity import CapacityModel
 from cube_simulator.cli import main
 from cube_simulator.facade import CubeSimulator
 from cube_simulator.fake_values import ID_STYLES as ID_STYLES  # public, not in __all__
@@ -16,6 +17,7 @@ from cube_simulator.model import Assignment, Crm, CustomField, RequestRecord, de
 
 __all__ = [
     "Assignment",
+    "CapacityModel",
     "Crm",
     "CubeSimulator",
     "CustomField",

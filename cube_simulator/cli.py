@@ -10,6 +10,7 @@ import tempfile
 import threading
 from typing import TYPE_CHECKING
 
+from cube_simulator.capacity import CapacityModel
 from cube_simulator.facade import CubeSimulator
 from cube_simulator.fake_values import ID_STYLES
 from cube_simulator.model import Assignment, Crm, CustomField, demo_assignments
@@ -57,6 +58,16 @@ def _removal_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected ID=COUNT, got {text!r}") from None
 
 
+def _bursts_arg(text: str) -> tuple[float, float]:
+    every, sep, lasting = text.partition("/")
+    try:
+        if not sep:
+            raise ValueError(text)
+        return float(every), float(lasting)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected EVERY/LASTING, got {text!r}") from None
+
+
 def _write_atomically(path: str, text: str) -> None:
     # A reader polling for the file never sees it half-written.
     directory = os.path.dirname(os.path.abspath(path))
@@ -84,6 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-consecutive-failures", type=int, default=2)
     parser.add_argument("--retry-after", default="0")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, help="requests served at once (default: all)")
+    parser.add_argument("--queue", type=int, default=0, help="requests that may wait; 429 beyond")
+    parser.add_argument(
+        "--slow-above", type=int, help="list latency doubles with more requests than this"
+    )
+    parser.add_argument(
+        "--bursts",
+        type=_bursts_arg,
+        metavar="EVERY/LASTING",
+        help="429 to every request for the last LASTING seconds of every EVERY, e.g. 5/1",
+    )
     parser.add_argument("--token", default="sim-token")
     parser.add_argument("--username", default="sim@example.com")
     parser.add_argument("--password", default="sim-password")
@@ -146,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         host=args.host,
         port=args.port,
+        capacity=CapacityModel(
+            workers=args.workers, queue=args.queue, slow_above=args.slow_above, bursts=args.bursts
+        ),
     )
     for assignment_id, removed in args.remove:
         served = len(simulator.customers(assignment_id))

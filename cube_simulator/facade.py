@@ -7,8 +7,9 @@ real service sends them behind its proxy (paging.py), custom-field metadata, cam
 call outcomes and product registrations (views.py, outcomes.py), call-flow status,
 injected faults (faults.py) and mutations while a list is being paged (store.py).
 
-Each request goes: scripted fault, route, authentication, method, view, then latency
-and random faults for a successful answer (Router.respond).
+Each request goes: scripted fault, capacity (a worker, a place in the queue, or 429:
+capacity.py), route, authentication, method, view, then latency and random faults for a
+successful answer (Router.respond).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Generic, Self, TypeVar, cast, overload
 
 from cube_simulator.auth import Credentials
 from cube_simulator.campaigns import Campaigns
+from cube_simulator.capacity import Capacity, CapacityModel
 from cube_simulator.faults import FAULT_KINDS, FaultPlan
 from cube_simulator.outcomes import CallOutcomes
 from cube_simulator.page_cache import PageCache
@@ -122,6 +124,7 @@ class CubeSimulator:
         tls: ssl.SSLContext | None = None,
         quirks: Iterable[str] = (),
         counts: bool = True,
+        capacity: CapacityModel | None = None,
     ) -> None:
         """Configure the fake; nothing listens until start().
 
@@ -132,7 +135,8 @@ class CubeSimulator:
         kept; with `prefetch` the page after each one served is rendered ahead. With a
         server-side `tls` context it serves https. `quirks` turns on oddities of the
         documented examples (see paging.QUIRKS). With `counts` off, list pages carry no
-        `count` (as DRF's CursorPagination serves them).
+        `count` (as DRF's CursorPagination serves them). `capacity` bounds what the
+        server takes at once (default: everything, at one speed).
         """
         _check(next_style, failure_kinds, page_size, quirk_set := frozenset(quirks))
         self.seed = seed
@@ -142,6 +146,8 @@ class CubeSimulator:
         lock = self._store.lock
         self._campaigns = Campaigns(self._store, seed)
         self._outcomes = CallOutcomes(self._campaigns, outcomes_start, outcomes_per_day, today)
+        #: The server's capacity at work: its busiest moment and the requests it refused.
+        self.capacity = Capacity(capacity or CapacityModel())
         self._faults = FaultPlan(
             lock,
             latency=latency,
@@ -150,6 +156,7 @@ class CubeSimulator:
             max_consecutive_failures=max_consecutive_failures,
             retry_after=retry_after,
             seed=seed,
+            slowdown=self.capacity.slowdown,
         )
         self._credentials = Credentials(token, username, password)
         self._cache = PageCache(lock, size=cache_pages, prefetch=prefetch)
@@ -159,7 +166,13 @@ class CubeSimulator:
         views = Views(self._store, self._campaigns, self._outcomes, self._paginator, self._cache)
         self._served = ServedBodies(lambda: self.origin)
         self._router = Router(
-            self._store, self._campaigns, views, self._credentials, self._faults, self._served
+            self._store,
+            self._campaigns,
+            views,
+            self._credentials,
+            self._faults,
+            self._served,
+            self.capacity,
         )
         self._listener = Listener(host, port, tls, self._router.respond, self.requests, self._cache)
 

@@ -11,6 +11,7 @@ from cube_simulator.answers import HTML, JSON, Answer, error
 
 if TYPE_CHECKING:
     import threading
+    from collections.abc import Callable
 
 FAULT_KINDS = ("429", "500", "502", "503", "504", "reset", "truncated")
 _PROXY_PAGES = {
@@ -49,8 +50,11 @@ class FaultPlan:
         max_consecutive_failures: int,
         retry_after: str,
         seed: int,
+        slowdown: Callable[[], float] = lambda: 1.0,
     ) -> None:
+        """`slowdown`: what list latency is multiplied by at the moment (capacity.py)."""
         self._lock = lock
+        self._slowdown = slowdown
         self.latency = latency
         self.failure_rate = failure_rate
         self.failure_kinds = failure_kinds
@@ -109,7 +113,7 @@ class FaultPlan:
     def after_success(self, answer: Answer, target: str) -> Answer:
         """A successful answer delayed (a list page) or replaced by a random fault."""
         if answer.paginated and self.latency > 0:
-            time.sleep(self.latency)
+            time.sleep(self.latency * self._slowdown())
         kind = self._pick(target)
         return answer if kind is None else self._fault(kind, answer)
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from cube_simulator.answers import Request
     from cube_simulator.auth import Credentials
     from cube_simulator.campaigns import Campaigns
+    from cube_simulator.capacity import Capacity
     from cube_simulator.container import Container
     from cube_simulator.faults import FaultPlan
     from cube_simulator.served import ServedBodies
@@ -33,6 +34,7 @@ class Router:
         credentials: Credentials,
         faults: FaultPlan,
         served: ServedBodies,
+        capacity: Capacity,
     ) -> None:
         self._store = store
         self._campaigns = campaigns
@@ -40,6 +42,7 @@ class Router:
         self._credentials = credentials
         self._faults = faults
         self._served = served
+        self._capacity = capacity
 
     def respond(self, target: str, req: Request) -> Answer:
         """The answer to a request; `target` is its path and query exactly as sent."""
@@ -47,6 +50,16 @@ class Router:
         scripted = self._faults.scripted(target)
         if scripted is not None:
             return scripted
+        refused = self._capacity.admit()
+        if refused is not None:
+            return refused
+        try:
+            return self._answer(req)
+        finally:
+            self._capacity.leave()
+
+    def _answer(self, req: Request) -> Answer:
+        """The answer of a request the server has a worker for."""
         view = self.route(req.path)
         if view is None:
             return NO_ROUTE

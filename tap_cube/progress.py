@@ -2,8 +2,10 @@
 
 A partition's `count` is known from its first page, so a read can say how far it is:
 `customers: assignment 7: page 40/1001, 20,000/500,123 records (4.0%), 1,950 records/s,
-about 4m 6s left`. A line is logged at most every `interval` seconds and only once that
-much time has passed since the read began, so a short partition logs none.
+about 4m 6s left (limit: 16 requests at once)`, the last part the run's concurrency
+limit as it stands (tap_cube/api/concurrency.py). A line is logged at most every
+`interval` seconds and only once that much time has passed since the read began, so a
+short partition logs none.
 """
 
 from __future__ import annotations
@@ -42,8 +44,11 @@ class Progress:
         *,
         interval: float = PROGRESS_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        limit: Callable[[], int] | None = None,
     ) -> None:
+        """`limit`: the requests the run may have in flight now (None: not said)."""
         self._logger = logger
+        self._limit = limit
         self._where = where
         self._interval = interval
         self._clock = clock
@@ -59,6 +64,9 @@ class Progress:
         elapsed = now - self._started
         rate = records / elapsed if elapsed > 0 else 0.0
         left = f"about {duration((count - records) / rate)} left" if rate else "time left unknown"
+        if self._limit is not None:
+            limit = self._limit()
+            left += f" (limit: {limit} request{'s' if limit != 1 else ''} at once)"
         self._logger.info(
             "%s: page %d/%d, %s/%s records (%.1f%%), %s records/s, %s",
             self._where,

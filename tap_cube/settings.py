@@ -269,11 +269,21 @@ SETTINGS: dict[str, t.Any] = th.PropertiesList(
     th.Property(
         "max_concurrent_requests",
         th.IntegerType(minimum=1, maximum=MAX_CONCURRENCY),
-        default=4,
+        default=16,
         title="Maximum concurrent requests",
         description=(
-            f"Pages fetched in parallel, within and across assignments (1 to {MAX_CONCURRENCY}); "
-            "1 reads strictly one page after another."
+            f"The most pages fetched in parallel, within and across assignments (1 to "
+            f"{MAX_CONCURRENCY}); 1 reads strictly one page after another."
+        ),
+    ),
+    th.Property(
+        "adaptive_concurrency",
+        th.BooleanType,
+        default=True,
+        title="Adaptive concurrency",
+        description=(
+            "Fetch as many pages at once as the server answers without queueing or "
+            "throttling, up to max_concurrent_requests; off: always that many."
         ),
     ),
 ).to_dict()
@@ -406,6 +416,10 @@ class Settings:
     @property
     def max_concurrent_requests(self) -> int:
         return int(self._value("max_concurrent_requests"))
+
+    @property
+    def adaptive_concurrency(self) -> bool:
+        return bool(self._value("adaptive_concurrency"))
 
 
 def setting(config: Mapping[str, t.Any], name: str) -> t.Any:

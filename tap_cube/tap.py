@@ -16,6 +16,7 @@ from singer_sdk.tap_base import CliTestOptionValue
 from typing_extensions import override
 
 from tap_cube import stopping
+from tap_cube.api.concurrency import ConcurrencyLimit
 from tap_cube.api.fetch import RequestGate
 from tap_cube.connection_test import check_streams
 from tap_cube.errors import ConfigError, install_scrubber
@@ -66,10 +67,15 @@ class TapCube(Tap):
     ]
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        self.gate = RequestGate()  # shared by every stream's requests, cancelled on a stop
         install_scrubber()  # before the SDK's constructor, which validates and discovers
         super().__init__(*args, **kwargs)
         self._state_writer = DigestStateWriter(self.message_writer)
+
+    @cached_property
+    def gate(self) -> RequestGate:
+        """Shared by every stream's requests, with the run's concurrency limit; cancelled
+        on a stop (the settings are read before the stop signals are handled)."""
+        return RequestGate(ConcurrencyLimit.of(self.config))
 
     @override
     def _setup_signal_handlers(self) -> None:

@@ -11,7 +11,8 @@ from tests.test_concurrency import customers_stream
 
 LINE = re.compile(
     r"customers: assignment (\d+): page (\d+)/(\d+), ([\d,]+)/([\d,]+) records "
-    r"\((\d+\.\d)%\), ([\d,]+) records/s, (about .* left|time left unknown)$"
+    r"\((\d+\.\d)%\), ([\d,]+) records/s, (about .* left|time left unknown)"
+    r"(?: \(limit: \d+ requests? at once\))?$"
 )
 
 
@@ -34,6 +35,22 @@ def test_a_line_says_pages_records_percent_rate_and_time_left(caplog):
         "customers: assignment 7: page 40/1001, 20,000/500,123 records (4.0%), "
         "1,950 records/s, about 4m 6s left"
     ]
+
+
+def test_a_line_ends_with_the_concurrency_limit_as_it_stands(caplog):
+    clock = FakeClock()
+    limits = iter([12, 1])
+    logger = logging.getLogger("test-progress")
+    progress = Progress(logger, "customers: assignment 7", clock=clock, limit=lambda: next(limits))
+    with caplog.at_level(logging.INFO, logger="test-progress"):
+        for page in (1, 2):
+            clock.now += 10
+            progress.update(page, page * 500, 5000, 500)
+    assert [m.rsplit(", ", 1)[1] for m in caplog.messages] == [
+        "about 1m 30s left (limit: 12 requests at once)",
+        "about 1m 20s left (limit: 1 request at once)",
+    ]
+    assert all(LINE.match(m) for m in caplog.messages)
 
 
 def test_never_more_often_than_the_interval_and_not_for_short_reads(caplog):

@@ -105,7 +105,9 @@ class CubeClient:
         self.session = session
         # TLS verification stays on; a corporate CA bundle replaces the default one.
         session.verify = config.get("ca_bundle") or True
-        pool = max(10, int(setting(config, "max_concurrent_requests")))
+        # A connection for every request the limit may ever let go at once, kept open
+        # between pages: none is opened and dropped per page.
+        pool = max(10, gate.limit.ceiling)
         for prefix in ("https://", "http://"):
             session.mount(prefix, HTTPAdapter(pool_maxsize=pool))
         self.url_base = str(config["api_url"]).rstrip("/")
@@ -113,6 +115,7 @@ class CubeClient:
         self.timeout = float(setting(config, "request_timeout"))
         self.max_tries = int(setting(config, "max_retries")) + 1
         self._retries: dict[str, int] = {}
+        self._throttled: dict[str, int] = {}
         self._retries_lock = threading.Lock()
         self._retry_wait = threading.local()
 
@@ -135,6 +138,10 @@ class CubeClient:
     def retries_of(self, where: str) -> int:
         """How many retries the pages of a partition (named as in PageRequest.where) took."""
         return self._retries.get(where, 0)
+
+    def throttled_of(self, where: str) -> int:
+        """How many of a partition's requests the server answered with 429."""
+        return self._throttled.get(where, 0)
 
     def send(self, prepared: requests.PreparedRequest) -> requests.Response:
         """Send, following redirects only within the configured scheme and host.
@@ -166,9 +173,14 @@ class CubeClient:
 
     def _request_page(self, request: PageRequest) -> Page:
         """One attempt at one page."""
-        self._gate.wait_turn()
-        response = self.send(request.prepared)
-        check_status(response)
+        with self._gate.turn(overloaded=says_overloaded):
+            response = self.send(request.prepared)
+            try:
+                check_status(response)
+            except ThrottledError:
+                with self._retries_lock:
+                    self._throttled[request.where] = self._throttled.get(request.where, 0) + 1
+                raise
         body = decode_body(
             response.content,
             paginated=self._paginated,
@@ -307,6 +319,23 @@ class CubeClient:
             f"the TLS connection to {where} failed ({type(error).__name__}); check api_url "
             "and, behind a TLS-inspecting proxy, set ca_bundle to a PEM file of its authority."
         )
+
+
+def says_overloaded(error: BaseException) -> bool:
+    """Whether a failed request says the server has more than it can serve: a 429, a 503
+    or 504, a timeout, or a connection reset or cut short."""
+    if isinstance(error, ThrottledError):
+        return True
+    if isinstance(error, RetriableAPIError):
+        status = error.response.status_code if error.response is not None else None
+        return status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.GATEWAY_TIMEOUT)
+    return isinstance(
+        error,
+        requests.exceptions.Timeout
+        | requests.exceptions.ConnectionError
+        | requests.exceptions.ChunkedEncodingError
+        | ConnectionResetError,
+    ) and not isinstance(error, requests.exceptions.SSLError)
 
 
 def _asks_a_page(query: str | None) -> bool:

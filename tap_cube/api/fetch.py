@@ -3,12 +3,14 @@
 Records must leave the tap in order and from the main thread (state, selection, stream
 maps and metrics live there), but the waiting for pages need not: workers fetch the next
 pages of the current partition, then the first pages of the following ones, while the
-main thread emits. At most `2 * concurrency` pages are in flight or waiting to be
-emitted, so memory stays flat however large an assignment is.
+main thread emits. At most twice as many pages as the run's concurrency limit lets go
+at once (concurrency.py) are in flight or waiting to be emitted, so memory stays flat
+however large an assignment is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -19,54 +21,92 @@ from dataclasses import dataclass, field, replace
 
 from typing_extensions import override
 
+from tap_cube.api.concurrency import START, ConcurrencyLimit
 from tap_cube.api.page import Page
 from tap_cube.api.pagination import query_for_page, query_pairs
 from tap_cube.errors import Cancelled
+from tap_cube.settings import MAX_CONCURRENCY
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from singer_sdk.helpers.types import Context
 
+    from tap_cube.api.concurrency import Sent
     from tap_cube.api.pagination import CubeNextLinkPaginator
 
 
 class RequestGate:
-    """Where every request waits before it is sent.
+    """Where every request waits before it is sent, and reports how it went.
 
-    Retry waits of one worker and a pause of the whole pool after a 429 both happen
-    here, on an event that cancellation sets, so a run that is ending is never held up
-    by a sleeping worker.
+    A request goes once no pause holds it and the run's concurrency limit has a free
+    slot (concurrency.py); it then holds that slot until its answer is read, and the
+    answer tells the limit whether to grow or back off. Retry waits of one worker and a
+    pause of every request after a 429 both happen here, on a condition that
+    cancellation wakes, so a run that is ending is never held up by a waiting worker.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, limit: ConcurrencyLimit | None = None) -> None:
+        #: Shared by every stream's requests (without one: at most MAX_CONCURRENCY, fixed).
+        self.limit = limit or ConcurrencyLimit(MAX_CONCURRENCY, adaptive=False)
+        # Reentrant: a stop signal's handler cancels from the main thread, which may be
+        # holding it.
+        self._changed = threading.Condition(threading.RLock())
         self._paused_until = 0.0
+        self._in_flight = 0
         self._cancelled = threading.Event()
         self._local = threading.local()
 
     def pause_all(self, seconds: float) -> None:
-        """Hold every request of the pool for `seconds` (the server throttled us)."""
-        with self._lock:
+        """Hold every request for `seconds` (the server throttled us)."""
+        with self._changed:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def retry_after(self, seconds: float) -> None:
         """Hold this worker's next request for `seconds`."""
         self._local.not_before = time.monotonic() + seconds
 
-    def wait_turn(self) -> None:
-        while True:
-            if self._cancelled.is_set():
-                raise Cancelled
-            with self._lock:
+    @contextlib.contextmanager
+    def turn(self, overloaded: Callable[[BaseException], bool]) -> Iterator[None]:
+        """Around one request: waits for its turn, then holds a slot until it is answered.
+
+        An error for which `overloaded` is true backs the limit off; any other ending is
+        an answer in the server's own time.
+        """
+        sent = self.wait_turn()
+        try:
+            yield
+        except BaseException as exc:
+            self._release(sent, overloaded=overloaded(exc))
+            raise
+        self._release(sent, overloaded=False)
+
+    def wait_turn(self) -> Sent:
+        """Wait until a request may go, and take a slot for it (`turn` gives it back)."""
+        with self._changed:
+            while True:
+                if self._cancelled.is_set():
+                    raise Cancelled
                 until = max(self._paused_until, getattr(self._local, "not_before", 0.0))
-            remaining = until - time.monotonic()
-            if remaining <= 0:
-                return
-            self._cancelled.wait(remaining)
+                remaining = until - time.monotonic()
+                if remaining <= 0 and self._in_flight < self.limit.current:
+                    self._in_flight += 1
+                    return self.limit.sent(self._in_flight)
+                self._changed.wait(remaining if remaining > 0 else None)
+
+    def _release(self, sent: Sent, *, overloaded: bool) -> None:
+        with self._changed:
+            self._in_flight -= 1
+            if overloaded:
+                self.limit.overloaded(sent)
+            else:
+                self.limit.answered(sent)
+            self._changed.notify_all()
 
     def cancel(self) -> None:
         self._cancelled.set()
+        with self._changed:
+            self._changed.notify_all()
 
     def reset(self) -> None:
         self._cancelled.clear()
@@ -107,7 +147,8 @@ FetchPage = t.Callable[["Context", "str | None"], Page]
 
 
 class PagePipeline:
-    """Fetches the pages of a stream's partitions, in partition order, `concurrency` at a time.
+    """Fetches the pages of a stream's partitions, in partition order, up to `concurrency`
+    at a time (the gate's limit decides how many).
 
     With a concurrency of 1 nothing runs ahead: each page is fetched when the previous
     one has been emitted, following `next` links exactly as a sequential client would.
@@ -128,13 +169,13 @@ class PagePipeline:
         self._paginator = paginator
         self._gate = gate
         self._concurrency = concurrency
-        self._window = 2 * concurrency
         self._plans: list[_Plan] = []
         self._executor: ThreadPoolExecutor | None = (
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tap-cube-fetch")
             if concurrency > 1
             else None
         )
+        gate.limit.forget_floor()  # this stream's pages may take longer or shorter
 
     def plan(self, contexts: Iterable[Context]) -> None:
         """Declare the partitions that will be read, in the order they will be read."""
@@ -208,12 +249,23 @@ class PagePipeline:
             if plan is not current:
                 self._peek(plan)
         outstanding = sum(len(plan.queue) for plan in self._plans)
+        window = self._window
         for plan in self._plans:
-            while plan.todo and outstanding < self._window:
+            while plan.todo and outstanding < window:
                 self._submit(plan)
                 outstanding += 1
-            if outstanding >= self._window:
+            if outstanding >= window:
                 return
+
+    @property
+    def _window(self) -> int:
+        """Pages that may be in flight or waiting to be emitted: two per request the
+        limit lets go now, so the prefetch follows the limit and memory stays flat.
+
+        Never fewer than for the limit's START: first pages of the next partitions,
+        fetched and waiting, would otherwise leave a small limit's slots unused.
+        """
+        return 2 * min(self._concurrency, max(self._gate.limit.current, START))
 
     def _peek(self, plan: _Plan) -> None:
         """Plan a later partition's pages as soon as its first page has arrived.

@@ -85,6 +85,8 @@ class PartitionList:
     paginated: bool
     #: Seconds between two progress lines (tap_cube/progress.py).
     progress_interval: float
+    #: The run's concurrency limit as it stands, for progress lines (None: not said).
+    limit: Callable[[], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +332,7 @@ class CompleteRead:
             partition.logger,
             f"{partition.stream_name}: {where}",
             interval=partition.progress_interval,
+            limit=partition.limit,
         )
         field = partition.id_field
         forms = IdForms(field)

@@ -449,6 +449,7 @@ class CubeStream(RESTStream[t.Any]):
                 id_field=self.record_id_field,
                 paginated=self.paginated,
                 progress_interval=self.progress_interval,
+                limit=lambda: self._gate.limit.current,
             ),
             RecordPath(
                 identity=self.record_identity,
@@ -495,9 +496,12 @@ class CubeStream(RESTStream[t.Any]):
             state.pop(changes.STATE_KEY, None)
         self._note_what_memory_vouches_for(state)
         unchanged = change_filter.unchanged if change_filter is not None else 0
+        limit = self._gate.limit
+        floor = f"{limit.floor * 1000:.0f} ms" if limit.floor is not None else "unknown"
         self.logger.info(
             "%s: %s done: %d records, %d pages, %d retries, %.1f s; "
-            "%d emitted, %d unchanged (skipped), %d deleted",
+            "%d emitted, %d unchanged (skipped), %d deleted; "
+            "limit %d of %d requests at once, latency floor %s, %d throttled (429)",
             self.name,
             where,
             summary.delivered,
@@ -507,6 +511,10 @@ class CubeStream(RESTStream[t.Any]):
             summary.delivered - unchanged,
             unchanged,
             summary.deleted,
+            limit.current,
+            limit.ceiling,
+            floor,
+            self.client.throttled_of(where),
         )
 
     def _say_deletions_start_here(self, state: dict[str, t.Any], where: str) -> None:
