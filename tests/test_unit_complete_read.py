@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from tap_cube.api.page import Page
+from tap_cube.api.paging import MAX_PAGES_WITHOUT_COUNT
 from tap_cube.errors import ApiError, IncompleteError, PageGoneError
 from tap_cube.records.completeness import (
-    MAX_PAGES_WITHOUT_COUNT,
     MAX_REREADS,
     CompleteRead,
     DeletionRule,

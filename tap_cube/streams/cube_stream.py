@@ -13,7 +13,7 @@ import typing as t
 from array import array
 from datetime import UTC, datetime
 from functools import cached_property, partial
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from singer_sdk import RESTStream
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -23,9 +23,10 @@ from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
+from tap_cube.api import paging
 from tap_cube.api.client import CubeClient, PageRequest
 from tap_cube.api.fetch import PagePipeline, RequestGate
-from tap_cube.api.pagination import CubeNextLinkPaginator, query_pairs
+from tap_cube.api.paging import CubeNextLinkPaginator
 from tap_cube.errors import DeletionsWithheldError, InaccessibleError, IncompleteError
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records import changes, deletions, memory, memory_age
@@ -202,19 +203,20 @@ class CubeStream(RESTStream[t.Any]):
         return {"Accept": "application/json"}
 
     def paginator_for(self, context: Context | None) -> CubeNextLinkPaginator:
-        """The paginator of one partition's list."""
-        params = query_pairs(urlencode(self.first_page_params(context), doseq=True))
+        """The paginator of one partition's list (paging happens in tap_cube/api/paging.py,
+        in place of the SDK's `get_new_paginator` and `parse_response`)."""
+        params = paging.first_page_query(self.first_page_params(context))
         list_path = self.get_url(context).removeprefix(self.url_base)
         return CubeNextLinkPaginator(self.describe_partition(context), list_path, params)
 
     @override
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
         """The first page's parameters, or exactly those of the `next` link being followed."""
-        if next_page_token:
-            return dict(parse_qs(str(next_page_token), keep_blank_values=True))
-        return self.first_page_params(context)
+        query = str(next_page_token) if next_page_token else None
+        return paging.request_params(self.first_page_params(context), query)
 
     def first_page_params(self, context: Context | None) -> dict[str, t.Any]:
+        """The query parameters of the first page of the partition's list."""
         return {}
 
     def page_request(self, context: Context | None, query: str | None) -> PageRequest:
@@ -239,8 +241,7 @@ class CubeStream(RESTStream[t.Any]):
     def page_path(self, context: Context | None, query: str | None) -> str:
         """The path and query of a page, as messages show it."""
         path = urlsplit(self.get_url(context)).path
-        params = query if query is not None else urlencode(self.first_page_params(context))
-        return f"{path}?{params}" if params else path
+        return paging.shown_path(path, self.first_page_params(context), query)
 
     # --- partitions ---------------------------------------------------------------
 
