@@ -94,7 +94,7 @@ PREPARED: list[object] = []
 
 def path(identity: t.Callable[[], t.Callable[[Record], object]] = by_id) -> RecordPath:
     return RecordPath(
-        identity=identity,
+        keyer=identity,
         prepare=lambda record: PREPARED.append(record.get("id")),
         fit=lambda record: {**record, "fitted": True},
     )

@@ -17,6 +17,7 @@ import contextlib
 import time
 import typing as t
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -36,6 +37,10 @@ if t.TYPE_CHECKING:
 MAX_REREADS = 3
 
 Record = dict[str, t.Any]
+#: A record as emitted, with when the page that brought it arrived (its time_extracted).
+Extracted = tuple[Record, datetime]
+#: What `CompleteRead.extracted` yields before each page: a moment for a STATE.
+PAGE_BOUNDARY: t.Final = None
 
 #: Seconds at least between two STATEs written while one partition is read.
 CHECKPOINT_INTERVAL = 60.0
@@ -86,12 +91,13 @@ class PartitionList:
 
 @dataclass(frozen=True, slots=True)
 class RecordPath:
-    """What becomes of a record served: how it is identified, prepared and fitted."""
+    """What becomes of a record served: how it is prepared, keyed and fitted."""
 
-    #: A fresh identity function for each read (identities may depend on the records
-    #: before); it returns None for a record without its key.
-    identity: Callable[[], Callable[[Record], object]]
-    #: Called on each record as served, before it is identified.
+    #: Makes, for each read, the function that gives a record its key within the
+    #: partition (None: the record lacks it). Fresh for each read: a key may depend on
+    #: the records before, and a keyer may write what it derives into the record.
+    keyer: Callable[[], Callable[[Record], object]]
+    #: Called on each record as served, before it is keyed.
     prepare: Callable[[Record], None]
     #: The record as it is emitted.
     fit: Callable[[Record], Record]
@@ -164,6 +170,8 @@ class CompleteRead:
         self._unusable_link: str | None = None
         #: Why the last read cannot be checked against a count (None: it was checked).
         self._unchecked: str | None = None
+        #: When the page read last arrived.
+        self._arrived_at = datetime.now(UTC)
 
     @property
     def pages(self) -> int:
@@ -172,6 +180,13 @@ class CompleteRead:
 
     def records(self) -> Iterator[Record]:
         """The records of the partition, each exactly once, or an error that says why not."""
+        for item in self.extracted():
+            if item is not None:  # PAGE_BOUNDARY
+                yield item[0]
+
+    def extracted(self) -> Iterator[Extracted | None]:
+        """`records`, each with when its page arrived, and PAGE_BOUNDARY before each page:
+        there every record of the pages before has gone out."""
         with SeenIds() as emitted:
             self._emitted = emitted
             try:
@@ -214,7 +229,7 @@ class CompleteRead:
                 "%s: the ids sent before the run ended could not be kept", self._partition.where
             )
 
-    def _reads(self, emitted: SeenIds) -> Iterator[Record]:
+    def _reads(self, emitted: SeenIds) -> Iterator[Extracted | None]:
         """Reads until one is complete, then the deletion records."""
         partition, summary = self._partition, self.summary
         with contextlib.ExitStack() as reads:
@@ -278,7 +293,9 @@ class CompleteRead:
             why,
         )
 
-    def _deletions(self, rule: DeletionRule, served: SeenIds, emitted: SeenIds) -> Iterator[Record]:
+    def _deletions(
+        self, rule: DeletionRule, served: SeenIds, emitted: SeenIds
+    ) -> Iterator[Extracted]:
         """Deletion records for what this complete read no longer served (deletions.py).
 
         A partition that would lose more than max_share of the rows it delivered
@@ -301,7 +318,9 @@ class CompleteRead:
                 rule.max_share,
             )
             return
-        yield from removed.records(str(partition.id_field), rule.id_schema)
+        # Found missing by the read that ended with the last page.
+        for record in removed.records(str(partition.id_field), rule.id_schema):
+            yield record, self._arrived_at
         summary.deleted = len(removed)
         summary.delivered_ids = encode_ids(served.small_numbers, served.other_ids())
         if removed:
@@ -313,7 +332,7 @@ class CompleteRead:
 
     def _read_once(
         self, emitted: SeenIds, served: SeenIds, *, again: bool
-    ) -> Generator[Record, None, str | None]:
+    ) -> Generator[Extracted | None, None, str | None]:
         """One read of the partition from its first page; returns why it was incomplete.
 
         `served` collects the ids this read served; on the first read it is `emitted`.
@@ -327,10 +346,12 @@ class CompleteRead:
             f"{partition.stream_name}: {partition.where}",
             interval=partition.progress_interval,
         )
-        read = _OneRead(partition, self._path.identity(), emitted, served)
+        read = _OneRead(partition, self._path.keyer(), emitted, served)
         self._unchecked = None
         try:
             for page in self._pages(again=again):
+                yield PAGE_BOUNDARY
+                self._arrived_at = page.arrived_at
                 self.summary.pages += 1
                 tally.take(page)
                 self._note_unusable_link(page, tally.pages)
@@ -352,9 +373,10 @@ class CompleteRead:
             read.forms.close()
         return self._incomplete(tally, read.distinct)
 
-    def _page_records(self, page: Page, read: _OneRead) -> Iterator[Record]:
+    def _page_records(self, page: Page, read: _OneRead) -> Iterator[Extracted]:
         """The records of `page` that are new to the partition, fitted; counts the rest."""
         path, summary, field, where = self._path, self.summary, read.field, read.where
+        arrived_at = page.arrived_at
         record_id, served, emitted, forms = read.record_id, read.served, read.emitted, read.forms
         for record in page.records:
             path.prepare(record)
@@ -377,7 +399,7 @@ class CompleteRead:
             if served is not emitted and not emitted.add(key):
                 continue
             summary.delivered += 1
-            yield path.fit(record)
+            yield path.fit(record), arrived_at
 
     def _note_unusable_link(self, page: Page, number: int) -> None:
         """Warns once per partition that its links are unusable, from the first such page."""
