@@ -16,8 +16,10 @@ from tap_cube.records import changes, deletions, memory, memory_age
 from tap_cube.state import parse_bookmark
 
 if t.TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
+
+    from singer_sdk.mapper import StreamMap
 
 State = dict[str, t.Any]
 
@@ -35,6 +37,41 @@ class MemoryRules:
     resend_before: datetime | None
     #: Whether skip_unchanged applies: only then are the stored hashes compared with.
     skips_unchanged: bool
+
+
+def memory_rules(
+    stream_name: str,
+    emitting_maps: Sequence[StreamMap],
+    config: Mapping[str, t.Any],
+    *,
+    timezone: str,
+    switches: dict[str, bool],
+    max_memory_age_days: float,
+) -> MemoryRules:
+    """The rules for a stream whose records the SDK emits through `emitting_maps`: its
+    memory vouches for its SCHEMA messages as the SDK writes them, the settings beside
+    them, the `timezone` and the `switches` (detect_deletions, skip_unchanged)."""
+    destination = [stream_map.stream_alias for stream_map in emitting_maps]
+    vouches_for = memory.Vouching.of(
+        destination=destination,
+        shape={
+            "schemas": [
+                [m.stream_alias, m.transformed_schema, m.transformed_key_properties]
+                for m in emitting_maps
+            ],
+            "settings": {name: config.get(name) for name in memory.MAP_SETTINGS},
+        },
+        timezone=timezone,
+        switches=switches,
+    )
+    return MemoryRules(
+        stream_name=stream_name,
+        vouches_for=vouches_for,
+        emitted_streams=destination,
+        max_memory_age_days=max_memory_age_days,
+        resend_before=parse_bookmark(config.get("resend_before")),
+        skips_unchanged=switches["skip_unchanged"],
+    )
 
 
 def distrust_reason(state: State, rules: MemoryRules, now: datetime) -> str | None:

@@ -12,6 +12,8 @@ import typing as t
 from tap_cube.errors import DeletionsWithheldError, InaccessibleError, IncompleteError
 
 if t.TYPE_CHECKING:
+    import logging
+
     from tap_cube.records.partition_read import PartitionOutcome
 
 
@@ -35,6 +37,28 @@ class StreamOutcome:
             self.withheld.append(outcome.summary.withheld)
         if outcome.summary.unchecked is not None:
             self.unchecked.append(where)
+
+    def check(
+        self,
+        partitions: int,
+        setting: str,
+        *,
+        optional: bool,
+        max_deletion_share: float,
+        logger: logging.Logger,
+    ) -> None:
+        """After the stream's last partition: fails when none of its `partitions` was
+        accessible (unless the stream is `optional`) or deletions were withheld, and
+        names the partitions skipped."""
+        nothing = self.nothing_accessible(partitions, setting)
+        if nothing is not None and not optional:
+            raise nothing
+        if self.skipped:
+            skipped = ", ".join(self.skipped)
+            logger.warning("%s: skipped because not accessible: %s", self._name, skipped)
+        withheld = self.deletions_withheld(max_deletion_share)
+        if withheld is not None:
+            raise withheld
 
     def nothing_accessible(self, partitions: int, setting: str) -> InaccessibleError | None:
         """The error when every one of the stream's `partitions` was skipped."""

@@ -28,16 +28,15 @@ from tap_cube.api.client import CubeClient, PageRequest
 from tap_cube.api.fetch import PagePipeline, RequestGate
 from tap_cube.api.paging import CubeNextLinkPaginator
 from tap_cube.progress import PROGRESS_INTERVAL
-from tap_cube.records import keys, memory
+from tap_cube.records import keys
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.records.completeness import CHECKPOINT_INTERVAL, PartitionList, RecordPath
 from tap_cube.records.converters import INT64_MAX, INT64_MIN
 from tap_cube.records.deletions import DELETED_AT, DELETED_AT_SCHEMA
 from tap_cube.records.partition_read import ExtractedRecord, PartitionRead, ReadPolicy, StateDue
-from tap_cube.records.remembered import MemoryRules
+from tap_cube.records.remembered import MemoryRules, memory_rules
 from tap_cube.records.stream_outcome import StreamOutcome
 from tap_cube.settings import setting, zone_of
-from tap_cube.state import parse_bookmark
 from tap_cube.streams.catalog import reconcile
 
 if t.TYPE_CHECKING:
@@ -280,21 +279,14 @@ class CubeStream(RESTStream[t.Any]):
             self._report_unfit(where)
         if last:
             self.close()
-            self._end_stream()
-
-    def _end_stream(self) -> None:
-        """After the last partition: what the partitions came to, then ACTIVATE_VERSION."""
-        outcome = self._outcome
-        nothing = outcome.nothing_accessible(len(self.partitions or [{}]), self.partition_setting)
-        if nothing is not None and not self.optional:
-            raise nothing
-        if outcome.skipped:
-            skipped = ", ".join(outcome.skipped)
-            self.logger.warning("%s: skipped because not accessible: %s", self.name, skipped)
-        withheld = outcome.deletions_withheld(self.max_deletion_share)
-        if withheld is not None:
-            raise withheld
-        self._activate_version()
+            self._outcome.check(
+                len(self.partitions or [{}]),
+                self.partition_setting,
+                optional=self.optional,
+                max_deletion_share=self.max_deletion_share,
+                logger=self.logger,
+            )
+            self._activate_version()
 
     @property
     def activates_version(self) -> bool:
@@ -399,45 +391,23 @@ class CubeStream(RESTStream[t.Any]):
     # --- what the memory vouches for ---------------------------------------------------
 
     @cached_property
-    def _emitted_streams(self) -> list[str]:
-        """The streams this stream's records go to, as emitted (after stream maps)."""
-        return [stream_map.stream_alias for stream_map in self.emitting_maps]
-
-    @cached_property
     def emitting_maps(self) -> list[StreamMap]:
         """The stream maps that make messages of this stream's records."""
         return [m for m in self.stream_maps if not isinstance(m, RemoveRecordTransform)]
 
     @cached_property
-    def vouches_for(self) -> memory.Vouching:
-        """What this run's memory of a partition vouches for (tap_cube/records/memory.py):
-        its SCHEMA messages as the SDK writes them, and the settings beside them."""
-        return memory.Vouching.of(
-            destination=self._emitted_streams,
-            shape={
-                "schemas": [
-                    [m.stream_alias, m.transformed_schema, m.transformed_key_properties]
-                    for m in self.emitting_maps
-                ],
-                "settings": {name: self.config.get(name) for name in memory.MAP_SETTINGS},
-            },
+    def _memory_rules(self) -> MemoryRules:
+        """What this run holds a partition's memory to (tap_cube/records/remembered.py)."""
+        return memory_rules(
+            self.name,
+            self.emitting_maps,
+            self.config,
             timezone=self.zone.key,
             switches={
                 "detect_deletions": self.detects_deletions,
                 "skip_unchanged": self.skips_unchanged,
             },
-        )
-
-    @cached_property
-    def _memory_rules(self) -> MemoryRules:
-        """What this run holds a partition's memory to (tap_cube/records/remembered.py)."""
-        return MemoryRules(
-            stream_name=self.name,
-            vouches_for=self.vouches_for,
-            emitted_streams=self._emitted_streams,
             max_memory_age_days=float(setting(self.config, "max_memory_age_days")),
-            resend_before=parse_bookmark(self.config.get("resend_before")),
-            skips_unchanged=self.skips_unchanged,
         )
 
     # --- what becomes of a record -----------------------------------------------------
