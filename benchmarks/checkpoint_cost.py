@@ -6,7 +6,7 @@ Run by hand, not in CI, from the project root::
     uv run python benchmarks/checkpoint_cost.py --ids 100000
 
 A partition of `--ids` customers, all delivered last time and all sent again so far (the
-largest such STATE: the ids remembered with those sent, CubeStream `_write_checkpoint`).
+largest such STATE: the ids remembered with those sent, PartitionRead `_checkpoint`).
 Printed per id style (see benchmarks/memory_by_id_style.py): the CPU seconds to make its delivered
 ids, their bytes in the STATE, the seconds and bytes of the stored record hashes that go
 with them while they still vouch (skip_unchanged), and the least interval between two

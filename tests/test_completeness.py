@@ -10,8 +10,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from tap_cube.api import paging
 from tap_cube.errors import ApiError, IncompleteError
-from tap_cube.records import completeness
 from tests.conftest import (
     Answer,
     LocalServer,
@@ -189,7 +189,7 @@ def test_pages_repeating_the_same_rows_without_count_stop_at_once(endless_cube, 
 
 
 def test_endless_new_rows_without_count_stop_at_the_bound(endless_cube, monkeypatch):
-    monkeypatch.setattr(completeness, "MAX_PAGES_WITHOUT_COUNT", 40)
+    monkeypatch.setattr(paging, "MAX_PAGES_WITHOUT_COUNT", 40)
     cube = endless_cube(new_rows=True)
     with pytest.raises(ApiError) as raised:
         read_in_process(endless_config(cube), None)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from cube_simulator import Crm, CustomField
 from tap_cube.api.page import Page
-from tap_cube.api.pagination import CubeNextLinkPaginator, query_for_page, query_pairs
+from tap_cube.api.paging import CubeNextLinkPaginator, query_for_page, query_pairs
 from tests.conftest import config_for, plain_assignment, run_tap
 from tests.test_catalog import discovered_catalog
 

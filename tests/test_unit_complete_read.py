@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from tap_cube.api.page import Page
+from tap_cube.api.paging import MAX_PAGES_WITHOUT_COUNT
 from tap_cube.errors import ApiError, IncompleteError, PageGoneError
 from tap_cube.records.completeness import (
-    MAX_PAGES_WITHOUT_COUNT,
     MAX_REREADS,
     CompleteRead,
     DeletionRule,
@@ -94,7 +94,7 @@ PREPARED: list[object] = []
 
 def path(identity: t.Callable[[], t.Callable[[Record], object]] = by_id) -> RecordPath:
     return RecordPath(
-        identity=identity,
+        keyer=identity,
         prepare=lambda record: PREPARED.append(record.get("id")),
         fit=lambda record: {**record, "fitted": True},
     )

@@ -19,7 +19,7 @@ import pytest
 
 from tap_cube.api.fetch import PagePipeline, RequestGate
 from tap_cube.api.page import Page
-from tap_cube.api.pagination import CubeNextLinkPaginator
+from tap_cube.api.paging import CubeNextLinkPaginator
 from tap_cube.errors import ApiError, Cancelled, PageGoneError
 
 if t.TYPE_CHECKING:

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tap_cube.api.page import Page
-from tap_cube.api.pagination import (
+from tap_cube.api.paging import (
     LEAVES_BY_PATH,
     LEAVES_BY_QUERY,
     REPEATS_PAGE,

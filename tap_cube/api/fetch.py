@@ -11,7 +11,6 @@ however large an assignment is.
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 import typing as t
@@ -23,7 +22,6 @@ from typing_extensions import override
 
 from tap_cube.api.concurrency import START, ConcurrencyLimit
 from tap_cube.api.page import Page
-from tap_cube.api.pagination import query_for_page, query_pairs
 from tap_cube.errors import Cancelled
 from tap_cube.settings import MAX_CONCURRENCY
 
@@ -33,7 +31,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_cube.api.concurrency import Sent
-    from tap_cube.api.pagination import CubeNextLinkPaginator
+    from tap_cube.api.paging import CubeNextLinkPaginator
 
 
 class RequestGate:
@@ -299,20 +297,13 @@ class PagePipeline:
         return page
 
     def _predict(self, plan: _Plan, first: Page) -> bool:
-        """Queue every page number the first page implies, if page 2 comes by its number.
-
-        That is the case when the first page links to page 2 as DRF numbers it, or when
-        its link is unusable and the paginator reads on by page number.
-        """
-        if self._concurrency == 1 or not first.records or first.count is None:
+        """Queue every page the first page implies, when page 2 comes by its number
+        (tap_cube/api/paging.py `predicted_queries` says which)."""
+        if self._concurrency == 1:
             return False
-        second = plan.paginator.query_after_first(first)
-        params = plan.paginator.first_params
-        if second is None or query_pairs(second) != query_pairs(query_for_page(params, 2)):
+        queries = plan.paginator.predicted_queries(first)
+        if not queries:
             return False
-        last = math.ceil(first.count / len(first.records))
-        if last < 2:
-            return False
-        plan.last_predicted = last
-        plan.todo.extend(query_for_page(params, n) for n in range(2, last + 1))
+        plan.last_predicted = len(queries) + 1
+        plan.todo.extend(queries)
         return True

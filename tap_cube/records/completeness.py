@@ -7,20 +7,21 @@ the list is read again from its first page, skipping records already emitted, up
 MAX_REREADS times, and then the run stops.
 
 Every read ends: a page that brings no new record stops it, and so does a page beyond
-what the count allows or, without a count, beyond MAX_PAGES_WITHOUT_COUNT. A read
-without a count is taken as served but cannot be checked, so it marks nothing deleted.
+the limits of tap_cube/api/paging.py (`PageTally`). A read without a count is taken as
+served but cannot be checked, so it marks nothing deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import typing as t
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import msgspec
 
+from tap_cube.api.paging import PageTally
 from tap_cube.errors import ApiError, IncompleteError, PageGoneError
 from tap_cube.progress import Progress
 from tap_cube.records.deletions import RemovedIds, delivered_so_far, encode_ids
@@ -34,11 +35,12 @@ if t.TYPE_CHECKING:
 
 #: Reads of a partition after the first, when its list changed while it was read.
 MAX_REREADS = 3
-#: Pages one read of a list without a `count` may take: nothing the server said bounds
-#: it, so this does (5,000,000 rows at Cube's 500 a page).
-MAX_PAGES_WITHOUT_COUNT = 10_000
 
 Record = dict[str, t.Any]
+#: A record as emitted, with when the page that brought it arrived (its time_extracted).
+Extracted = tuple[Record, datetime]
+#: What `CompleteRead.extracted` yields before each page: a moment for a STATE.
+PAGE_BOUNDARY: t.Final = None
 
 #: Seconds at least between two STATEs written while one partition is read.
 CHECKPOINT_INTERVAL = 60.0
@@ -91,12 +93,13 @@ class PartitionList:
 
 @dataclass(frozen=True, slots=True)
 class RecordPath:
-    """What becomes of a record served: how it is identified, prepared and fitted."""
+    """What becomes of a record served: how it is prepared, keyed and fitted."""
 
-    #: A fresh identity function for each read (identities may depend on the records
-    #: before); it returns None for a record without its key.
-    identity: Callable[[], Callable[[Record], object]]
-    #: Called on each record as served, before it is identified.
+    #: Makes, for each read, the function that gives a record its key within the
+    #: partition (None: the record lacks it). Fresh for each read: a key may depend on
+    #: the records before, and a keyer may write what it derives into the record.
+    keyer: Callable[[], Callable[[Record], object]]
+    #: Called on each record as served, before it is keyed.
     prepare: Callable[[Record], None]
     #: The record as it is emitted.
     fit: Callable[[Record], Record]
@@ -169,6 +172,8 @@ class CompleteRead:
         self._unusable_link: str | None = None
         #: Why the last read cannot be checked against a count (None: it was checked).
         self._unchecked: str | None = None
+        #: When the page read last arrived.
+        self._arrived_at = datetime.now(UTC)
 
     @property
     def pages(self) -> int:
@@ -177,6 +182,13 @@ class CompleteRead:
 
     def records(self) -> Iterator[Record]:
         """The records of the partition, each exactly once, or an error that says why not."""
+        for item in self.extracted():
+            if item is not None:  # PAGE_BOUNDARY
+                yield item[0]
+
+    def extracted(self) -> Iterator[Extracted | None]:
+        """`records`, each with when its page arrived, and PAGE_BOUNDARY before each page:
+        there every record of the pages before has gone out."""
         with SeenIds() as emitted:
             self._emitted = emitted
             try:
@@ -219,7 +231,7 @@ class CompleteRead:
                 "%s: the ids sent before the run ended could not be kept", self._partition.where
             )
 
-    def _reads(self, emitted: SeenIds) -> Iterator[Record]:
+    def _reads(self, emitted: SeenIds) -> Iterator[Extracted | None]:
         """Reads until one is complete, then the deletion records."""
         partition, summary = self._partition, self.summary
         with contextlib.ExitStack() as reads:
@@ -283,7 +295,9 @@ class CompleteRead:
             why,
         )
 
-    def _deletions(self, rule: DeletionRule, served: SeenIds, emitted: SeenIds) -> Iterator[Record]:
+    def _deletions(
+        self, rule: DeletionRule, served: SeenIds, emitted: SeenIds
+    ) -> Iterator[Extracted]:
         """Deletion records for what this complete read no longer served (deletions.py).
 
         A partition that would lose more than max_share of the rows it delivered
@@ -306,7 +320,9 @@ class CompleteRead:
                 rule.max_share,
             )
             return
-        yield from removed.records(str(partition.id_field), rule.id_schema)
+        # Found missing by the read that ended with the last page.
+        for record in removed.records(str(partition.id_field), rule.id_schema):
+            yield record, self._arrived_at
         summary.deleted = len(removed)
         summary.delivered_ids = encode_ids(served.small_numbers, served.other_ids())
         if removed:
@@ -318,136 +334,122 @@ class CompleteRead:
 
     def _read_once(
         self, emitted: SeenIds, served: SeenIds, *, again: bool
-    ) -> Generator[Record, None, str | None]:
+    ) -> Generator[Extracted | None, None, str | None]:
         """One read of the partition from its first page; returns why it was incomplete.
 
         `served` collects the ids this read served; on the first read it is `emitted`.
         """
-        partition, path, summary = self._partition, self._path, self.summary
-        where = partition.where
-        record_id = path.identity()
+        partition = self._partition
+        tally = PageTally(partition.where)
         # Counted here, where the partition's pages are emitted in order: pages fetched
         # ahead (of this partition or the next ones) are not read until they get here.
         progress = Progress(
             partition.logger,
-            f"{partition.stream_name}: {where}",
+            f"{partition.stream_name}: {partition.where}",
             interval=partition.progress_interval,
             limit=partition.limit,
         )
-        field = partition.id_field
-        forms = IdForms(field)
-        count: int | None = None
-        changed_to: int | None = None
-        distinct = pages = 0
-        page_limit = page_size = 0
+        read = _OneRead(partition, self._path.keyer(), emitted, served)
         self._unchecked = None
         try:
             for page in self._pages(again=again):
-                pages += 1
-                summary.pages += 1
-                if pages == 1:
-                    count = page.count
-                    page_size = len(page.records)
-                    page_limit = _page_limit(count, page_size)
-                elif page.count != count and changed_to is None:
-                    changed_to = page.count
-                if pages > page_limit:
-                    raise ApiError(self._beyond_limit(pages, count, page_size))
-                if page.unusable_link and self._unusable_link is None:
-                    self._unusable_link = page.unusable_link
-                    partition.logger.warning(
-                        "%s: %s: the server's next links are unusable (page %d's link %s); "
-                        "reading on by page number on the list's own path and query, "
-                        "checked against its count",
-                        partition.stream_name,
-                        where,
-                        pages,
-                        page.unusable_link,
-                    )
+                yield PAGE_BOUNDARY
+                self._arrived_at = page.arrived_at
+                self.summary.pages += 1
+                tally.take(page)
+                self._note_unusable_link(page, tally.pages)
                 if not page.records and page.next:
-                    return f"got an empty page {pages} that links to a next one"
-                before = distinct
-                for record in page.records:
-                    path.prepare(record)
-                    key = record_id(record)
-                    if key is None:
-                        msg = (
-                            f"{where}: the server sent a record without "
-                            f"{field or 'its key'}; it cannot be keyed, so "
-                            "the run stops. Report it to Headshed."
-                        )
-                        raise ApiError(msg)
-                    # The key is the id as sent unless fitting it to its column changed it.
-                    reformed = field is not None and key is not record.get(field)
-                    if not served.add(key):
-                        forms.check_repeat(key, reformed, record, where)
-                        summary.duplicates += 1
-                        continue
-                    if reformed:
-                        forms.add(key)
-                    distinct += 1
-                    if served is not emitted and not emitted.add(key):
-                        continue
-                    summary.delivered += 1
-                    yield path.fit(record)
-                if distinct == before and page.records and page.next:
+                    return f"got an empty page {tally.pages} that links to a next one"
+                before = read.distinct
+                yield from self._page_records(page, read)
+                if read.distinct == before and page.records and page.next:
                     # Rows added ahead can push a whole page back, but then its count
                     # changed; a server that repeats itself would be paged forever.
-                    if changed_to is not None:
-                        return f"saw the count change from {count} to {changed_to}"
-                    raise ApiError(self._repeated_page(pages, len(page.records)))
-                progress.update(pages, distinct, count, page_size)
+                    if tally.changed_to is not None:
+                        return f"saw the count change from {tally.count} to {tally.changed_to}"
+                    by_number = self._unusable_link is not None
+                    raise tally.repeated_page(len(page.records), by_number=by_number)
+                progress.update(tally.pages, read.distinct, tally.count, tally.page_size)
         except PageGoneError:
-            return f"ended at page {pages + 1}, which the server no longer has (404)"
+            return f"ended at page {tally.pages + 1}, which the server no longer has (404)"
         finally:
-            forms.close()
-        if not partition.paginated:
+            read.forms.close()
+        return self._incomplete(tally, read.distinct)
+
+    def _page_records(self, page: Page, read: _OneRead) -> Iterator[Extracted]:
+        """The records of `page` that are new to the partition, fitted; counts the rest."""
+        path, summary, field, where = self._path, self.summary, read.field, read.where
+        arrived_at = page.arrived_at
+        record_id, served, emitted, forms = read.record_id, read.served, read.emitted, read.forms
+        for record in page.records:
+            path.prepare(record)
+            key = record_id(record)
+            if key is None:
+                msg = (
+                    f"{where}: the server sent a record without {field or 'its key'}; it "
+                    "cannot be keyed, so the run stops. Report it to Headshed."
+                )
+                raise ApiError(msg)
+            # The key is the id as sent unless fitting it to its column changed it.
+            reformed = field is not None and key is not record.get(field)
+            if not served.add(key):
+                forms.check_repeat(key, reformed, record, where)
+                summary.duplicates += 1
+                continue
+            if reformed:
+                forms.add(key)
+            read.distinct += 1
+            if served is not emitted and not emitted.add(key):
+                continue
+            summary.delivered += 1
+            yield path.fit(record), arrived_at
+
+    def _note_unusable_link(self, page: Page, number: int) -> None:
+        """Warns once per partition that its links are unusable, from the first such page."""
+        if not page.unusable_link or self._unusable_link is not None:
+            return
+        self._unusable_link = page.unusable_link
+        self._partition.logger.warning(
+            "%s: %s: the server's next links are unusable (page %d's link %s); reading on "
+            "by page number on the list's own path and query, checked against its count",
+            self._partition.stream_name,
+            self._partition.where,
+            number,
+            page.unusable_link,
+        )
+
+    def _incomplete(self, tally: PageTally, distinct: int) -> str | None:
+        """Why a read that reached its last page is incomplete (None: it is complete)."""
+        if not self._partition.paginated:
             return None  # a plain list is one answer, whole
-        if count is None:
+        if tally.count is None:
             self._unchecked = "its pages carry no count"
             return None
-        if changed_to is not None:
-            return f"saw the count change from {count} to {changed_to}"
-        if distinct != count:
-            return f"served {distinct} of the {count} records its count announced"
+        if tally.changed_to is not None:
+            return f"saw the count change from {tally.count} to {tally.changed_to}"
+        if distinct != tally.count:
+            return f"served {distinct} of the {tally.count} records its count announced"
         return None
 
-    def _beyond_limit(self, pages: int, count: int | None, page_size: int) -> str:
-        """Why a read that reached page `pages` stops (see `_page_limit`)."""
-        where = self._partition.where
-        if count is None:
-            return (
-                f"{where}: the server sent {pages - 1} pages without a count, each with rows "
-                "not served before, and links to more; a list without a count is read up "
-                f"to {MAX_PAGES_WITHOUT_COUNT} pages, so the run stops rather than page "
-                "without end. Report it to Headshed."
-            )
-        return (
-            f"{where}: the server sent more pages than its count of {count} "
-            f"allows ({pages} pages of up to {page_size} rows); stopping "
-            "instead of paging forever. Report it to Headshed."
-        )
 
-    def _repeated_page(self, pages: int, rows: int) -> str:
-        """Why a read stops at page `pages`, whose `rows` rows were all served before."""
-        by_number = (
-            ", read by page number as the server's next links are unusable"
-            if self._unusable_link is not None
-            else ""
-        )
-        return (
-            f"{self._partition.where}: page {pages} served only rows already served ({rows} "
-            f"rows{by_number}), and links to more; the server repeats its pages, so the run "
-            "stops rather than page forever. Report it to Headshed."
-        )
+class _OneRead:
+    """What one read of a partition keeps while it goes: how records are keyed, the ids
+    it served and emitted, and how many distinct records it served."""
 
-
-def _page_limit(count: int | None, page_size: int) -> int:
-    """The pages one read may take: by the count and page size the server sent, with
-    slack for rows added while reading (a loop exceeds it), else MAX_PAGES_WITHOUT_COUNT."""
-    if count is None or not page_size:
-        return MAX_PAGES_WITHOUT_COUNT
-    return 2 * math.ceil(count / page_size) + 2
+    def __init__(
+        self,
+        partition: PartitionList,
+        record_id: Callable[[Record], object],
+        emitted: SeenIds,
+        served: SeenIds,
+    ) -> None:
+        self.where = partition.where
+        self.field = partition.id_field
+        self.record_id = record_id
+        self.emitted = emitted
+        self.served = served
+        self.forms = IdForms(partition.id_field)
+        self.distinct = 0
 
 
 class IdForms:

@@ -8,7 +8,7 @@ touched, and only once the partition is known to be complete.
 
 The ids live in the partition's state, compactly: numeric ids below 2**32 as a
 serialized roaring bitmap, any others as a zlib-compressed JSON list. An id is in the
-form its key column holds (see `CubeStream.record_identity`), so what is stored, what
+form its key column holds (see tap_cube/records/keys.py), so what is stored, what
 is compared and what a deletion record carries are the same value.
 """
 

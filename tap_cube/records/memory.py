@@ -6,7 +6,8 @@ they were emitted then: to the same streams, with the same schema, stream maps a
 flattening, the same timezone, and with detect_deletions and skip_unchanged as they
 were. The state notes all of that as `memory_vouches_for`, four 64-bit hashes in hex
 (a part each, so that a run can say which part changed); a run whose note differs
-trusts the memory no further than the note allows (CubeStream `_distrust_reason`).
+trusts the memory no further than the note allows (tap_cube/records/remembered.py
+`distrust_reason`).
 """
 
 from __future__ import annotations

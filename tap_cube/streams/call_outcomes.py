@@ -8,24 +8,27 @@ tap_cube/streams/specs.py whose reader is `DayWindowStream`.
 from __future__ import annotations
 
 import typing as t
-from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from functools import cached_property
+from functools import cached_property, partial
 
 from singer_sdk.helpers._state import PROGRESS_MARKERS
 from typing_extensions import override
 
-from tap_cube.api.json_text import JsonText
-from tap_cube.errors import ApiError, ConfigError
-from tap_cube.records.converters import UNFIT, instant, nearest_instant, to_date_time
+from tap_cube.errors import ConfigError
+from tap_cube.records.converters import instant
+from tap_cube.records.day_rows import DayRowFit
+from tap_cube.records.keys import numbering_keyer
 from tap_cube.settings import setting
 from tap_cube.state import parse_bookmark
 from tap_cube.streams.cube_stream import CubeStream
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from singer_sdk.helpers.types import Context
+
+    from tap_cube.records.completeness import RecordPath
 
 CALL_OUTCOME_TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
 CALL_OUTCOME_SUBMITTED_WHEN = "call_outcome__report_as__submitted_when"
@@ -144,22 +147,22 @@ class DayWindowStream(CubeStream):
     partial_send = "it is read in day windows from its bookmark, never whole"
 
     @override
-    def record_identity(self) -> Callable[[dict[str, t.Any]], object]:
-        # Windows are whole days, so rows sharing a customer and a second always arrive
-        # in the same window, and are numbered the same way on every run and every read.
-        numbered: Counter[tuple[object, object]] = Counter()
+    def record_path(self, context: Context | None) -> RecordPath:
+        # Rows have no id: they are keyed and numbered (tap_cube/records/keys.py), and
+        # fitted as day rows (tap_cube/records/day_rows.py).
+        keyer = partial(numbering_keyer, "crm__customer_id", SUBMITTED, SUBMISSION_SEQ)
+        return replace(super().record_path(context), keyer=keyer, fit=self._row_fit)
 
-        def identify(record: dict[str, t.Any]) -> object:
-            customer = record.get("crm__customer_id")
-            submitted = next((record[f] for f in SUBMITTED if record.get(f)), None)
-            if customer is None or not submitted:
-                return None
-            same = (customer, submitted)
-            numbered[same] += 1
-            record[SUBMISSION_SEQ] = numbered[same]
-            return (customer, submitted, numbered[same])
-
-        return identify
+    @cached_property
+    def _row_fit(self) -> DayRowFit:
+        return DayRowFit(
+            self._coercion,
+            self.zone,
+            stream_name=self.name,
+            timestamp_field=CALL_OUTCOME_TIMESTAMP,
+            submitted_fields=SUBMITTED,
+            extra_columns=self.spec.extra_columns,
+        )
 
     @cached_property
     @override
@@ -262,54 +265,6 @@ class DayWindowStream(CubeStream):
                 clock,
             )
         holder["replication_key_value"] = clock
-
-    @override
-    def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
-        # Labels are free text that differ per campaign: one object column holds them all.
-        for column in self.spec.extra_columns:
-            prefix = column + "__"
-            # A value kept as JSON text stays a field of its own (of the catch-all).
-            extras = {
-                name[len(prefix) :]: record.pop(name)
-                for name, value in list(record.items())
-                if type(name) is str and name.startswith(prefix) and type(value) is not JsonText
-            }
-            record[column] = extras or None
-        self._key_by_instant(record)
-        return super().coerce(record)
-
-    def _key_by_instant(self, record: dict[str, t.Any]) -> None:
-        """Put in the timestamp column the instant that orders and keys the row.
-
-        Its timestamp, else its local minute (in the `timezone` setting's zone; rows of
-        the notes' examples carry only that). When neither names an instant a datetime
-        holds (year 1 or 9999 moved by an offset), the nearest one there is. A timestamp
-        that is no instant is kept as sent in the catch-all.
-        """
-        sent = [(field, record[field]) for field in SUBMITTED if record.get(field)]
-        if not sent:
-            msg = (
-                f"{self.name}: the server sent a row without {CALL_OUTCOME_TIMESTAMP} "
-                "or its submitted_when; it cannot be keyed. Report it to Headshed."
-            )
-            raise ApiError(msg)
-        column = ""
-        found = next(
-            ((f, w) for f, v in sent if (w := to_date_time(v, self.zone)) is not UNFIT), None
-        )
-        if found is None:
-            column = "the nearest instant"
-            found = next(((f, w) for f, v in sent if (w := nearest_instant(v)) is not UNFIT), None)
-        if found is None:
-            # No instant at all: coercion stops the run, the row cannot be keyed.
-            record[CALL_OUTCOME_TIMESTAMP] = sent[0][1]
-            return
-        field, when = found
-        stamp = record.get(CALL_OUTCOME_TIMESTAMP)
-        if stamp and (column or field != CALL_OUTCOME_TIMESTAMP):
-            column = column or f"its {field}"
-            self._coercion.keep_aside(record, CALL_OUTCOME_TIMESTAMP, stamp, column)
-        record[CALL_OUTCOME_TIMESTAMP] = when
 
     @override
     def _increment_stream_state(

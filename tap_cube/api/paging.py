@@ -1,18 +1,50 @@
-"""Following DRF `next` links safely: only their query is used, never their scheme or host."""
+"""Paging a Cube list, in one place: which page comes next, which pages can be fetched
+ahead, and when a read of the list must stop.
+
+The interface, for the stream, the page pipeline (tap_cube/api/fetch.py) and the complete
+read (tap_cube/records/completeness.py):
+
+- `first_page_query` and `request_params`: the query of a list's first page, and the
+  parameters of any page's request (the first page's, or exactly those of the link);
+- `CubeNextLinkPaginator`: follows DRF `next` links, reads on by page number where a
+  link is unusable, and `predicted_queries` names the pages to fetch ahead;
+- `PageTally`: one read's pages against the limits that make every read end.
+
+It stands in for these hooks of the Singer SDK's `RESTStream`, on purpose:
+
+- `get_new_paginator` and the paginators of `singer_sdk.pagination`: they advance on a
+  `requests.Response`, in the thread that asks for the next page. Pages here are fetched
+  ahead by worker threads and decoded once, where they arrive, so the paginator advances
+  on decoded pages (tap_cube/api/page.py), and predicts page numbers for the prefetch.
+- `parse_response`: records are a decoded page's `results`, not parsed from a response.
+- `get_url_params`: the stream's override returns `request_params`; a link's scheme and
+  host are never requested, only its query (below).
+- `get_next_page_token` and `has_more`: `CubeNextLinkPaginator.advance`.
+
+Only a link's query is ever requested: DRF builds absolute links from what its proxy
+passes on, so they may name `http://` or an internal host. Requests always go to the
+configured base URL and the stream's own path; the link only says which page is next.
+"""
 
 from __future__ import annotations
 
+import math
 import typing as t
-from urllib.parse import parse_qsl, urlencode, urlparse
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlparse
 
 import msgspec
 
 from tap_cube.errors import ApiError
 
 if t.TYPE_CHECKING:
+    from collections.abc import Mapping
     from urllib.parse import ParseResult
 
     from tap_cube.api.page import Page
+
+#: Pages one read of a list without a `count` may take: nothing the server said bounds
+#: it, so this does (5,000,000 rows at Cube's 500 a page).
+MAX_PAGES_WITHOUT_COUNT = 10_000
 
 QueryPairs = tuple[tuple[str, str], ...]
 
@@ -24,6 +56,25 @@ def query_pairs(query: str) -> QueryPairs:
 def query_for_page(base_params: QueryPairs, page: int) -> str:
     """The query DRF puts in the link to page `page` of a list fetched with `base_params`."""
     return urlencode(sorted([*base_params, ("page", str(page))]))
+
+
+def first_page_query(params: Mapping[str, t.Any]) -> QueryPairs:
+    """The query pairs of a list's first page, from the stream's first-page parameters."""
+    return query_pairs(urlencode(params, doseq=True))
+
+
+def request_params(first_params: dict[str, t.Any], query: str | None) -> dict[str, t.Any]:
+    """A page request's parameters: the first page's, or exactly those of `query`, the
+    query of the `next` link (or page number) being followed."""
+    if query:
+        return dict(parse_qs(query, keep_blank_values=True))
+    return first_params
+
+
+def shown_path(path: str, first_params: dict[str, t.Any], query: str | None) -> str:
+    """The path and query of a page, as messages show it."""
+    params = query if query is not None else urlencode(first_params)
+    return f"{path}?{params}" if params else path
 
 
 #: The kinds of `next` link the tap does not follow.
@@ -45,14 +96,6 @@ class CubeNextLinkPaginator:
     Then, while the page's `count` says
     rows remain, the next page is the list's own path and query with `page=N+1`; the
     complete read (tap_cube/records/completeness.py) checks what that serves like any list.
-
-    Only a link's query is ever requested: DRF builds absolute links from what its proxy
-    passes on, so they may name `http://` or an internal host. Requests always go to the
-    configured base URL and the stream's own path; the link only says which page is next.
-
-    It advances on decoded pages (tap_cube/api/fetch.py `Page`), not on responses as the
-    paginators of `singer_sdk.pagination` do: pages are fetched ahead by worker threads
-    and their JSON is decoded once, where they arrive.
     """
 
     def __init__(self, description: str, list_path: str, first_params: QueryPairs) -> None:
@@ -161,6 +204,89 @@ class CubeNextLinkPaginator:
         """The query a fresh read of the list asks for after its first page `first`."""
         fresh = CubeNextLinkPaginator(self._description, self._list_path, self.first_params)
         return fresh.query_after(first)
+
+    def predicted_queries(self, first: Page) -> list[str]:
+        """The queries of pages 2 to the last that the first page `first` implies, for
+        fetching them ahead; none unless page 2 comes by its number.
+
+        That is the case when the first page links to page 2 as DRF numbers it, or when
+        its link is unusable and the list is read on by page number. DRF numbers its
+        pages 1..ceil(count / page size); each page's own link is still checked.
+        """
+        if not first.records or first.count is None:
+            return []
+        second = self.query_after_first(first)
+        params = self.first_params
+        if second is None or query_pairs(second) != query_pairs(query_for_page(params, 2)):
+            return []
+        last = math.ceil(first.count / len(first.records))
+        return [query_for_page(params, n) for n in range(2, last + 1)]
+
+
+class PageTally:
+    """One read of a list, page by page, against the limits that make every read end.
+
+    A read may take twice the pages its first page's count and size allow, and two more
+    (rows added while it is read), or MAX_PAGES_WITHOUT_COUNT without a count; a page
+    beyond that stops the run, as a server that links on forever would page forever.
+    """
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        #: Pages taken so far.
+        self.pages = 0
+        #: The first page's count and number of rows.
+        self.count: int | None = None
+        self.page_size = 0
+        #: The first count a later page gave that differs from the first page's.
+        self.changed_to: int | None = None
+        self._limit = 0
+
+    def take(self, page: Page) -> None:
+        """Count `page` in, or stop the run when it is beyond the read's limit."""
+        self.pages += 1
+        if self.pages == 1:
+            self.count = page.count
+            self.page_size = len(page.records)
+            self._limit = page_limit(self.count, self.page_size)
+        elif page.count != self.count and self.changed_to is None:
+            self.changed_to = page.count
+        if self.pages > self._limit:
+            raise ApiError(self._beyond_limit())
+
+    def _beyond_limit(self) -> str:
+        """Why a read that reached this page stops (see `page_limit`)."""
+        if self.count is None:
+            return (
+                f"{self._where}: the server sent {self.pages - 1} pages without a count, "
+                "each with rows not served before, and links to more; a list without a "
+                f"count is read up to {MAX_PAGES_WITHOUT_COUNT} pages, so the run stops "
+                "rather than page without end. Report it to Headshed."
+            )
+        return (
+            f"{self._where}: the server sent more pages than its count of {self.count} "
+            f"allows ({self.pages} pages of up to {self.page_size} rows); stopping "
+            "instead of paging forever. Report it to Headshed."
+        )
+
+    def repeated_page(self, rows: int, *, by_number: bool) -> ApiError:
+        """The error for this page, whose `rows` rows were all served before while it links
+        to more: a server that repeats its pages would be paged forever."""
+        how = ", read by page number as the server's next links are unusable" if by_number else ""
+        msg = (
+            f"{self._where}: page {self.pages} served only rows already served ({rows} "
+            f"rows{how}), and links to more; the server repeats its pages, so the run "
+            "stops rather than page forever. Report it to Headshed."
+        )
+        return ApiError(msg)
+
+
+def page_limit(count: int | None, page_size: int) -> int:
+    """The pages one read may take: by the count and page size the server sent, with
+    slack for rows added while reading (a loop exceeds it), else MAX_PAGES_WITHOUT_COUNT."""
+    if count is None or not page_size:
+        return MAX_PAGES_WITHOUT_COUNT
+    return 2 * math.ceil(count / page_size) + 2
 
 
 def _numbers_a_page(value: str) -> bool:
