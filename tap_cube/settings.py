@@ -306,7 +306,9 @@ class Settings:
         return self._config.get(name)
 
     def _value(self, name: str) -> t.Any:
-        return setting(self._config, name)
+        """The setting's value, or its default in `SETTINGS` when left out or null."""
+        value = self._config.get(name)
+        return SETTINGS["properties"][name].get("default") if value is None else value
 
     def _ids(self, name: str) -> list[int]:
         return [int(i) for i in self._value(name) or []]
@@ -420,10 +422,3 @@ class Settings:
     @property
     def adaptive_concurrency(self) -> bool:
         return bool(self._value("adaptive_concurrency"))
-
-
-def setting(config: Mapping[str, t.Any], name: str) -> t.Any:
-    """A setting's value, or its default in `SETTINGS` when it is left out or null: what
-    `Settings` types, for the modules that still read settings by name."""
-    value = config.get(name)
-    return SETTINGS["properties"][name].get("default") if value is None else value

@@ -43,7 +43,7 @@ from tap_cube.errors import (
     PageGoneError,
     RetriesExhaustedError,
 )
-from tap_cube.settings import setting
+from tap_cube.settings import Settings
 
 if t.TYPE_CHECKING:
     import logging
@@ -100,20 +100,20 @@ class CubeClient:
         self._paginated = paginated
         self._optional = optional
         self._partition_setting = partition_setting
-        self._config = config
+        self._settings = Settings(config)
         self._gate = gate
         self.session = session
         # TLS verification stays on; a corporate CA bundle replaces the default one.
-        session.verify = config.get("ca_bundle") or True
+        session.verify = self._settings.ca_bundle or True
         # A connection for every request the limit may ever let go at once, kept open
         # between pages: none is opened and dropped per page.
         pool = max(10, gate.limit.ceiling)
         for prefix in ("https://", "http://"):
             session.mount(prefix, HTTPAdapter(pool_maxsize=pool))
-        self.url_base = str(config["api_url"]).rstrip("/")
+        self.url_base = self._settings.api_url.rstrip("/")
         # JSON config numbers arrive as Decimal, which requests cannot use as a timeout.
-        self.timeout = float(setting(config, "request_timeout"))
-        self.max_tries = int(setting(config, "max_retries")) + 1
+        self.timeout = self._settings.request_timeout
+        self.max_tries = self._settings.max_retries + 1
         self._retries: dict[str, int] = {}
         self._throttled: dict[str, int] = {}
         self._retries_lock = threading.Lock()
@@ -121,17 +121,14 @@ class CubeClient:
 
     @cached_property
     def authenticator(self) -> APIKeyAuthenticator | BasicAuthenticator:
-        if self._config.get("auth_token"):
-            return APIKeyAuthenticator(
-                key="Authorization", value=f"Token {self._config['auth_token']}"
-            )
-        return BasicAuthenticator(
-            username=self._config["username"], password=self._config["password"]
-        )
+        settings = self._settings
+        if settings.auth_token:
+            return APIKeyAuthenticator(key="Authorization", value=f"Token {settings.auth_token}")
+        return BasicAuthenticator(username=str(settings.username), password=str(settings.password))
 
     @property
     def auth_method(self) -> str:
-        if self._config.get("auth_token"):
+        if self._settings.auth_token:
             return "token authentication (auth_token)"
         return "HTTP Basic authentication (username/password)"
 
@@ -210,7 +207,7 @@ class CubeClient:
         A 429 pauses the whole pool, for exactly its Retry-After when it gives one; other
         failures back off exponentially with full jitter. Both are capped by max_retry_wait.
         """
-        cap = float(setting(self._config, "max_retry_wait"))
+        cap = self._settings.max_retry_wait
         delays = backoff.expo(base=2, factor=1, max_value=cap)
         next(delays)  # expo's priming value
         error = yield 0.0
@@ -306,7 +303,7 @@ class CubeClient:
         """Why a TLS connection failed, and what the user can do about it."""
         reason = re.search(r"certificate verify failed: ([^(]+?)(?: \(|'|\)|$)", str(error))
         where = host_and_port(self.url_base)
-        bundle = self._config.get("ca_bundle")
+        bundle = self._settings.ca_bundle
         trusted = f"the certificates in ca_bundle {bundle!r}" if bundle else "the default CAs"
         if reason:
             return (

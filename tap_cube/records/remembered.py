@@ -13,6 +13,7 @@ import typing as t
 from dataclasses import dataclass
 
 from tap_cube.records import changes, deletions, memory, memory_age
+from tap_cube.settings import Settings
 from tap_cube.state import parse_bookmark
 
 if t.TYPE_CHECKING:
@@ -51,6 +52,7 @@ def memory_rules(
     """The rules for a stream whose records the SDK emits through `emitting_maps`: its
     memory vouches for its SCHEMA messages as the SDK writes them, the settings beside
     them, the `timezone` and the `switches` (detect_deletions, skip_unchanged)."""
+    settings = Settings(config)
     destination = [stream_map.stream_alias for stream_map in emitting_maps]
     vouches_for = memory.Vouching.of(
         destination=destination,
@@ -59,7 +61,7 @@ def memory_rules(
                 [m.stream_alias, m.transformed_schema, m.transformed_key_properties]
                 for m in emitting_maps
             ],
-            "settings": {name: config.get(name) for name in memory.MAP_SETTINGS},
+            "settings": {name: settings.given(name) for name in memory.MAP_SETTINGS},
         },
         timezone=timezone,
         switches=switches,
@@ -69,7 +71,7 @@ def memory_rules(
         vouches_for=vouches_for,
         emitted_streams=destination,
         max_memory_age_days=max_memory_age_days,
-        resend_before=parse_bookmark(config.get("resend_before")),
+        resend_before=parse_bookmark(settings.resend_before),
         skips_unchanged=switches["skip_unchanged"],
     )
 

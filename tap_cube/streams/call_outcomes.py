@@ -19,7 +19,6 @@ from tap_cube.errors import ConfigError
 from tap_cube.records.converters import instant
 from tap_cube.records.day_rows import DayRowFit
 from tap_cube.records.keys import numbering_keyer
-from tap_cube.settings import setting
 from tap_cube.state import parse_bookmark
 from tap_cube.streams.cube_stream import CubeStream
 
@@ -225,14 +224,14 @@ class DayWindowStream(CubeStream):
 
     @property
     def window_days(self) -> int:
-        return int(setting(self.config, "call_outcomes_window_days"))
+        return self.settings.call_outcomes_window_days
 
     def _days_to_read(self, context: Context | None, now: datetime) -> tuple[date, date]:
         """The first day this run reads of the partition, and today (Cube's days: in the
         `timezone` setting's zone)."""
         bookmark = parse_bookmark(self.get_context_state(context).get("replication_key_value"))
-        lookback = timedelta(days=int(setting(self.config, "call_outcomes_lookback_days")))
-        first_day = self.config.get("start_date")
+        lookback = timedelta(days=self.settings.call_outcomes_lookback_days)
+        first_day = self.settings.start_date
         if bookmark is None and not first_day:
             msg = f"{self.name} needs start_date (the first day to read), e.g. 2024-01-01"
             raise ConfigError(msg)

@@ -42,7 +42,7 @@ from tap_cube.records.partition_read import (
 )
 from tap_cube.records.remembered import MemoryRules, memory_rules
 from tap_cube.records.stream_outcome import StreamOutcome
-from tap_cube.settings import setting, zone_of
+from tap_cube.settings import Settings, zone_of
 from tap_cube.streams.catalog import reconcile
 
 if t.TYPE_CHECKING:
@@ -232,7 +232,7 @@ class CubeStream(RESTStream[t.Any]):
 
     def first_page_params(self, context: Context | None) -> dict[str, t.Any]:
         """The spec's query parameters whose settings are set."""
-        params = {param: self.config.get(name) for param, name in self.spec.params.items()}
+        params = {param: self.settings.given(name) for param, name in self.spec.params.items()}
         return {param: value for param, value in params.items() if value}
 
     def page_request(self, context: Context | None, query: str | None) -> PageRequest:
@@ -276,7 +276,7 @@ class CubeStream(RESTStream[t.Any]):
         found = self.spec.partitions.found
         return (
             self.optional
-            or bool(self.config.get("skip_inaccessible_assignments"))
+            or self.settings.skip_inaccessible_assignments
             or (found is not None and found(self.directory))
         )
 
@@ -305,7 +305,7 @@ class CubeStream(RESTStream[t.Any]):
         if self._pipeline is None:
             self._pipeline = PagePipeline(
                 self.fetch_page,
-                concurrency=int(setting(self.config, "max_concurrent_requests")),
+                concurrency=self.settings.max_concurrent_requests,
                 paginator=self.paginator_for,
                 gate=self._gate,
             )
@@ -472,7 +472,7 @@ class CubeStream(RESTStream[t.Any]):
                 "detect_deletions": self.detects_deletions,
                 "skip_unchanged": self.skips_unchanged,
             },
-            max_memory_age_days=float(setting(self.config, "max_memory_age_days")),
+            max_memory_age_days=self.settings.max_memory_age_days,
         )
 
     # --- what becomes of a record -----------------------------------------------------
@@ -507,9 +507,14 @@ class CubeStream(RESTStream[t.Any]):
         return RecordCoercion(self.effective_schema.get("properties", {}), self.zone)
 
     @cached_property
+    def settings(self) -> Settings:
+        """The tap's settings, typed, with their defaults (the one way they are read)."""
+        return Settings(self.config)
+
+    @cached_property
     def zone(self) -> ZoneInfo:
         """Where Cube's local times (without an offset) are: the `timezone` setting."""
-        return zone_of(setting(self.config, "timezone"))
+        return zone_of(self.settings.timezone)
 
     def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """The record, every value of its declared type or kept in the catch-all column."""
@@ -532,16 +537,16 @@ class CubeStream(RESTStream[t.Any]):
 
     @cached_property
     def detects_deletions(self) -> bool:
-        return self.tracks_deletions and bool(self.config.get("detect_deletions"))
+        return self.tracks_deletions and self.settings.detect_deletions
 
     @cached_property
     def max_deletion_share(self) -> float:
         """The share of a partition's rows that one run may mark deleted."""
-        return float(setting(self.config, "max_deletion_share"))
+        return self.settings.max_deletion_share
 
     @cached_property
     def skips_unchanged(self) -> bool:
-        return self.tracks_changes and bool(self.config.get("skip_unchanged"))
+        return self.tracks_changes and self.settings.skip_unchanged
 
     def _is_last_partition(self, context: Context | None) -> bool:
         partitions = self.partitions

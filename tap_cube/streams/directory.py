@@ -12,6 +12,7 @@ import typing as t
 from functools import cached_property
 
 from tap_cube.errors import ConfigError, InaccessibleError
+from tap_cube.settings import Settings
 
 if t.TYPE_CHECKING:
     import logging
@@ -36,20 +37,23 @@ def discovers_crms(config: Mapping[str, t.Any]) -> bool:
     discover_crms says so; left out, it is on when nothing else says what to read, so
     that a URL and a token read everything the user may see on a current server.
     """
-    setting = config.get("discover_crms")
-    if setting is None:
-        return not config.get("assignment_ids") and not config.get("crms")
-    return bool(setting)
+    settings = Settings(config)
+    if settings.discover_crms is None:
+        return not settings.assignment_ids and not settings.crms
+    return settings.discover_crms
 
 
 def reads_crms(config: Mapping[str, t.Any]) -> bool:
     """Whether data owners' CRMs are read: listed in crms, or discovered."""
-    return discovers_crms(config) or bool(config.get("crms"))
+    return discovers_crms(config) or bool(Settings(config).crms)
 
 
 def meets(config: Mapping[str, t.Any], needs: Iterable[Need]) -> bool:
     """Whether the configuration sets everything in `needs`."""
-    return all(reads_crms(config) if need == "crms" else bool(config.get(need)) for need in needs)
+    settings = Settings(config)
+    return all(
+        reads_crms(config) if need == "crms" else bool(settings.given(need)) for need in needs
+    )
 
 
 def describe_needs(needs: Iterable[Need]) -> str:
@@ -67,7 +71,7 @@ class Directory:
         logger: logging.Logger,
     ) -> None:
         """`read_campaigns`: the rows of /campaigns, read when first needed."""
-        self._config = config
+        self._settings = Settings(config)
         self._read_campaigns = read_campaigns
         self._logger = logger
         self.discovering = discovers_crms(config)
@@ -78,7 +82,7 @@ class Directory:
     def finds_campaigns(self) -> bool:
         """Whether the campaigns read include those found for discovered CRMs, rather
         than only those campaign_ids lists."""
-        return self.discovering and not self._config.get("campaign_ids")
+        return self.discovering and not self._settings.campaign_ids
 
     @cached_property
     def campaign_rows(self) -> list[dict[str, t.Any]]:
@@ -90,7 +94,7 @@ class Directory:
         if not self.discovering:
             return [
                 {"data_owner_id": int(crm["data_owner_id"]), "crm_type": str(crm["crm_type"])}
-                for crm in self._config.get("crms") or []
+                for crm in self._settings.crms
             ]
         try:
             rows = self.campaign_rows
@@ -166,11 +170,9 @@ class Directory:
 
     def campaign_ids(self, *, of_assignments: bool) -> list[int]:
         """campaign_ids, or every campaign of the configured assignments and of the CRMs."""
-        if self._config.get("campaign_ids"):
-            return [int(i) for i in self._config["campaign_ids"]]
-        assignments = (
-            {int(i) for i in self._config.get("assignment_ids") or []} if of_assignments else set()
-        )
+        if self._settings.campaign_ids:
+            return self._settings.campaign_ids
+        assignments = set(self._settings.assignment_ids) if of_assignments else set()
         crms = {(crm["data_owner_id"], crm["crm_type"]) for crm in self.crms}
         owners = {owner for owner, _ in crms}
         ids: list[int] = []

@@ -12,6 +12,8 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass, replace
 
+from tap_cube.settings import Settings
+
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -52,7 +54,7 @@ class Partitions:
 
 
 def _assignments(config: Mapping[str, t.Any], directory: Directory) -> list[dict[str, t.Any]]:
-    return [{"assignment_id": int(i)} for i in config.get("assignment_ids") or []]
+    return [{"assignment_id": i} for i in Settings(config).assignment_ids]
 
 
 def _crms(config: Mapping[str, t.Any], directory: Directory) -> list[dict[str, t.Any]]:
