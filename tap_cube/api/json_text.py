@@ -67,72 +67,103 @@ def decode(text: str, field_depth: int) -> t.Any:
     them): one that holds such a value, or nests deeper than MAX_NESTING, becomes
     JsonText as a whole. Iterative, so no nesting exhausts the stack.
     """
-    stack: list[_Container] = []
-    position = 0
-    expected = "value"  # what may come next: "value", "key", "colon" or "after" a value
-    while True:
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise LenientDecodeError(f"not JSON at character {position}")
-        position = match.end()
-        kind = t.cast("str", match.lastgroup)
-        lexeme = match[kind]
-        value: t.Any
-        if kind == "string" and expected == "key":
-            key = stack[-1].key = _scalar(kind, lexeme)
-            if type(key) is JsonText and stack[-1].depth >= field_depth:
-                stack[-1].odd = True
-            expected = "colon"
-            continue
-        if kind != "punct":
-            if expected != "value":
-                raise LenientDecodeError(f"unexpected {lexeme[:20]!r} at character {position}")
-            value = _scalar(kind, lexeme)
+    return _Decoder(text, field_depth).run()
+
+
+class _Decoder:
+    """One pass over the tokens of `text`: a stack of open containers, and what may come
+    next ("value", "key", "colon" or "after" a value)."""
+
+    def __init__(self, text: str, field_depth: int) -> None:
+        self.text = text
+        self.field_depth = field_depth
+        self.stack: list[_Container] = []
+        self.position = 0
+        self.expected = "value"
+        #: The text's one value, once it is complete.
+        self.done = False
+        self.value: t.Any = None
+
+    def run(self) -> t.Any:
+        while not self.done:
+            match = _TOKEN.match(self.text, self.position)
+            if match is None:
+                raise LenientDecodeError(f"not JSON at character {self.position}")
+            self.position = match.end()
+            kind = t.cast("str", match.lastgroup)
+            self._token(kind, match[kind], match.start(kind))
+        return self.value
+
+    def _token(self, kind: str, lexeme: str, start: int) -> None:
+        if kind == "string" and self.expected == "key":
+            self._key(_scalar(kind, lexeme))
+        elif kind != "punct":
+            self._expect("value", lexeme[:20])
+            self._place(_scalar(kind, lexeme))
         elif lexeme in "[{":
-            if expected != "value":
-                raise LenientDecodeError(f"unexpected {lexeme!r} at character {position}")
+            self._expect("value", lexeme)
             items: dict[t.Any, t.Any] | list[t.Any] = {} if lexeme == "{" else []
-            stack.append(_Container(items, match.start(kind), len(stack)))
-            expected = "key" if lexeme == "{" else "value"
-            continue
+            self.stack.append(_Container(items, start, len(self.stack)))
+            self.expected = "key" if lexeme == "{" else "value"
         elif lexeme == ",":
-            if expected != "after" or not stack:
-                raise LenientDecodeError(f"unexpected ',' at character {position}")
-            expected = "key" if isinstance(stack[-1].items, dict) else "value"
-            continue
+            if self.expected != "after" or not self.stack:
+                self._unexpected(lexeme)
+            self.expected = "key" if isinstance(self.stack[-1].items, dict) else "value"
         elif lexeme == ":":
-            if expected != "colon":
-                raise LenientDecodeError(f"unexpected ':' at character {position}")
-            expected = "value"
-            continue
-        else:  # a container ends
-            top = stack.pop() if stack else None
-            closes = "key" if lexeme == "}" else "value"
-            if (
-                top is None
-                or (lexeme == "]") != isinstance(top.items, list)
-                or (expected not in ("after", closes))
-            ):
-                raise LenientDecodeError(f"unexpected {lexeme!r} at character {position}")
-            value = top.items
-            if top.depth >= field_depth and (top.odd or top.depth - field_depth >= MAX_NESTING):
-                if stack and stack[-1].depth >= field_depth:
-                    stack[-1].odd = True  # the field's value becomes text as a whole
-                    value = None
-                else:
-                    value = JsonText(text[top.start : position].replace("\x00", "\\u0000"))
-        expected = "after"
-        if not stack:
-            if text[position:].strip(" \t\n\r"):
-                raise LenientDecodeError(f"extra data at character {position}")
-            return value
-        top = stack[-1]
-        if type(value) is JsonText and top.depth >= field_depth:
+            self._expect("colon", lexeme)
+            self.expected = "value"
+        else:
+            self._place(self._close(lexeme))
+
+    def _key(self, key: t.Any) -> None:
+        top = self.stack[-1]
+        top.key = key
+        if type(key) is JsonText and top.depth >= self.field_depth:
+            top.odd = True
+        self.expected = "colon"
+
+    def _close(self, lexeme: str) -> t.Any:
+        """The value of the container `lexeme` ends: its items, or its text as JsonText."""
+        stack = self.stack
+        top = stack.pop() if stack else None
+        closes = "key" if lexeme == "}" else "value"
+        if (
+            top is None
+            or (lexeme == "]") != isinstance(top.items, list)
+            or (self.expected not in ("after", closes))
+        ):
+            self._unexpected(lexeme)
+        assert top is not None  # _unexpected raised otherwise
+        depth = self.field_depth
+        if top.depth >= depth and (top.odd or top.depth - depth >= MAX_NESTING):
+            if stack and stack[-1].depth >= depth:
+                stack[-1].odd = True  # the field's value becomes text as a whole
+                return None
+            return JsonText(self.text[top.start : self.position].replace("\x00", "\\u0000"))
+        return top.items
+
+    def _place(self, value: t.Any) -> None:
+        """Put a complete value in the open container, or end with it at the top."""
+        self.expected = "after"
+        if not self.stack:
+            if self.text[self.position :].strip(" \t\n\r"):
+                raise LenientDecodeError(f"extra data at character {self.position}")
+            self.done, self.value = True, value
+            return
+        top = self.stack[-1]
+        if type(value) is JsonText and top.depth >= self.field_depth:
             top.odd = True
         if isinstance(top.items, list):
             top.items.append(value)
         else:
             top.items[top.key] = value
+
+    def _expect(self, what: str, shown: str) -> None:
+        if self.expected != what:
+            self._unexpected(shown)
+
+    def _unexpected(self, shown: str) -> t.NoReturn:
+        raise LenientDecodeError(f"unexpected {shown!r} at character {self.position}")
 
 
 def _scalar(kind: str, lexeme: str) -> t.Any:
