@@ -101,6 +101,75 @@ CAMPAIGN_PROPERTIES: dict[str, t.Any] = {**_CAMPAIGN["properties"], **CATCH_ALL_
 CAMPAIGN_DIALECT: str = _CAMPAIGN["$schema"]
 
 
+#: Rows about customers' calls (call outcomes, product registrations): when each was
+#: submitted, its free-form fields by label, and its number among rows of one second.
+CALL_OUTCOME_TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
+CALL_OUTCOME_SUBMITTED_WHEN = "call_outcome__report_as__submitted_when"
+#: The local minute a row was submitted, as the 2019 notes name it.
+CALL_OUTCOME_SUBMITTED_WHEN_2019 = "call_outcome__submitted_when"
+#: Where a row says when it was submitted, best first: the timestamp, then the minute.
+SUBMITTED = (CALL_OUTCOME_TIMESTAMP, CALL_OUTCOME_SUBMITTED_WHEN, CALL_OUTCOME_SUBMITTED_WHEN_2019)
+CALL_OUTCOME_EXTRA = "call_outcome__extra"
+PRODUCT_EXTRA = "product__extra"
+SUBMISSION_SEQ = "submission_seq"
+CALL_OUTCOME_PROPERTIES: dict[str, t.Any] = {
+    "call_outcome__type": {"type": ["string", "null"]},
+    "call_outcome__subtype": {"type": ["string", "null"]},
+    "call_outcome__comment": {"type": ["string", "null"]},
+    "call_outcome__report_as__submitted_by": {"type": ["string", "null"]},
+    "call_outcome__report_as__submitted_in_department": {"type": ["string", "null"]},
+    "call_outcome__report_as__submitted_in_team": {
+        "type": ["string", "null"],
+        "description": "The notes' name for submitted_in_department since 2022",
+    },
+    CALL_OUTCOME_SUBMITTED_WHEN: {"type": ["string", "null"]},
+    CALL_OUTCOME_SUBMITTED_WHEN_2019: {
+        "type": ["string", "null"],
+        "description": "submitted_when as the 2019 notes name it",
+    },
+    "call_outcome__submitted_by": {
+        "type": ["string", "null"],
+        "description": "submitted_by as the 2019 notes name it",
+    },
+    "call_outcome__submitted_in_department": {
+        "type": ["string", "null"],
+        "description": "submitted_in_department as the 2019 notes name it",
+    },
+    CALL_OUTCOME_TIMESTAMP: {"type": "string", "format": "date-time"},
+    "call_outcome__additional_input_text": {"type": ["string", "null"]},
+    "campaign__name": {"type": ["string", "null"]},
+    "assignment__name": {"type": ["string", "null"], "description": "Assignment era"},
+    "client__short_name": {"type": ["string", "null"], "description": "Assignment era"},
+    "crm_type__name": {"type": ["string", "null"], "description": "B2C or B2B (2019 notes)"},
+    "campaign__crm_type": {"type": ["string", "null"]},
+    "data_owner__name": {"type": ["string", "null"]},
+    "segment__name": {"type": ["string", "null"]},
+    CALL_OUTCOME_EXTRA: {
+        "type": ["object", "null"],
+        "additionalProperties": True,
+        "description": "The free-form call_outcome__extra__<label> fields, keyed by label",
+    },
+    SUBMISSION_SEQ: {
+        "type": "integer",
+        "description": (
+            "1 for the first row of this customer submitted in this second, 2 for the "
+            "next: part of the key, so that rows sharing both (anonymized customers all "
+            'have crm__customer_id "") are all kept'
+        ),
+    },
+}
+PRODUCT_PROPERTIES: dict[str, t.Any] = {
+    "product__code": {"type": ["string", "null"]},
+    "product__title": {"type": ["string", "null"]},
+    "product__price": {"type": ["number", "null"]},
+    PRODUCT_EXTRA: {
+        "type": ["object", "null"],
+        "additionalProperties": True,
+        "description": "The free-form product__extra__<label> fields, keyed by label",
+    },
+}
+
+
 def type_of_metadata(row: dict[str, t.Any]) -> str:
     # Some servers of 2021 name `type` `data__type` (CustomerCustomFields.md, November).
     kind = str(row.get("type") or row.get("data__type") or "text").lower()
