@@ -31,7 +31,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
 
     from singer_sdk.mapper import StreamMap
-    from singer_sdk.singerlib import CatalogEntry
+    from singer_sdk.singerlib import Catalog, CatalogEntry
 
 RUN_DISCOVERY = (
     "run discovery again (`tap-cube --discover`; with Meltano, `meltano run --refresh-catalog …`)"
@@ -103,6 +103,19 @@ def reconcile(
                 )
                 raise CatalogError(msg)
     entry.schema = Schema.from_dict(schema)
+
+
+def reconcile_selected(
+    catalog: Catalog,
+    name: str,
+    added: dict[str, dict[str, t.Any]],
+    deletion_fields: Collection[str] | None,
+) -> None:
+    """`reconcile` the catalog's entry of stream `name`, if it selects the stream: one it
+    leaves unselected emits nothing, so there is nothing to reconcile."""
+    entry = catalog.get_stream(name)
+    if entry is not None and entry.metadata.resolve_selection()[()]:
+        reconcile(entry, added, deletion_fields)
 
 
 def refuse_other_keys(streams: Iterable[KeyedStream]) -> None:

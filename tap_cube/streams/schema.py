@@ -12,9 +12,11 @@ from singer_sdk import typing as th
 
 from tap_cube.api.json_text import JsonText
 from tap_cube.records.coercion import CATCH_ALL_PROPERTY
+from tap_cube.records.converters import INT64_MAX, INT64_MIN
+from tap_cube.records.deletions import DELETED_AT, DELETED_AT_SCHEMA
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 CUSTOM_FIELD_PREFIX = "crm__custom_info__"
 
@@ -274,3 +276,35 @@ def merge_properties(left: dict[str, t.Any], right: dict[str, t.Any]) -> dict[st
         else:
             merged[name] = prop
     return merged
+
+
+def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
+    """An integer property with the int64 range that coerce() keeps to; others as they are.
+
+    Declaring it makes targets pick bigint: without it pipelinewise-target-postgres picks
+    numeric and target-duckdb HUGEINT.
+    """
+    if "integer" not in prop.get("type", ()):
+        return prop
+    return {**prop, "minimum": INT64_MIN, "maximum": INT64_MAX}
+
+
+def carried_properties(
+    key_fields: Mapping[str, dict[str, t.Any]], *, deletions: bool
+) -> dict[str, dict[str, t.Any]]:
+    """What records carry whatever the schema says: their key (which upserts, deletion
+    records, the delivered ids and skip_unchanged's hashes rest on) and, when
+    deletions are detected, `_sdc_deleted_at`."""
+    carried = {name: int64_bounded(prop) for name, prop in key_fields.items()}
+    if deletions:
+        carried[DELETED_AT] = DELETED_AT_SCHEMA
+    return carried
+
+
+def declare_carried(properties: dict[str, t.Any], carried: Mapping[str, dict[str, t.Any]]) -> None:
+    """Make `properties` (a stream's own) declare what records carry, every integer
+    within int64."""
+    for name, prop in carried.items():
+        properties.setdefault(name, prop)
+    for name, prop in properties.items():
+        properties[name] = int64_bounded(prop)

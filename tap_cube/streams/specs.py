@@ -201,6 +201,15 @@ class StreamSpec:
         """The key's fields with their columns."""
         return {name: self.properties[name] for name in self.key}
 
+    def describe(self, context: Mapping[str, t.Any] | None) -> str:
+        """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
+        list_name = f"{self.list_name} of " if self.list_name else ""
+        if not context:
+            return list_name + self.name
+        first, *rest = context.values()
+        extra = f" ({', '.join(str(value) for value in rest)})" if rest else ""
+        return f"{list_name}{self.partitions.label} {first}{extra}"
+
     def base_schema(self) -> dict[str, t.Any]:
         """The schema before discovery: the partition's fields and `properties`; a copy
         of its own, for the stream to change."""
