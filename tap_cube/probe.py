@@ -115,7 +115,9 @@ def read_endpoint(stream: CubeStream, api_url: str) -> Endpoint:
             if endpoint.sample is None:
                 endpoint.sample = body
                 api_path = urlsplit(api_url).path.rstrip("/")
-                endpoint.sample_request = stream.page_path(context, None).removeprefix(api_path)
+                endpoint.sample_request = stream.page_requests.shown_path(
+                    context, None
+                ).removeprefix(api_path)
             if with_rows >= PARTITIONS_WITH_ROWS:
                 break
     return endpoint
@@ -146,7 +148,7 @@ def link_style(stream: CubeStream, context: Context, body: dict[str, t.Any], api
         where = "absolute, same host"
     else:
         where = "absolute, other host/scheme"
-    kind = stream.paginator_for(context).link_kind(urlparse(link))
+    kind = stream.page_requests.paginator(context).link_kind(urlparse(link))
     return where if kind is None else f"{where}; {kind}"
 
 

@@ -27,7 +27,7 @@ from tap_cube.state import check_state, singer_state
 from tap_cube.streams.catalog import refuse_other_keys
 from tap_cube.streams.cube_stream import CubeStream
 from tap_cube.streams.directory import Directory, meets
-from tap_cube.streams.discovery import Discovery
+from tap_cube.streams.discovery import Discovery, reader_class, state_shape
 from tap_cube.streams.specs import CAMPAIGNS_SPEC, STREAM_SPECS, StreamSpec
 from tap_cube.validation import (
     check_settings,
@@ -141,7 +141,7 @@ class TapCube(Tap):
     def load_state(self, state: dict[str, t.Any]) -> None:
         """Check the given state whole first: what cannot be trusted stops the run."""
         state = singer_state(state)
-        check_state(state, [spec.state_shape() for spec in self.stream_specs])
+        check_state(state, [state_shape(spec) for spec in self.stream_specs])
         super().load_state(state)
 
     @cached_property
@@ -167,7 +167,8 @@ class TapCube(Tap):
 
     def _make_stream(self, spec: StreamSpec, schema: dict[str, t.Any]) -> CubeStream:
         """A stream of `spec`, read by its reader, with the run's gate and directory."""
-        return spec.reader(self, spec, schema, gate=self.gate, directory=self.directory)
+        reader = reader_class(spec.reader)
+        return reader(self, spec, schema, gate=self.gate, directory=self.directory)
 
     @override
     def run_discovery(self) -> str:

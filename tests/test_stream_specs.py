@@ -13,10 +13,17 @@ import pytest
 from cube_simulator import demo_assignments
 from tap_cube.records.coercion import CATCH_ALL_PROPERTY
 from tap_cube.records.converters import INT64_MAX
-from tap_cube.streams.discovery import Extends, SchemaSource
 from tap_cube.streams.partitions import ASSIGNMENTS, WHOLE, Partitions
 from tap_cube.streams.schema import CALLFLOW_PROPERTIES
-from tap_cube.streams.specs import STREAM_SPECS, SpecError, StreamSpec, spec_named, stream_table
+from tap_cube.streams.specs import (
+    STREAM_SPECS,
+    Extends,
+    SchemaSource,
+    SpecError,
+    StreamSpec,
+    spec_named,
+    stream_table,
+)
 from tap_cube.tap import TapCube
 from tests.conftest import config_for
 

@@ -17,8 +17,9 @@ It stands in for these hooks of the Singer SDK's `RESTStream`, on purpose:
   ahead by worker threads and decoded once, where they arrive, so the paginator advances
   on decoded pages (tap_cube/api/page.py), and predicts page numbers for the prefetch.
 - `parse_response`: records are a decoded page's `results`, not parsed from a response.
-- `get_url_params`: the stream's override returns `request_params`; a link's scheme and
-  host are never requested, only its query (below).
+- `get_url_params` and `get_http_request`: a page's request (tap_cube/api/page_requests.py)
+  has `request_params`; a link's scheme and host are never requested, only its query
+  (below).
 - `get_next_page_token` and `has_more`: `CubeNextLinkPaginator.advance`.
 
 Only a link's query is ever requested: DRF builds absolute links from what its proxy

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import typing as t
 from collections import Counter
+from functools import partial
 
 from tap_cube.records.converters import UNFIT
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from tap_cube.records.coercion import RecordCoercion
+
 Record = dict[str, t.Any]
+
+
+def id_keyer_of(
+    field: str | None, coercion: RecordCoercion
+) -> Callable[[], Callable[[Record], object]]:
+    """Makes the keyer of a read: `field` as `coercion` fits it into its key column."""
+    fit = coercion.converters.get(field) if field is not None else None
+    kind = {"text": str, "integer": int}.get(coercion.kinds[field]) if field and fit else None
+    return partial(id_keyer, field, fit, kind)
 
 
 def id_keyer(

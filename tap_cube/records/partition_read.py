@@ -26,6 +26,8 @@ from tap_cube.records.deletions import DELETED_AT
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator, Sequence
 
+    from tap_cube.api.client import CubeClient
+    from tap_cube.api.concurrency import ConcurrencyLimit
     from tap_cube.api.page import Page
     from tap_cube.records.completeness import PartitionList, RecordPath
 
@@ -43,6 +45,17 @@ class RequestFigures:
     ceiling: int = 1
     #: The latency floor in seconds, None before any answer came.
     floor: float | None = None
+
+    @classmethod
+    def of(cls, client: CubeClient, limit: ConcurrencyLimit, where: str) -> RequestFigures:
+        """The figures of the partition `where`, as `client` and the run's `limit` have them."""
+        return cls(
+            retries=client.retries_of(where),
+            throttled=client.throttled_of(where),
+            limit=limit.current,
+            ceiling=limit.ceiling,
+            floor=limit.floor,
+        )
 
     def shown_floor(self) -> str:
         return f"{self.floor * 1000:.0f} ms" if self.floor is not None else "unknown"

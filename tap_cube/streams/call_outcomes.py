@@ -21,6 +21,11 @@ from tap_cube.records.day_rows import DayRowFit
 from tap_cube.records.keys import numbering_keyer
 from tap_cube.state import parse_bookmark
 from tap_cube.streams.cube_stream import CubeStream
+from tap_cube.streams.schema import (
+    CALL_OUTCOME_TIMESTAMP,
+    SUBMISSION_SEQ,
+    SUBMITTED,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,72 +33,6 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_cube.records.completeness import RecordPath
-
-CALL_OUTCOME_TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
-CALL_OUTCOME_SUBMITTED_WHEN = "call_outcome__report_as__submitted_when"
-#: The local minute a row was submitted, as the 2019 notes name it.
-CALL_OUTCOME_SUBMITTED_WHEN_2019 = "call_outcome__submitted_when"
-#: Where a row says when it was submitted, best first: the timestamp, then the minute.
-SUBMITTED = (CALL_OUTCOME_TIMESTAMP, CALL_OUTCOME_SUBMITTED_WHEN, CALL_OUTCOME_SUBMITTED_WHEN_2019)
-CALL_OUTCOME_EXTRA = "call_outcome__extra"
-PRODUCT_EXTRA = "product__extra"
-SUBMISSION_SEQ = "submission_seq"
-CALL_OUTCOME_PROPERTIES: dict[str, t.Any] = {
-    "call_outcome__type": {"type": ["string", "null"]},
-    "call_outcome__subtype": {"type": ["string", "null"]},
-    "call_outcome__comment": {"type": ["string", "null"]},
-    "call_outcome__report_as__submitted_by": {"type": ["string", "null"]},
-    "call_outcome__report_as__submitted_in_department": {"type": ["string", "null"]},
-    "call_outcome__report_as__submitted_in_team": {
-        "type": ["string", "null"],
-        "description": "The notes' name for submitted_in_department since 2022",
-    },
-    CALL_OUTCOME_SUBMITTED_WHEN: {"type": ["string", "null"]},
-    CALL_OUTCOME_SUBMITTED_WHEN_2019: {
-        "type": ["string", "null"],
-        "description": "submitted_when as the 2019 notes name it",
-    },
-    "call_outcome__submitted_by": {
-        "type": ["string", "null"],
-        "description": "submitted_by as the 2019 notes name it",
-    },
-    "call_outcome__submitted_in_department": {
-        "type": ["string", "null"],
-        "description": "submitted_in_department as the 2019 notes name it",
-    },
-    CALL_OUTCOME_TIMESTAMP: {"type": "string", "format": "date-time"},
-    "call_outcome__additional_input_text": {"type": ["string", "null"]},
-    "campaign__name": {"type": ["string", "null"]},
-    "assignment__name": {"type": ["string", "null"], "description": "Assignment era"},
-    "client__short_name": {"type": ["string", "null"], "description": "Assignment era"},
-    "crm_type__name": {"type": ["string", "null"], "description": "B2C or B2B (2019 notes)"},
-    "campaign__crm_type": {"type": ["string", "null"]},
-    "data_owner__name": {"type": ["string", "null"]},
-    "segment__name": {"type": ["string", "null"]},
-    CALL_OUTCOME_EXTRA: {
-        "type": ["object", "null"],
-        "additionalProperties": True,
-        "description": "The free-form call_outcome__extra__<label> fields, keyed by label",
-    },
-    SUBMISSION_SEQ: {
-        "type": "integer",
-        "description": (
-            "1 for the first row of this customer submitted in this second, 2 for the "
-            "next: part of the key, so that rows sharing both (anonymized customers all "
-            'have crm__customer_id "") are all kept'
-        ),
-    },
-}
-PRODUCT_PROPERTIES: dict[str, t.Any] = {
-    "product__code": {"type": ["string", "null"]},
-    "product__title": {"type": ["string", "null"]},
-    "product__price": {"type": ["number", "null"]},
-    PRODUCT_EXTRA: {
-        "type": ["object", "null"],
-        "additionalProperties": True,
-        "description": "The free-form product__extra__<label> fields, keyed by label",
-    },
-}
 
 
 def bookmark_of(timestamp: str) -> str:

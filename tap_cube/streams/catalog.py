@@ -30,13 +30,28 @@ from tap_cube.errors import CatalogError
 if t.TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Sequence
 
-    from singer_sdk.singerlib import CatalogEntry
-
-    from tap_cube.streams.cube_stream import CubeStream
+    from singer_sdk.mapper import StreamMap
+    from singer_sdk.singerlib import Catalog, CatalogEntry
 
 RUN_DISCOVERY = (
     "run discovery again (`tap-cube --discover`; with Meltano, `meltano run --refresh-catalog …`)"
 )
+
+
+class KeyedStream(t.Protocol):
+    """What `refuse_other_keys` asks of a stream (a `CubeStream` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def selected(self) -> bool: ...
+    @property
+    def record_key(self) -> list[str]:
+        """The key its records must go out with."""
+
+    @property
+    def emitting_maps(self) -> list[StreamMap]:
+        """The stream maps that make messages of its records."""
 
 
 def _types(prop: dict[str, t.Any]) -> set[str]:
@@ -90,7 +105,20 @@ def reconcile(
     entry.schema = Schema.from_dict(schema)
 
 
-def refuse_other_keys(streams: Iterable[CubeStream]) -> None:
+def reconcile_selected(
+    catalog: Catalog,
+    name: str,
+    added: dict[str, dict[str, t.Any]],
+    deletion_fields: Collection[str] | None,
+) -> None:
+    """`reconcile` the catalog's entry of stream `name`, if it selects the stream: one it
+    leaves unselected emits nothing, so there is nothing to reconcile."""
+    entry = catalog.get_stream(name)
+    if entry is not None and entry.metadata.resolve_selection()[()]:
+        reconcile(entry, added, deletion_fields)
+
+
+def refuse_other_keys(streams: Iterable[KeyedStream]) -> None:
     """Every selected stream goes out keyed on its `record_key`, or CatalogError says
     which key, whose, and what to do."""
     for stream in streams:

@@ -1,7 +1,8 @@
 """`CubeStream`: a Cube list endpoint as a Singer stream; the SDK's glue around its reads.
 
-The stream says what to request and what its records are. Its client (tap_cube/api/client.py)
-gets the pages, the page pipeline (tap_cube/api/fetch.py) fetches them ahead, paging
+The stream says where each partition's list is and what its records are. Its page
+requests (tap_cube/api/page_requests.py) and client (tap_cube/api/client.py) get the
+pages, the page pipeline (tap_cube/api/fetch.py) fetches them ahead, paging
 (tap_cube/api/paging.py) says which page comes next, and a partition's read
 (tap_cube/records/partition_read.py) turns them into each record exactly once, with the
 STATEs due on the way. Calls go one way: the stream hands each of them plain values and
@@ -13,26 +14,22 @@ from __future__ import annotations
 import typing as t
 from datetime import UTC, datetime
 from functools import cached_property, partial
-from urllib.parse import urlsplit
 
 from singer_sdk import RESTStream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import RemoveRecordTransform, StreamMap
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
-from singer_sdk.streams.rest import PageContext
 from typing_extensions import override
 
-from tap_cube.api import paging
-from tap_cube.api.client import CubeClient, PageRequest
+from tap_cube.api.client import CubeClient
 from tap_cube.api.fetch import PagePipeline, RequestGate
-from tap_cube.api.paging import CubeNextLinkPaginator
+from tap_cube.api.page_requests import ListAddress, PageRequests
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records import keys
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.records.completeness import CHECKPOINT_INTERVAL, PartitionList, RecordPath
-from tap_cube.records.converters import INT64_MAX, INT64_MIN
-from tap_cube.records.deletions import DELETED_AT, DELETED_AT_SCHEMA
+from tap_cube.records.deletions import DELETED_AT
 from tap_cube.records.partition_read import (
     ExtractedRecord,
     PartitionRead,
@@ -43,10 +40,11 @@ from tap_cube.records.partition_read import (
 from tap_cube.records.remembered import MemoryRules, memory_rules
 from tap_cube.records.stream_outcome import StreamOutcome
 from tap_cube.settings import Settings, zone_of
-from tap_cube.streams.catalog import reconcile
+from tap_cube.streams.catalog import reconcile_selected
+from tap_cube.streams.schema import carried_properties, declare_carried
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+    from collections.abc import Generator, Iterable, Iterator
     from zoneinfo import ZoneInfo
 
     from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
@@ -59,23 +57,12 @@ if t.TYPE_CHECKING:
     from tap_cube.streams.specs import StreamSpec
 
 
-def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
-    """An integer property with the int64 range that coerce() keeps to; others as they are.
-
-    Declaring it makes targets pick bigint: without it pipelinewise-target-postgres picks
-    numeric and target-duckdb HUGEINT.
-    """
-    if "integer" not in prop.get("type", ()):
-        return prop
-    return {**prop, "minimum": INT64_MIN, "maximum": INT64_MAX}
-
-
 class CubeStream(RESTStream[t.Any]):
     """A Cube list endpoint, read through the page pipeline.
 
     What it reads, and how, is its spec (a row of tap_cube/streams/specs.py): its name
     and path, its partitions, its key, its columns. Records are de-duplicated per
-    partition on `record_id_field`, and coerce() fits every value to its declared type
+    partition on its `record_id`, and coerce() fits every value to its declared type
     or keeps it in the catch-all column (tap_cube/records/coercion.py).
     """
 
@@ -123,16 +110,16 @@ class CubeStream(RESTStream[t.Any]):
             stream_name=self.name,
             logger=self.logger,
             paginated=self.paginated,
-            optional=self.optional,
+            optional=spec.optional,
             partition_setting=self.partition_setting,
         )
         self._gate = gate
+        #: The stream's page requests, made without coming back here for each page.
+        self.page_requests = PageRequests(
+            self.client, self.list_address, headers=self.http_headers, user_agent=self.user_agent
+        )
         self.primary_keys = self.record_key
-        properties = self.schema["properties"]
-        for name, prop in self.added_properties().items():
-            properties.setdefault(name, prop)
-        for name, prop in properties.items():
-            properties[name] = int64_bounded(prop)
+        declare_carried(self.schema["properties"], self.carried_properties)
         if self.detects_deletions or self.skips_unchanged:
             # A full-table state says nothing new mid-stream, and it carries every
             # partition's delivered ids and record hashes: write it when the stream is done.
@@ -149,55 +136,22 @@ class CubeStream(RESTStream[t.Any]):
         return self.spec.paginated
 
     @property
-    def record_id_field(self) -> str | None:
-        """The field that identifies a record within one partition."""
-        return self.spec.record_id
-
-    @property
-    def key_schema(self) -> Mapping[str, dict[str, t.Any]]:
-        """The partition's fields, which the SDK adds to every record from its context."""
-        return self.spec.partitions.key_schema
-
-    @property
-    def optional(self) -> bool:
-        """Whether a partition answering 403 or 404 is skipped with a warning even when
-        skip_inaccessible_assignments is off (for data some users may not see)."""
-        return self.spec.optional
-
-    @property
-    def tracks_deletions(self) -> bool:
-        """Whether detect_deletions applies: full lists keyed by `record_id_field`."""
-        return self.spec.tracks_deletions
-
-    @property
-    def tracks_changes(self) -> bool:
-        """Whether skip_unchanged applies: full-table streams keyed by `record_id_field`."""
-        return self.spec.tracks_changes
-
-    @property
     def record_key(self) -> list[str]:
         """The fields that tell the stream's records apart, across its partitions: the
         partition's fields and the spec's key. The key a target must keep rows on."""
-        return [*self.key_schema, *self.spec.key]
+        return [*self.spec.partitions.key_schema, *self.spec.key]
 
-    def added_properties(self) -> dict[str, dict[str, t.Any]]:
-        """What records carry whatever the schema says: their key (which upserts, deletion
-        records, the delivered ids and skip_unchanged's hashes rest on) and, when
-        deletions are detected, `_sdc_deleted_at`."""
-        key_fields = {**self.key_schema, **self.spec.id_schema}
-        added = {name: int64_bounded(prop) for name, prop in key_fields.items()}
-        if self.detects_deletions:
-            added[DELETED_AT] = DELETED_AT_SCHEMA
-        return added
+    @cached_property
+    def carried_properties(self) -> dict[str, dict[str, t.Any]]:
+        """What records carry whatever the schema says (schema.py)."""
+        key_fields = {**self.spec.partitions.key_schema, **self.spec.id_schema}
+        return carried_properties(key_fields, deletions=self.detects_deletions)
 
     @override
     def apply_catalog(self, catalog: Catalog) -> None:
         """The given catalog's entry, reconciled first with what records carry (catalog.py)."""
-        entry = catalog.get_stream(self.name)
-        # A stream the catalog leaves unselected emits nothing, so nothing to reconcile.
-        if entry is not None and entry.metadata.resolve_selection()[()]:
-            carried = [*self.record_key, DELETED_AT]
-            reconcile(entry, self.added_properties(), carried if self.detects_deletions else None)
+        deletion_fields = [*self.record_key, DELETED_AT] if self.detects_deletions else None
+        reconcile_selected(catalog, self.name, self.carried_properties, deletion_fields)
         super().apply_catalog(catalog)
 
     # --- what to request ----------------------------------------------------------
@@ -217,47 +171,20 @@ class CubeStream(RESTStream[t.Any]):
     def http_headers(self) -> dict[str, str]:
         return {"Accept": "application/json"}
 
-    def paginator_for(self, context: Context | None) -> CubeNextLinkPaginator:
-        """The paginator of one partition's list (paging happens in tap_cube/api/paging.py,
-        in place of the SDK's `get_new_paginator` and `parse_response`)."""
-        params = paging.first_page_query(self.first_page_params(context))
-        list_path = self.get_url(context).removeprefix(self.url_base)
-        return CubeNextLinkPaginator(self.describe_partition(context), list_path, params)
-
-    @override
-    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict[str, t.Any]:
-        """The first page's parameters, or exactly those of the `next` link being followed."""
-        query = str(next_page_token) if next_page_token else None
-        return paging.request_params(self.first_page_params(context), query)
-
     def first_page_params(self, context: Context | None) -> dict[str, t.Any]:
         """The spec's query parameters whose settings are set."""
         params = {param: self.settings.given(name) for param, name in self.spec.params.items()}
         return {param: value for param, value in params.items() if value}
 
-    def page_request(self, context: Context | None, query: str | None) -> PageRequest:
-        """The authenticated request for a page: the first, or the one `query` names."""
-        http_request = self.get_http_request(
-            page=PageContext(stream_context=context, next_page_token=query)
-        )
-        prepared = self.build_prepared_request(
-            method=http_request.method,
-            url=http_request.url,
-            params=http_request.encode_params(),
-            headers=http_request.headers,
-        )
-        return PageRequest(
-            prepared, self.describe_partition(context), self.page_path(context, query), query
+    def list_address(self, context: Context | None) -> ListAddress:
+        """Where a partition's list is, for its page requests (api/page_requests.py)."""
+        return ListAddress(
+            self.describe_partition(context), self.get_url(context), self.first_page_params(context)
         )
 
     def fetch_page(self, context: Context | None, query: str | None) -> Page:
         """One page of a partition's list: the first, or the one `query` names."""
-        return self.client.fetch_page(self.page_request(context, query))
-
-    def page_path(self, context: Context | None, query: str | None) -> str:
-        """The path and query of a page, as messages show it."""
-        path = urlsplit(self.get_url(context)).path
-        return paging.shown_path(path, self.first_page_params(context), query)
+        return self.page_requests.fetch(context, query)
 
     # --- partitions ---------------------------------------------------------------
 
@@ -275,19 +202,14 @@ class CubeStream(RESTStream[t.Any]):
         found in /campaigns, whose data some users may not see, always are."""
         found = self.spec.partitions.found
         return (
-            self.optional
+            self.spec.optional
             or self.settings.skip_inaccessible_assignments
             or (found is not None and found(self.directory))
         )
 
     def describe_partition(self, context: Context | None) -> str:
         """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
-        list_name = f"{self.spec.list_name} of " if self.spec.list_name else ""
-        if not context:
-            return list_name + self.name
-        first, *rest = context.values()
-        extra = f" ({', '.join(str(value) for value in rest)})" if rest else ""
-        return f"{list_name}{self.spec.partitions.label} {first}{extra}"
+        return self.spec.describe(context)
 
     def planned_partitions(self) -> list[dict[str, t.Any]]:
         """The partitions whose pages may be fetched ahead, in the order they are read;
@@ -304,9 +226,9 @@ class CubeStream(RESTStream[t.Any]):
     def pipeline(self) -> PagePipeline:
         if self._pipeline is None:
             self._pipeline = PagePipeline(
-                self.fetch_page,
+                self.page_requests.fetch,
                 concurrency=self.settings.max_concurrent_requests,
-                paginator=self.paginator_for,
+                paginator=self.page_requests.paginator,
                 gate=self._gate,
             )
             self._pipeline.plan(self.planned_partitions())
@@ -336,7 +258,7 @@ class CubeStream(RESTStream[t.Any]):
             self._outcome.check(
                 len(self.partitions or [{}]),
                 self.partition_setting,
-                optional=self.optional,
+                optional=self.spec.optional,
                 max_deletion_share=self.max_deletion_share,
                 logger=self.logger,
             )
@@ -379,7 +301,7 @@ class CubeStream(RESTStream[t.Any]):
         """
         # Only streams that keep ids or hashes per partition touch its state here (a
         # call outcomes window is no partition of its own).
-        keeps_state = self.tracks_deletions or self.tracks_changes
+        keeps_state = self.spec.tracks_deletions or self.spec.tracks_changes
         state = self.get_context_state(context) if keeps_state else {}
         where = self.describe_partition(context)
         read = PartitionRead(
@@ -389,7 +311,7 @@ class CubeStream(RESTStream[t.Any]):
                 stream_name=self.name,
                 where=where,
                 logger=self.logger,
-                id_field=self.record_id_field,
+                id_field=self.spec.record_id,
                 paginated=self.paginated,
                 progress_interval=self.progress_interval,
                 limit=lambda: self._gate.limit.current,
@@ -397,7 +319,7 @@ class CubeStream(RESTStream[t.Any]):
             self.record_path(context),
             self._read_policy(keeps_state=keeps_state),
             siblings=(self.stream_state or {}).get("partitions") or [],
-            requests=partial(self._request_figures, where),
+            requests=partial(RequestFigures.of, self.client, self._gate.limit, where),
         )
         items = read.items()
         try:
@@ -414,28 +336,18 @@ class CubeStream(RESTStream[t.Any]):
         finally:
             items.close()  # closed by the SDK (which failed): so is the read
 
-    def _request_figures(self, where: str) -> RequestFigures:
-        limit = self._gate.limit
-        return RequestFigures(
-            retries=self.client.retries_of(where),
-            throttled=self.client.throttled_of(where),
-            limit=limit.current,
-            ceiling=limit.ceiling,
-            floor=limit.floor,
-        )
-
     def _read_policy(self, *, keeps_state: bool) -> ReadPolicy:
         """What this stream and its settings make of a partition's read."""
         return ReadPolicy(
-            tracks_deletions=self.tracks_deletions,
+            tracks_deletions=self.spec.tracks_deletions,
             detects_deletions=self.detects_deletions,
-            tracks_changes=self.tracks_changes,
+            tracks_changes=self.spec.tracks_changes,
             skips_unchanged=self.skips_unchanged,
             skips_inaccessible=self.skips_inaccessible,
             max_deletion_share=self.max_deletion_share,
             id_schema=(
-                self.schema["properties"][str(self.record_id_field)]
-                if self.tracks_deletions
+                self.schema["properties"][str(self.spec.record_id)]
+                if self.spec.tracks_deletions
                 else None
             ),
             checkpoint_interval=self.checkpoint_interval,
@@ -481,25 +393,12 @@ class CubeStream(RESTStream[t.Any]):
         """How a partition's records are prepared, keyed and fitted: functions of
         tap_cube/records/, so that a record's way does not come back to the stream."""
         return RecordPath(
-            keyer=self._id_keyer(),
+            keyer=keys.id_keyer_of(self.spec.record_id, self._coercion),
             prepare=partial(
                 self._coercion.set_aside_owned, owned=self.owned_fields, partition=context or {}
             ),
             fit=self._coercion,
         )
-
-    def _id_keyer(self) -> Callable[[], Callable[[dict[str, t.Any]], object]]:
-        """Makes the keyer of a read: `record_id_field` as its key column will hold it
-        (tap_cube/records/keys.py), for de-duplication, the delivered ids in state and
-        deletion records alike."""
-        field = self.record_id_field
-        fit = self._coercion.converters.get(field) if field is not None else None
-        kind = (
-            {"text": str, "integer": int}.get(self._coercion.kinds[field])
-            if field and fit
-            else None
-        )
-        return partial(keys.id_keyer, field, fit, kind)
 
     @cached_property
     def _coercion(self) -> RecordCoercion:
@@ -523,7 +422,7 @@ class CubeStream(RESTStream[t.Any]):
     @cached_property
     def owned_fields(self) -> tuple[str, ...]:
         """The fields the tap writes into records itself, whatever the server sends."""
-        return (*self.key_schema, CATCH_ALL, DELETED_AT)
+        return (*self.spec.partitions.key_schema, CATCH_ALL, DELETED_AT)
 
     def discovery_declares(self, field: str) -> bool:
         """Whether discovering the schema again would give `field` a column of its own."""
@@ -537,7 +436,7 @@ class CubeStream(RESTStream[t.Any]):
 
     @cached_property
     def detects_deletions(self) -> bool:
-        return self.tracks_deletions and self.settings.detect_deletions
+        return self.spec.tracks_deletions and self.settings.detect_deletions
 
     @cached_property
     def max_deletion_share(self) -> float:
@@ -546,7 +445,7 @@ class CubeStream(RESTStream[t.Any]):
 
     @cached_property
     def skips_unchanged(self) -> bool:
-        return self.tracks_changes and self.settings.skip_unchanged
+        return self.spec.tracks_changes and self.settings.skip_unchanged
 
     def _is_last_partition(self, context: Context | None) -> bool:
         partitions = self.partitions

@@ -1,7 +1,8 @@
 """Discovery: each offered stream made from its spec, with the schema its source finds.
 
-A spec's schema is its fixed columns (`StreamSpec.properties`) and what its
-`SchemaSource` finds besides: nothing (`Static`), the custom fields that a metadata
+A stream is of the class its spec's `Reader` names (`reader_class`). A spec's schema is
+its fixed columns (`StreamSpec.properties`) and what its `SchemaSource` (specs.py) finds
+besides: nothing (`Static`), the custom fields that a metadata
 stream lists and the first page shows (`FromCustomFields`), another stream's schema plus
 columns of its own (`Extends`), or the customers' custom fields that rows about calls
 carry (`FromWindows`). A source that reads the server does so only without a catalog:
@@ -13,12 +14,11 @@ from __future__ import annotations
 
 import typing as t
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from typing_extensions import override
+from functools import partial
 
 from tap_cube.errors import InaccessibleError
+from tap_cube.state import StreamShape, key_types
 from tap_cube.streams.call_outcomes import DayWindowStream
 from tap_cube.streams.cube_stream import CubeStream
 from tap_cube.streams.schema import (
@@ -26,6 +26,14 @@ from tap_cube.streams.schema import (
     FieldTypes,
     custom_properties,
     merge_properties,
+)
+from tap_cube.streams.specs import (
+    Extends,
+    FromCustomFields,
+    FromWindows,
+    Reader,
+    SpecError,
+    Static,
 )
 
 if t.TYPE_CHECKING:
@@ -39,125 +47,73 @@ if t.TYPE_CHECKING:
 Schema = dict[str, t.Any]
 
 
-@dataclass(frozen=True)
-class SchemaSource:
-    """How discovery finds the columns of a stream that its spec cannot say in advance."""
-
-    #: The stream class whose records the source samples.
-    reader: t.ClassVar[type[CubeStream]] = CubeStream
-
-    def builds_on(self) -> tuple[str, ...]:
-        """The streams whose schema or records it needs: offered whenever it is."""
-        return ()
-
-    def carries(self) -> tuple[str, ...]:
-        """The streams whose custom fields it takes, of those offered."""
-        return ()
-
-    def find(self, spec: StreamSpec, discovery: Discovery) -> Schema:
-        """The stream's schema."""
-        raise NotImplementedError
-
-    def declares(self, field: str) -> bool:
-        """Whether discovering the schema again would give `field` a column of its own."""
-        return False
-
-
-@dataclass(frozen=True)
-class Static(SchemaSource):
-    """The spec's columns are all there is: no request."""
-
-    @override
-    def find(self, spec: StreamSpec, discovery: Discovery) -> Schema:
-        return spec.base_schema()
+def find_schema(spec: StreamSpec, discovery: Discovery) -> Schema:
+    """The schema of `spec`, found as its `SchemaSource` says (specs.py)."""
+    match spec.schema_source:
+        case Static():
+            return spec.base_schema()
+        case FromCustomFields(metadata=metadata):
+            return discovery.given_or_found(
+                spec, spec.base_schema(), partial(_from_custom_fields, spec, metadata, discovery)
+            )
+        case Extends(stream=extended, properties=properties):
+            return discovery.given_or_found(
+                spec, spec.base_schema(), partial(_extended, spec, extended, properties, discovery)
+            )
+        case FromWindows(custom_fields_of=custom_fields_of):
+            base = spec.base_schema()
+            carried: dict[str, t.Any] = {}
+            for name in custom_fields_of:
+                if discovery.offers(name):
+                    carried = merge_properties(carried, custom_properties(discovery.schema(name)))
+            base["properties"].update(carried)
+            return discovery.given_or_found(spec, base, partial(_windowed, spec, base, discovery))
+    msg = f"stream {spec.name!r} cannot be built: its schema source is none that discovery knows"
+    raise SpecError(msg)
 
 
-@dataclass(frozen=True)
-class FromCustomFields(SchemaSource):
-    """Customers: their custom fields, typed by the `metadata` stream's rows, and the
-    fields the first page of each partition shows that the metadata does not list."""
-
-    metadata: str
-
-    @override
-    def builds_on(self) -> tuple[str, ...]:
-        return (self.metadata,)
-
-    @override
-    def find(self, spec: StreamSpec, discovery: Discovery) -> Schema:
-        def discover() -> Schema:
-            with discovery.sample(spec) as customers:
-                metadata = discovery.stream(self.metadata)
-                try:
-                    return discover_customer_schema(customers, metadata)
-                finally:
-                    metadata.close()
-
-        return discovery.given_or_found(spec, spec.base_schema(), discover)
-
-    @override
-    def declares(self, field: str) -> bool:
-        # The metadata and the first page show any field: discovery would find it.
-        return True
+def _from_custom_fields(spec: StreamSpec, metadata: str, discovery: Discovery) -> Schema:
+    with discovery.sample(spec) as customers:
+        metadata_stream = discovery.stream(metadata)
+        try:
+            return discover_customer_schema(customers, metadata_stream)
+        finally:
+            metadata_stream.close()
 
 
-@dataclass(frozen=True)
-class Extends(SchemaSource):
-    """Another stream's schema plus `properties`, and the fields each partition's first
-    page shows besides (call-flow rows are customers plus where each stands)."""
-
-    stream: str
-    properties: Mapping[str, dict[str, t.Any]]
-
-    @override
-    def builds_on(self) -> tuple[str, ...]:
-        return (self.stream,)
-
-    @override
-    def find(self, spec: StreamSpec, discovery: Discovery) -> Schema:
-        def discover() -> Schema:
-            with discovery.sample(spec) as stream:
-                return extend_schema(discovery.schema(self.stream), stream, dict(self.properties))
-
-        return discovery.given_or_found(spec, spec.base_schema(), discover)
-
-    @override
-    def declares(self, field: str) -> bool:
-        return True
+def _extended(
+    spec: StreamSpec,
+    extended: str,
+    properties: Mapping[str, dict[str, t.Any]],
+    discovery: Discovery,
+) -> Schema:
+    with discovery.sample(spec) as stream:
+        return extend_schema(discovery.schema(extended), stream, dict(properties))
 
 
-@dataclass(frozen=True)
-class FromWindows(SchemaSource):
-    """Rows about customers' calls carry customer fields: those the customers of
-    `custom_fields_of` have (the offered ones), and those the rows of each partition's
-    latest day window show."""
+def _windowed(spec: StreamSpec, base: Schema, discovery: Discovery) -> Schema:
+    with discovery.sample(spec, base) as stream:
+        return discover_window_schema(t.cast("DayWindowStream", stream), base)
 
-    reader = DayWindowStream
-    custom_fields_of: tuple[str, ...]
 
-    @override
-    def carries(self) -> tuple[str, ...]:
-        return self.custom_fields_of
+def reader_class(reader: Reader) -> type[CubeStream]:
+    """The stream class a row's `reader` names."""
+    match reader:
+        case Reader.LISTS:
+            return CubeStream
+        case Reader.DAY_WINDOWS:
+            return DayWindowStream
+    t.assert_never(reader)
 
-    @override
-    def find(self, spec: StreamSpec, discovery: Discovery) -> Schema:
-        base = spec.base_schema()
-        carried: dict[str, t.Any] = {}
-        for name in self.custom_fields_of:
-            if discovery.offers(name):
-                carried = merge_properties(carried, custom_properties(discovery.schema(name)))
-        base["properties"].update(carried)
 
-        def discover() -> Schema:
-            with discovery.sample(spec, base) as stream:
-                return discover_window_schema(t.cast("DayWindowStream", stream), base)
-
-        return discovery.given_or_found(spec, base, discover)
-
-    @override
-    def declares(self, field: str) -> bool:
-        # Only the custom fields come from discovery (of customers); the rest is fixed.
-        return field.startswith(CUSTOM_FIELD_PREFIX)
+def state_shape(spec: StreamSpec) -> StreamShape:
+    """What the stream's state may hold (tap_cube/state.py checks a given state)."""
+    replication_key = reader_class(spec.reader).replication_key
+    return StreamShape(
+        name=spec.name,
+        partition_keys=key_types(spec.partitions.key_schema),
+        bookmark_key=replication_key if isinstance(replication_key, str) else None,
+    )
 
 
 class Discovery:
@@ -193,7 +149,7 @@ class Discovery:
         """The schema of the offered stream `name`, found once."""
         if name not in self._schemas:
             spec = self._specs[name]
-            self._schemas[name] = spec.schema_source.find(spec, self)
+            self._schemas[name] = find_schema(spec, self)
         return self._schemas[name]
 
     @contextmanager

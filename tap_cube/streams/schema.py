@@ -12,9 +12,11 @@ from singer_sdk import typing as th
 
 from tap_cube.api.json_text import JsonText
 from tap_cube.records.coercion import CATCH_ALL_PROPERTY
+from tap_cube.records.converters import INT64_MAX, INT64_MIN
+from tap_cube.records.deletions import DELETED_AT, DELETED_AT_SCHEMA
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 CUSTOM_FIELD_PREFIX = "crm__custom_info__"
 
@@ -99,6 +101,75 @@ _CAMPAIGN = th.PropertiesList(
 CAMPAIGN_PROPERTIES: dict[str, t.Any] = {**_CAMPAIGN["properties"], **CATCH_ALL_PROPERTY}
 #: The JSON Schema dialect the campaigns schema names, as singer_sdk's typing made it.
 CAMPAIGN_DIALECT: str = _CAMPAIGN["$schema"]
+
+
+#: Rows about customers' calls (call outcomes, product registrations): when each was
+#: submitted, its free-form fields by label, and its number among rows of one second.
+CALL_OUTCOME_TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
+CALL_OUTCOME_SUBMITTED_WHEN = "call_outcome__report_as__submitted_when"
+#: The local minute a row was submitted, as the 2019 notes name it.
+CALL_OUTCOME_SUBMITTED_WHEN_2019 = "call_outcome__submitted_when"
+#: Where a row says when it was submitted, best first: the timestamp, then the minute.
+SUBMITTED = (CALL_OUTCOME_TIMESTAMP, CALL_OUTCOME_SUBMITTED_WHEN, CALL_OUTCOME_SUBMITTED_WHEN_2019)
+CALL_OUTCOME_EXTRA = "call_outcome__extra"
+PRODUCT_EXTRA = "product__extra"
+SUBMISSION_SEQ = "submission_seq"
+CALL_OUTCOME_PROPERTIES: dict[str, t.Any] = {
+    "call_outcome__type": {"type": ["string", "null"]},
+    "call_outcome__subtype": {"type": ["string", "null"]},
+    "call_outcome__comment": {"type": ["string", "null"]},
+    "call_outcome__report_as__submitted_by": {"type": ["string", "null"]},
+    "call_outcome__report_as__submitted_in_department": {"type": ["string", "null"]},
+    "call_outcome__report_as__submitted_in_team": {
+        "type": ["string", "null"],
+        "description": "The notes' name for submitted_in_department since 2022",
+    },
+    CALL_OUTCOME_SUBMITTED_WHEN: {"type": ["string", "null"]},
+    CALL_OUTCOME_SUBMITTED_WHEN_2019: {
+        "type": ["string", "null"],
+        "description": "submitted_when as the 2019 notes name it",
+    },
+    "call_outcome__submitted_by": {
+        "type": ["string", "null"],
+        "description": "submitted_by as the 2019 notes name it",
+    },
+    "call_outcome__submitted_in_department": {
+        "type": ["string", "null"],
+        "description": "submitted_in_department as the 2019 notes name it",
+    },
+    CALL_OUTCOME_TIMESTAMP: {"type": "string", "format": "date-time"},
+    "call_outcome__additional_input_text": {"type": ["string", "null"]},
+    "campaign__name": {"type": ["string", "null"]},
+    "assignment__name": {"type": ["string", "null"], "description": "Assignment era"},
+    "client__short_name": {"type": ["string", "null"], "description": "Assignment era"},
+    "crm_type__name": {"type": ["string", "null"], "description": "B2C or B2B (2019 notes)"},
+    "campaign__crm_type": {"type": ["string", "null"]},
+    "data_owner__name": {"type": ["string", "null"]},
+    "segment__name": {"type": ["string", "null"]},
+    CALL_OUTCOME_EXTRA: {
+        "type": ["object", "null"],
+        "additionalProperties": True,
+        "description": "The free-form call_outcome__extra__<label> fields, keyed by label",
+    },
+    SUBMISSION_SEQ: {
+        "type": "integer",
+        "description": (
+            "1 for the first row of this customer submitted in this second, 2 for the "
+            "next: part of the key, so that rows sharing both (anonymized customers all "
+            'have crm__customer_id "") are all kept'
+        ),
+    },
+}
+PRODUCT_PROPERTIES: dict[str, t.Any] = {
+    "product__code": {"type": ["string", "null"]},
+    "product__title": {"type": ["string", "null"]},
+    "product__price": {"type": ["number", "null"]},
+    PRODUCT_EXTRA: {
+        "type": ["object", "null"],
+        "additionalProperties": True,
+        "description": "The free-form product__extra__<label> fields, keyed by label",
+    },
+}
 
 
 def type_of_metadata(row: dict[str, t.Any]) -> str:
@@ -205,3 +276,35 @@ def merge_properties(left: dict[str, t.Any], right: dict[str, t.Any]) -> dict[st
         else:
             merged[name] = prop
     return merged
+
+
+def int64_bounded(prop: dict[str, t.Any]) -> dict[str, t.Any]:
+    """An integer property with the int64 range that coerce() keeps to; others as they are.
+
+    Declaring it makes targets pick bigint: without it pipelinewise-target-postgres picks
+    numeric and target-duckdb HUGEINT.
+    """
+    if "integer" not in prop.get("type", ()):
+        return prop
+    return {**prop, "minimum": INT64_MIN, "maximum": INT64_MAX}
+
+
+def carried_properties(
+    key_fields: Mapping[str, dict[str, t.Any]], *, deletions: bool
+) -> dict[str, dict[str, t.Any]]:
+    """What records carry whatever the schema says: their key (which upserts, deletion
+    records, the delivered ids and skip_unchanged's hashes rest on) and, when
+    deletions are detected, `_sdc_deleted_at`."""
+    carried = {name: int64_bounded(prop) for name, prop in key_fields.items()}
+    if deletions:
+        carried[DELETED_AT] = DELETED_AT_SCHEMA
+    return carried
+
+
+def declare_carried(properties: dict[str, t.Any], carried: Mapping[str, dict[str, t.Any]]) -> None:
+    """Make `properties` (a stream's own) declare what records carry, every integer
+    within int64."""
+    for name, prop in carried.items():
+        properties.setdefault(name, prop)
+    for name, prop in properties.items():
+        properties[name] = int64_bounded(prop)

@@ -2,11 +2,11 @@
 
 A row says the stream's name and path, how its list is split into partitions
 (tap_cube/streams/partitions.py), the fields that tell its records apart, its fixed
-columns and how discovery finds the rest (tap_cube/streams/discovery.py), whether it
-comes in pages, and whether detect_deletions and skip_unchanged apply. `CubeStream`
-reads any row; a row names another reader only where reading truly differs (day windows:
-tap_cube/streams/call_outcomes.py). A stream is offered when the settings it `needs` are
-set (tap_cube/streams/directory.py says when a need is met).
+columns and the `SchemaSource` of the rest (tap_cube/streams/discovery.py finds it),
+whether it comes in pages, and whether detect_deletions and skip_unchanged apply.
+`CubeStream` reads any row; a row names another `Reader` only where reading truly
+differs (day windows: tap_cube/streams/call_outcomes.py). A stream is offered when the
+settings it `needs` are set (tap_cube/streams/directory.py says when a need is met).
 
 `stream_table` checks the rows when this module is imported: a row that discovery could
 not build stops the import with one line, rather than a stream that is offered and
@@ -19,25 +19,10 @@ import copy
 import string
 import typing as t
 from dataclasses import dataclass, field
+from enum import Enum
 
-from tap_cube.state import StreamShape, key_types
-from tap_cube.streams.call_outcomes import (
-    CALL_OUTCOME_EXTRA,
-    CALL_OUTCOME_PROPERTIES,
-    CALL_OUTCOME_TIMESTAMP,
-    PRODUCT_EXTRA,
-    PRODUCT_PROPERTIES,
-    SUBMISSION_SEQ,
-    DayWindowStream,
-)
-from tap_cube.streams.cube_stream import CubeStream
-from tap_cube.streams.discovery import (
-    Extends,
-    FromCustomFields,
-    FromWindows,
-    SchemaSource,
-    Static,
-)
+from typing_extensions import override
+
 from tap_cube.streams.partitions import (
     ASSIGNMENTS,
     CAMPAIGNS,
@@ -47,17 +32,114 @@ from tap_cube.streams.partitions import (
     Partitions,
 )
 from tap_cube.streams.schema import (
+    CALL_OUTCOME_EXTRA,
+    CALL_OUTCOME_PROPERTIES,
+    CALL_OUTCOME_TIMESTAMP,
     CALLFLOW_PROPERTIES,
     CAMPAIGN_DIALECT,
     CAMPAIGN_PROPERTIES,
+    CUSTOM_FIELD_PREFIX,
     CUSTOM_FIELD_PROPERTIES,
     CUSTOMER_PROPERTIES,
+    PRODUCT_EXTRA,
+    PRODUCT_PROPERTIES,
+    SUBMISSION_SEQ,
 )
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
     from tap_cube.streams.directory import Need
+
+
+class Reader(Enum):
+    """The stream class that reads a row, by its name: discovery.py makes it. Rows differ
+    in code only where reading truly differs."""
+
+    #: Any row, list by list: `CubeStream` (tap_cube/streams/cube_stream.py).
+    LISTS = "CubeStream"
+    #: Rows about calls, in day windows from a bookmark: `DayWindowStream`
+    #: (tap_cube/streams/call_outcomes.py).
+    DAY_WINDOWS = "DayWindowStream"
+
+
+@dataclass(frozen=True)
+class SchemaSource:
+    """How discovery finds the columns of a stream that its spec cannot say in advance
+    (discovery.py finds them, by the kind of source)."""
+
+    #: The reader whose records the source samples; None: any.
+    reader: t.ClassVar[Reader | None] = None
+
+    def builds_on(self) -> tuple[str, ...]:
+        """The streams whose schema or records it needs: offered whenever it is."""
+        return ()
+
+    def carries(self) -> tuple[str, ...]:
+        """The streams whose custom fields it takes, of those offered."""
+        return ()
+
+    def declares(self, field: str) -> bool:
+        """Whether discovering the schema again would give `field` a column of its own."""
+        return False
+
+
+@dataclass(frozen=True)
+class Static(SchemaSource):
+    """The spec's columns are all there is: no request."""
+
+
+@dataclass(frozen=True)
+class FromCustomFields(SchemaSource):
+    """Customers: their custom fields, typed by the `metadata` stream's rows, and the
+    fields the first page of each partition shows that the metadata does not list."""
+
+    metadata: str
+
+    @override
+    def builds_on(self) -> tuple[str, ...]:
+        return (self.metadata,)
+
+    @override
+    def declares(self, field: str) -> bool:
+        # The metadata and the first page show any field: discovery would find it.
+        return True
+
+
+@dataclass(frozen=True)
+class Extends(SchemaSource):
+    """Another stream's schema plus `properties`, and the fields each partition's first
+    page shows besides (call-flow rows are customers plus where each stands)."""
+
+    stream: str
+    properties: Mapping[str, dict[str, t.Any]]
+
+    @override
+    def builds_on(self) -> tuple[str, ...]:
+        return (self.stream,)
+
+    @override
+    def declares(self, field: str) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class FromWindows(SchemaSource):
+    """Rows about customers' calls carry customer fields: those the customers of
+    `custom_fields_of` have (the offered ones), and those the rows of each partition's
+    latest day window show."""
+
+    reader = Reader.DAY_WINDOWS
+    custom_fields_of: tuple[str, ...]
+
+    @override
+    def carries(self) -> tuple[str, ...]:
+        return self.custom_fields_of
+
+    @override
+    def declares(self, field: str) -> bool:
+        # Only the custom fields come from discovery (of customers); the rest is fixed.
+        return field.startswith(CUSTOM_FIELD_PREFIX)
 
 
 class SpecError(Exception):
@@ -102,7 +184,7 @@ class StreamSpec:
     #: The JSON Schema dialect its schema names (`$schema`), if it names one.
     dialect: str | None = None
     #: The stream class that reads it.
-    reader: type[CubeStream] = CubeStream
+    reader: Reader = Reader.LISTS
 
     @property
     def needs(self) -> tuple[Need, ...]:
@@ -119,6 +201,15 @@ class StreamSpec:
         """The key's fields with their columns."""
         return {name: self.properties[name] for name in self.key}
 
+    def describe(self, context: Mapping[str, t.Any] | None) -> str:
+        """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
+        list_name = f"{self.list_name} of " if self.list_name else ""
+        if not context:
+            return list_name + self.name
+        first, *rest = context.values()
+        extra = f" ({', '.join(str(value) for value in rest)})" if rest else ""
+        return f"{list_name}{self.partitions.label} {first}{extra}"
+
     def base_schema(self) -> dict[str, t.Any]:
         """The schema before discovery: the partition's fields and `properties`; a copy
         of its own, for the stream to change."""
@@ -131,15 +222,6 @@ class StreamSpec:
         if self.dialect is not None:
             schema["$schema"] = self.dialect
         return copy.deepcopy(schema)
-
-    def state_shape(self) -> StreamShape:
-        """What the stream's state may hold (tap_cube/state.py checks a given state)."""
-        replication_key = self.reader.replication_key
-        return StreamShape(
-            name=self.name,
-            partition_keys=key_types(self.partitions.key_schema),
-            bookmark_key=replication_key if isinstance(replication_key, str) else None,
-        )
 
 
 def stream_table(*specs: StreamSpec) -> tuple[StreamSpec, ...]:
@@ -171,10 +253,10 @@ def _faults(spec: StreamSpec, by_name: Mapping[str, StreamSpec]) -> Iterator[str
         yield f"its key {list(spec.key)} names no field, or one not among its properties"
     if (spec.tracks_deletions or spec.tracks_changes) and spec.record_id is None:
         yield "deletions and changes are tracked by one id, and its key has several fields"
-    if spec.extra_columns and not issubclass(spec.reader, DayWindowStream):
-        yield "only DayWindowStream gathers extra columns"
-    if not issubclass(spec.reader, source.reader):
-        yield f"{type(source).__name__} finds schemas for {source.reader.__name__} only"
+    if spec.extra_columns and spec.reader is not Reader.DAY_WINDOWS:
+        yield f"only {Reader.DAY_WINDOWS.value} gathers extra columns"
+    if source.reader is not None and spec.reader is not source.reader:
+        yield f"{type(source).__name__} finds schemas for {source.reader.value} only"
     for name in (*source.builds_on(), *source.carries()):
         if name not in by_name:
             yield f"its schema builds on {name!r}, which no row names"
@@ -299,7 +381,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         schema_source=FromWindows(("customers", "crm_customers")),
         also_needs=("start_date",),
         extra_columns=(CALL_OUTCOME_EXTRA,),
-        reader=DayWindowStream,
+        reader=Reader.DAY_WINDOWS,
     ),
     StreamSpec(
         # Only data owners' campaigns have product registrations.
@@ -311,7 +393,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         schema_source=FromWindows(("crm_customers",)),
         also_needs=("start_date",),
         extra_columns=(CALL_OUTCOME_EXTRA, PRODUCT_EXTRA),
-        reader=DayWindowStream,
+        reader=Reader.DAY_WINDOWS,
     ),
     StreamSpec(
         name="crm_call_outcomes",
@@ -322,7 +404,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         schema_source=FromWindows(("crm_customers",)),
         also_needs=("start_date",),
         extra_columns=(CALL_OUTCOME_EXTRA,),
-        reader=DayWindowStream,
+        reader=Reader.DAY_WINDOWS,
     ),
     StreamSpec(
         name="crm_product_registrations",
@@ -333,7 +415,7 @@ STREAM_SPECS: tuple[StreamSpec, ...] = stream_table(
         schema_source=FromWindows(("crm_customers",)),
         also_needs=("start_date",),
         extra_columns=(CALL_OUTCOME_EXTRA, PRODUCT_EXTRA),
-        reader=DayWindowStream,
+        reader=Reader.DAY_WINDOWS,
     ),
 )
 
