@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import typing as t
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from tap_cube.errors import StateError
 from tap_cube.records import changes, memory, memory_age
+from tap_cube.records.converters import parse_bookmark
 from tap_cube.records.deletions import STATE_KEY, decode_ids
 
 if t.TYPE_CHECKING:
@@ -166,29 +166,6 @@ def _check_bookmark(partition: dict[str, t.Any], shape: StreamShape, where: str 
     if parse_bookmark(value) is None:
         shown = _json(value)[:60]
         _fail(shape, where, f"its bookmark {shown} is not an ISO 8601 timestamp")
-
-
-def parse_bookmark(value: object) -> datetime | None:
-    """A bookmark's timestamp in UTC (taken as UTC when it names no offset); None for
-    anything else.
-
-    One that an offset moves past the first or last instant a datetime holds
-    ("0001-01-01T00:00:00+05:00") is that instant: a bookmark is a point to read on
-    from, and the edge is as far as any can go.
-    """
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        edge = datetime.min if parsed.year == datetime.min.year else datetime.max
-        return edge.replace(tzinfo=UTC)
 
 
 def _fail(shape: StreamShape, where: str | None, problem: str) -> t.NoReturn:

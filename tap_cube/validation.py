@@ -24,8 +24,8 @@ from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 
 from tap_cube.errors import ConfigError, scrubber
+from tap_cube.records.converters import parse_bookmark
 from tap_cube.settings import SETTINGS, Settings, zone_of
-from tap_cube.state import parse_bookmark
 from tap_cube.streams.directory import describe_needs, discovers_crms
 
 if t.TYPE_CHECKING:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cube_simulator import demo_assignments
-from tap_cube.state import parse_bookmark
+from tap_cube.records.converters import parse_bookmark
 from tests.conftest import config_for, run_tap
 from tests.test_catalog import discovered_catalog
 

@@ -304,3 +304,26 @@ def kind_of(prop: dict[str, t.Any]) -> tuple[str, bool]:
     if kinds in ({"object"}, {"array"}):
         return kinds.pop(), nullable
     return " or ".join(sorted(kinds)) or "null", nullable
+
+
+def parse_bookmark(value: object) -> datetime | None:
+    """A bookmark's timestamp in UTC (taken as UTC when it names no offset); None for
+    anything else.
+
+    One that an offset moves past the first or last instant a datetime holds
+    ("0001-01-01T00:00:00+05:00") is that instant: a bookmark is a point to read on
+    from, and the edge is as far as any can go.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.min if parsed.year == datetime.min.year else datetime.max
+        return edge.replace(tzinfo=UTC)

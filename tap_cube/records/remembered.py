@@ -13,8 +13,8 @@ import typing as t
 from dataclasses import dataclass
 
 from tap_cube.records import changes, deletions, memory, memory_age
+from tap_cube.records.converters import parse_bookmark
 from tap_cube.settings import Settings
-from tap_cube.state import parse_bookmark
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

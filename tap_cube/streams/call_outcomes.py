@@ -16,10 +16,9 @@ from singer_sdk.helpers._state import PROGRESS_MARKERS
 from typing_extensions import override
 
 from tap_cube.errors import ConfigError
-from tap_cube.records.converters import instant
+from tap_cube.records.converters import instant, parse_bookmark
 from tap_cube.records.day_rows import DayRowFit
 from tap_cube.records.keys import numbering_keyer
-from tap_cube.state import parse_bookmark
 from tap_cube.streams.cube_stream import CubeStream
 from tap_cube.streams.schema import (
     CALL_OUTCOME_TIMESTAMP,
