@@ -85,6 +85,23 @@ class ChangeGate:
         hash is remembered either way. Deletion records always go out."""
         return DELETED_AT in record or self.filter.admits(emitted)
 
+    def lets_out(
+        self,
+        record: dict[str, t.Any],
+        emitted: list[tuple[str, dict[str, t.Any]]],
+        write_state: Callable[[], None],
+    ) -> bool:
+        """Whether `record` (as `emitted`: stream and record per message) goes out; before
+        the first that the stored hashes do not vouch for, `write_state` writes a STATE
+        without them."""
+        if not emitted:
+            return True
+        if not self.sends(record, emitted):
+            return False
+        if self.withdraws_hashes():
+            write_state()
+        return True
+
     def withdraws_hashes(self) -> bool:
         """Whether a STATE without the stored hashes is due before the record going out
         now: once, before the first one they do not vouch for (a change, a new record, a

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from tap_cube.records import changes, deletions, memory, memory_age
 from tap_cube.records.converters import parse_bookmark
-from tap_cube.settings import Settings
+from tap_cube.settings import Settings, zone_of
 
 if t.TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
     from datetime import datetime
 
     from singer_sdk.mapper import StreamMap
@@ -43,16 +43,14 @@ class MemoryRules:
 def memory_rules(
     stream_name: str,
     emitting_maps: Sequence[StreamMap],
-    config: Mapping[str, t.Any],
+    settings: Settings,
     *,
-    timezone: str,
     switches: dict[str, bool],
-    max_memory_age_days: float,
 ) -> MemoryRules:
     """The rules for a stream whose records the SDK emits through `emitting_maps`: its
     memory vouches for its SCHEMA messages as the SDK writes them, the settings beside
-    them, the `timezone` and the `switches` (detect_deletions, skip_unchanged)."""
-    settings = Settings(config)
+    them, the `timezone` setting's zone and the `switches` (detect_deletions,
+    skip_unchanged)."""
     destination = [stream_map.stream_alias for stream_map in emitting_maps]
     vouches_for = memory.Vouching.of(
         destination=destination,
@@ -63,14 +61,14 @@ def memory_rules(
             ],
             "settings": {name: settings.given(name) for name in memory.MAP_SETTINGS},
         },
-        timezone=timezone,
+        timezone=zone_of(settings.timezone).key,
         switches=switches,
     )
     return MemoryRules(
         stream_name=stream_name,
         vouches_for=vouches_for,
         emitted_streams=destination,
-        max_memory_age_days=max_memory_age_days,
+        max_memory_age_days=settings.max_memory_age_days,
         resend_before=parse_bookmark(settings.resend_before),
         skips_unchanged=switches["skip_unchanged"],
     )

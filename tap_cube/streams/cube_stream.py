@@ -12,33 +12,25 @@ functions, writes the messages they ask for, and keeps no fact of a partition be
 from __future__ import annotations
 
 import typing as t
-from datetime import UTC, datetime
 from functools import cached_property, partial
 
 from singer_sdk import RESTStream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import RemoveRecordTransform, StreamMap
-from singer_sdk.singerlib import RecordMessage
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from typing_extensions import override
 
 from tap_cube.api.client import CubeClient
-from tap_cube.api.fetch import PagePipeline, RequestGate
+from tap_cube.api.fetch import RequestGate, StreamPipeline
 from tap_cube.api.page_requests import ListAddress, PageRequests
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records import keys
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
 from tap_cube.records.completeness import CHECKPOINT_INTERVAL, PartitionList, RecordPath
 from tap_cube.records.deletions import DELETED_AT
-from tap_cube.records.partition_read import (
-    ExtractedRecord,
-    PartitionRead,
-    ReadPolicy,
-    RequestFigures,
-    StateDue,
-)
-from tap_cube.records.remembered import MemoryRules, memory_rules
-from tap_cube.records.stream_outcome import StreamOutcome
+from tap_cube.records.partition_read import RequestFigures
+from tap_cube.records.record_messages import goes_out, mapped_messages
+from tap_cube.records.stream_reads import StreamReads, read_policy
 from tap_cube.settings import Settings, zone_of
 from tap_cube.streams.catalog import reconcile_selected
 from tap_cube.streams.schema import carried_properties, declare_carried
@@ -49,7 +41,7 @@ if t.TYPE_CHECKING:
 
     from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
     from singer_sdk.helpers.types import Context
-    from singer_sdk.singerlib import Catalog
+    from singer_sdk.singerlib import Catalog, RecordMessage
     from singer_sdk.tap_base import Tap
 
     from tap_cube.api.page import Page
@@ -124,9 +116,14 @@ class CubeStream(RESTStream[t.Any]):
             # A full-table state says nothing new mid-stream, and it carries every
             # partition's delivered ids and record hashes: write it when the stream is done.
             self.STATE_MSG_FREQUENCY = 1 << 62
-        self._pipeline: PagePipeline | None = None
-        #: What the partitions read so far came to (skipped, unchecked, withheld).
-        self._outcome = StreamOutcome(self.name)
+        #: The page pipeline, started as the stream starts to read (api/fetch.py).
+        self.pipeline = StreamPipeline(
+            self.page_requests.fetch,
+            concurrency=self.settings.max_concurrent_requests,
+            paginator=self.page_requests.paginator,
+            gate=gate,
+            plan=self.planned_partitions,
+        )
 
     # --- what the spec says -----------------------------------------------------
 
@@ -222,23 +219,9 @@ class CubeStream(RESTStream[t.Any]):
         if self.spec.partitions.warns_vanished:
             self.directory.warn_vanished(self.tap_state.get("bookmarks") or {})
 
-    @property
-    def pipeline(self) -> PagePipeline:
-        if self._pipeline is None:
-            self._pipeline = PagePipeline(
-                self.page_requests.fetch,
-                concurrency=self.settings.max_concurrent_requests,
-                paginator=self.page_requests.paginator,
-                gate=self._gate,
-            )
-            self._pipeline.plan(self.planned_partitions())
-        return self._pipeline
-
     def close(self) -> None:
         """End outstanding work; no worker thread outlives this call."""
-        if self._pipeline is not None:
-            self._pipeline.close()
-            self._pipeline = None
+        self.pipeline.close()
 
     # --- records --------------------------------------------------------------------
 
@@ -255,14 +238,16 @@ class CubeStream(RESTStream[t.Any]):
             self._report_unfit(where)
         if last:
             self.close()
-            self._outcome.check(
+            version = self._stream_version
+            self.reads.finish(
                 len(self.partitions or [{}]),
                 self.partition_setting,
                 optional=self.spec.optional,
-                max_deletion_share=self.max_deletion_share,
                 logger=self.logger,
+                activates_version=version is not None,
             )
-            self._activate_version()
+            if version is not None:  # every partition was read whole
+                super()._write_activate_version_message(version)
 
     @property
     def activates_version(self) -> bool:
@@ -278,35 +263,22 @@ class CubeStream(RESTStream[t.Any]):
     def _write_activate_version_message(self, full_table_version: int) -> None:
         """Held back: the SDK writes it as a sync begins, before any record of the version,
         and a target then marks every row deleted until it is sent again; a run that
-        fails on the way left them so. `_activate_version` writes it once all were sent."""
-
-    def _activate_version(self) -> None:
-        """ACTIVATE_VERSION after the stream's last record, when every partition was
-        read whole; a skipped one would have its rows marked deleted, so none then."""
-        if self._stream_version is None:
-            return
-        refused = self._outcome.activate_version_refused(self.partition_setting)
-        if refused is not None:
-            raise refused
-        super()._write_activate_version_message(self._stream_version)
+        fails on the way left them so. `get_records` writes it after the last partition,
+        when every partition was read whole (tap_cube/records/stream_reads.py)."""
 
     def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
         """The records of one partition, each exactly once, or an error that says why not;
-        and the STATEs its read asks for (tap_cube/records/partition_read.py).
+        and the STATEs its read asks for (tap_cube/records/stream_reads.py).
 
         A partition that answers 403 or 404 before its first page is skipped with a
         warning when skips_inaccessible allows it. Its state changes only once it was
         read completely: its delivered ids (detect_deletions) and record hashes
         (skip_unchanged), and the note of what they vouch for (tap_cube/records/memory.py).
         """
-        # Only streams that keep ids or hashes per partition touch its state here (a
-        # call outcomes window is no partition of its own).
-        keeps_state = self.spec.tracks_deletions or self.spec.tracks_changes
-        state = self.get_context_state(context) if keeps_state else {}
-        where = self.describe_partition(context)
-        read = PartitionRead(
-            state,
-            partial(self.pipeline.pages, context or {}),
+        reads, where = self.reads, self.describe_partition(context)
+        yield from reads.records(
+            self.get_context_state(context) if reads.keeps_state else {},
+            partial(self.pipeline.started().pages, context or {}),
             PartitionList(
                 stream_name=self.name,
                 where=where,
@@ -317,44 +289,30 @@ class CubeStream(RESTStream[t.Any]):
                 limit=lambda: self._gate.limit.current,
             ),
             self.record_path(context),
-            self._read_policy(keeps_state=keeps_state),
             siblings=(self.stream_state or {}).get("partitions") or [],
             requests=partial(RequestFigures.of, self.client, self._gate.limit, where),
         )
-        items = read.items()
-        try:
-            while True:
-                try:
-                    item = next(items)
-                except StopIteration as done:
-                    self._outcome.add(where, done.value)
-                    return
-                if isinstance(item, StateDue):
-                    self._write_state_now(ending=item is StateDue.ENDING)
-                else:
-                    yield item
-        finally:
-            items.close()  # closed by the SDK (which failed): so is the read
 
-    def _read_policy(self, *, keeps_state: bool) -> ReadPolicy:
-        """What this stream and its settings make of a partition's read."""
-        return ReadPolicy(
-            tracks_deletions=self.spec.tracks_deletions,
-            detects_deletions=self.detects_deletions,
-            tracks_changes=self.spec.tracks_changes,
-            skips_unchanged=self.skips_unchanged,
-            skips_inaccessible=self.skips_inaccessible,
-            max_deletion_share=self.max_deletion_share,
-            id_schema=(
-                self.schema["properties"][str(self.spec.record_id)]
-                if self.spec.tracks_deletions
-                else None
+    @cached_property
+    def reads(self) -> StreamReads:
+        """What every partition's read is held to (made as the first starts, once the
+        stream maps are known), and what they came to."""
+        return StreamReads(
+            self.name,
+            read_policy(
+                self.name,
+                self.settings,
+                self.emitting_maps,
+                tracks_deletions=self.spec.tracks_deletions,
+                tracks_changes=self.spec.tracks_changes,
+                skips_inaccessible=self.skips_inaccessible,
+                id_schema=lambda: self.schema["properties"][str(self.spec.record_id)],
+                checkpoint_interval=self.checkpoint_interval,
             ),
-            checkpoint_interval=self.checkpoint_interval,
-            memory=self._memory_rules if keeps_state else None,
+            write_state=self._write_state_now,
         )
 
-    def _write_state_now(self, *, ending: bool = False) -> None:
+    def _write_state_now(self, ending: bool = False) -> None:
         """A STATE now, where a partition's read asks for one. `ending`: the read ends
         early, and the error that ended it is the one to report."""
         self.state_manager.is_flushed = False  # the SDK writes a STATE only when unflushed
@@ -365,27 +323,10 @@ class CubeStream(RESTStream[t.Any]):
                 raise
             self.logger.warning("%s: the state could not be written", self.name)
 
-    # --- what the memory vouches for ---------------------------------------------------
-
     @cached_property
     def emitting_maps(self) -> list[StreamMap]:
         """The stream maps that make messages of this stream's records."""
         return [m for m in self.stream_maps if not isinstance(m, RemoveRecordTransform)]
-
-    @cached_property
-    def _memory_rules(self) -> MemoryRules:
-        """What this run holds a partition's memory to (tap_cube/records/remembered.py)."""
-        return memory_rules(
-            self.name,
-            self.emitting_maps,
-            self.config,
-            timezone=self.zone.key,
-            switches={
-                "detect_deletions": self.detects_deletions,
-                "skip_unchanged": self.skips_unchanged,
-            },
-            max_memory_age_days=self.settings.max_memory_age_days,
-        )
 
     # --- what becomes of a record -----------------------------------------------------
 
@@ -439,11 +380,6 @@ class CubeStream(RESTStream[t.Any]):
         return self.spec.tracks_deletions and self.settings.detect_deletions
 
     @cached_property
-    def max_deletion_share(self) -> float:
-        """The share of a partition's rows that one run may mark deleted."""
-        return self.settings.max_deletion_share
-
-    @cached_property
     def skips_unchanged(self) -> bool:
         return self.spec.tracks_changes and self.settings.skip_unchanged
 
@@ -466,49 +402,20 @@ class CubeStream(RESTStream[t.Any]):
         self, record: dict[str, t.Any]
     ) -> Generator[RecordMessage, None, None]:
         """The SDK's record messages, without its per-field selection walk when it is moot,
-        and none for a record skip_unchanged finds unchanged.
+        and none for a record skip_unchanged finds unchanged (records/record_messages.py).
 
         With every property selected (the usual case) the walk removes nothing, yet it
         was the largest per-record cost left; with any deselected, the SDK does it all.
         Records are compared as emitted, so a change of selection or stream maps counts.
         """
-        if not self._every_property_selected:
-            messages = list(super()._generate_record_messages(record))
-            if self._sends(record, [(message.stream, message.record) for message in messages]):
-                yield from messages
+        if self._every_property_selected:
+            version = self._stream_version
+            yield from mapped_messages(record, self.stream_maps, version, self._write_state_now)
             return
-        emitted = [
-            (stream_map.stream_alias, mapped)
-            for stream_map in self.stream_maps
-            if (mapped := stream_map.transform(record)) is not None
-        ]
-        # Compared before any message is made: most records of a re-run are unchanged.
-        if not self._sends(record, emitted):
-            return
-        # When the record's page arrived, which the record carries from its read.
-        extracted_at = (
-            record.time_extracted if isinstance(record, ExtractedRecord) else datetime.now(UTC)
-        )
-        for stream, mapped in emitted:
-            yield RecordMessage(
-                stream=stream,
-                record=mapped,
-                version=self._stream_version,
-                time_extracted=extracted_at,
-            )
-
-    def _sends(self, record: dict[str, t.Any], emitted: list[tuple[str, dict[str, t.Any]]]) -> bool:
-        """Whether skip_unchanged lets `record` (as `emitted`: stream, record per message)
-        go out, as its partition's gate says (tap_cube/records/partition_read.py); before
-        the first that its stored hashes do not vouch for, a STATE without them."""
-        gate = record.changes if isinstance(record, ExtractedRecord) else None
-        if gate is None or not emitted:
-            return True
-        if not gate.sends(record, emitted):
-            return False
-        if gate.withdraws_hashes():
-            self._write_state_now()
-        return True
+        messages = list(super()._generate_record_messages(record))
+        emitted = [(message.stream, message.record) for message in messages]
+        if goes_out(record, emitted, self._write_state_now):
+            yield from messages
 
     @override
     def generate_child_contexts(

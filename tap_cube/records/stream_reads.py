@@ -1,0 +1,139 @@
+"""A stream's partition reads: the rules they all keep, and what they came to.
+
+`read_policy` assembles, from plain values (the spec's facts, the settings, the stream
+maps), what every partition's read of a stream is held to. `StreamReads` runs each
+partition's read (tap_cube/records/partition_read.py), writing the STATEs it asks for
+through the function it was given and adding its outcome (tap_cube/records/
+stream_outcome.py); after the last partition, `finish` fails or refuses ACTIVATE_VERSION
+where that outcome says so. The stream hands in values and gets records back.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from tap_cube.records.partition_read import PartitionRead, ReadPolicy, RequestFigures, StateDue
+from tap_cube.records.remembered import memory_rules
+from tap_cube.records.stream_outcome import StreamOutcome
+
+if t.TYPE_CHECKING:
+    import logging
+    from collections.abc import Callable, Iterator, Sequence
+
+    from singer_sdk.mapper import StreamMap
+
+    from tap_cube.api.page import Page
+    from tap_cube.records.completeness import PartitionList, RecordPath
+    from tap_cube.records.partition_read import ExtractedRecord, State
+    from tap_cube.settings import Settings
+
+
+def read_policy(
+    stream_name: str,
+    settings: Settings,
+    emitting_maps: Sequence[StreamMap],
+    *,
+    tracks_deletions: bool,
+    tracks_changes: bool,
+    skips_inaccessible: bool,
+    id_schema: Callable[[], dict[str, t.Any]],
+    checkpoint_interval: float,
+) -> ReadPolicy:
+    """What a stream's partition reads are held to: its spec's facts (`tracks_*`) as the
+    settings switch them on, the schema of its id (`id_schema`, asked only where
+    deletions are tracked), and, for a stream that keeps ids or hashes per partition,
+    what this run holds that memory to (tap_cube/records/remembered.py)."""
+    detects_deletions = tracks_deletions and settings.detect_deletions
+    skips_unchanged = tracks_changes and settings.skip_unchanged
+    switches = {"detect_deletions": detects_deletions, "skip_unchanged": skips_unchanged}
+    # Only streams that keep ids or hashes per partition keep memory in its state.
+    keeps_state = tracks_deletions or tracks_changes
+    return ReadPolicy(
+        tracks_deletions=tracks_deletions,
+        detects_deletions=detects_deletions,
+        tracks_changes=tracks_changes,
+        skips_unchanged=skips_unchanged,
+        skips_inaccessible=skips_inaccessible,
+        max_deletion_share=settings.max_deletion_share,
+        id_schema=id_schema() if tracks_deletions else None,
+        checkpoint_interval=checkpoint_interval,
+        memory=memory_rules(stream_name, emitting_maps, settings, switches=switches)
+        if keeps_state
+        else None,
+    )
+
+
+class StreamReads:
+    """The reads of one stream's partitions, one after another."""
+
+    def __init__(
+        self, stream_name: str, policy: ReadPolicy, *, write_state: Callable[[bool], None]
+    ) -> None:
+        """`write_state(ending)`: writes a STATE now; `ending`: the read ends early, and
+        the error that ended it is the one to report."""
+        self.policy = policy
+        #: What the partitions read so far came to (skipped, unchecked, withheld).
+        self.outcome = StreamOutcome(stream_name)
+        self._write_state = write_state
+
+    @property
+    def keeps_state(self) -> bool:
+        """Whether a partition's read keeps ids or hashes in the partition's state (a call
+        outcomes window is no partition of its own: it is given none)."""
+        return self.policy.memory is not None
+
+    def records(
+        self,
+        state: State,
+        pages: Callable[..., Iterator[Page]],
+        partition: PartitionList,
+        path: RecordPath,
+        *,
+        siblings: Sequence[State],
+        requests: Callable[[], RequestFigures],
+    ) -> Iterator[ExtractedRecord]:
+        """The records of one partition, each exactly once, or an error that says why
+        not; the STATEs its read asks for are written on the way."""
+        read = PartitionRead(
+            state, pages, partition, path, self.policy, siblings=siblings, requests=requests
+        )
+        items = read.items()
+        try:
+            while True:
+                try:
+                    item = next(items)
+                except StopIteration as done:
+                    self.outcome.add(partition.where, done.value)
+                    return
+                if isinstance(item, StateDue):
+                    self._write_state(item is StateDue.ENDING)
+                else:
+                    yield item
+        finally:
+            items.close()  # closed by the SDK (which failed): so is the read
+
+    def finish(
+        self,
+        partitions: int,
+        setting: str,
+        *,
+        optional: bool,
+        logger: logging.Logger,
+        activates_version: bool,
+    ) -> None:
+        """After the stream's last partition: fails when none of its `partitions` was
+        accessible (unless `optional`) or deletions were withheld, naming those skipped;
+        and when it `activates_version`, refuses to unless every partition was read
+        whole: a skipped one would have its rows marked deleted, and so would the rows an
+        unchecked read missed."""
+        outcome = self.outcome
+        outcome.check(
+            partitions,
+            setting,
+            optional=optional,
+            max_deletion_share=self.policy.max_deletion_share,
+            logger=logger,
+        )
+        refused = outcome.activate_version_refused(setting) if activates_version else None
+        if refused is not None:
+            raise refused
