@@ -11,7 +11,9 @@ where that outcome says so. The stream hands in values and gets records back.
 from __future__ import annotations
 
 import typing as t
+from functools import partial
 
+from tap_cube.records.completeness import PartitionList
 from tap_cube.records.partition_read import PartitionRead, ReadPolicy, RequestFigures, StateDue
 from tap_cube.records.remembered import memory_rules
 from tap_cube.records.stream_outcome import StreamOutcome
@@ -23,7 +25,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.mapper import StreamMap
 
     from tap_cube.api.page import Page
-    from tap_cube.records.completeness import PartitionList, RecordPath
+    from tap_cube.records.completeness import RecordPath
     from tap_cube.records.partition_read import ExtractedRecord, State
     from tap_cube.settings import Settings
 
@@ -35,16 +37,16 @@ def read_policy(
     *,
     tracks_deletions: bool,
     tracks_changes: bool,
+    detects_deletions: bool,
+    skips_unchanged: bool,
     skips_inaccessible: bool,
     id_schema: Callable[[], dict[str, t.Any]],
     checkpoint_interval: float,
 ) -> ReadPolicy:
-    """What a stream's partition reads are held to: its spec's facts (`tracks_*`) as the
-    settings switch them on, the schema of its id (`id_schema`, asked only where
-    deletions are tracked), and, for a stream that keeps ids or hashes per partition,
-    what this run holds that memory to (tap_cube/records/remembered.py)."""
-    detects_deletions = tracks_deletions and settings.detect_deletions
-    skips_unchanged = tracks_changes and settings.skip_unchanged
+    """What a stream's partition reads are held to: whether its spec tracks deletions and
+    changes, whether this run detects and skips them, the schema of its id (`id_schema`,
+    asked only where deletions are tracked), and, for a stream that keeps ids or hashes
+    per partition, what this run holds that memory to (tap_cube/records/remembered.py)."""
     switches = {"detect_deletions": detects_deletions, "skip_unchanged": skips_unchanged}
     # Only streams that keep ids or hashes per partition keep memory in its state.
     keeps_state = tracks_deletions or tracks_changes
@@ -67,11 +69,24 @@ class StreamReads:
     """The reads of one stream's partitions, one after another."""
 
     def __init__(
-        self, stream_name: str, policy: ReadPolicy, *, write_state: Callable[[bool], None]
+        self,
+        stream_name: str,
+        policy: ReadPolicy,
+        *,
+        write_state: Callable[[bool], None],
+        logger: logging.Logger,
+        id_field: str | None,
+        paginated: bool,
+        limit: Callable[[], int],
+        requests: Callable[[str], RequestFigures],
     ) -> None:
         """`write_state(ending)`: writes a STATE now; `ending`: the read ends early, and
-        the error that ended it is the one to report."""
+        the error that ended it is the one to report. `limit`: the run's limit of
+        requests in flight now; `requests`: how a partition's requests went, by its name."""
         self.policy = policy
+        self._name, self._logger = stream_name, logger
+        self._id_field, self._paginated = id_field, paginated
+        self._limit, self._requests = limit, requests
         #: What the partitions read so far came to (skipped, unchecked, withheld).
         self.outcome = StreamOutcome(stream_name)
         self._write_state = write_state
@@ -84,16 +99,26 @@ class StreamReads:
 
     def records(
         self,
+        where: str,
         state: State,
         pages: Callable[..., Iterator[Page]],
-        partition: PartitionList,
         path: RecordPath,
         *,
         siblings: Sequence[State],
-        requests: Callable[[], RequestFigures],
+        progress_interval: float,
     ) -> Iterator[ExtractedRecord]:
-        """The records of one partition, each exactly once, or an error that says why
-        not; the STATEs its read asks for are written on the way."""
+        """The records of the partition `where`, each exactly once, or an error that says
+        why not; the STATEs its read asks for are written on the way."""
+        partition = PartitionList(
+            stream_name=self._name,
+            where=where,
+            logger=self._logger,
+            id_field=self._id_field,
+            paginated=self._paginated,
+            progress_interval=progress_interval,
+            limit=self._limit,
+        )
+        requests = partial(self._requests, where)
         read = PartitionRead(
             state, pages, partition, path, self.policy, siblings=siblings, requests=requests
         )

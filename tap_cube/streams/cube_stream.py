@@ -26,7 +26,7 @@ from tap_cube.api.page_requests import ListAddress, PageRequests
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records import keys
 from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
-from tap_cube.records.completeness import CHECKPOINT_INTERVAL, PartitionList, RecordPath
+from tap_cube.records.completeness import CHECKPOINT_INTERVAL, RecordPath
 from tap_cube.records.deletions import DELETED_AT
 from tap_cube.records.partition_read import RequestFigures
 from tap_cube.records.record_messages import goes_out, mapped_messages
@@ -228,7 +228,8 @@ class CubeStream(RESTStream[t.Any]):
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         where = self.describe_partition(context)
-        last = self._is_last_partition(context)
+        partitions = self.partitions
+        last = not partitions or partitions[-1] == context
         try:
             yield from self.read_partition(context)
         except BaseException:
@@ -275,22 +276,14 @@ class CubeStream(RESTStream[t.Any]):
         read completely: its delivered ids (detect_deletions) and record hashes
         (skip_unchanged), and the note of what they vouch for (tap_cube/records/memory.py).
         """
-        reads, where = self.reads, self.describe_partition(context)
+        reads = self.reads
         yield from reads.records(
+            self.describe_partition(context),
             self.get_context_state(context) if reads.keeps_state else {},
             partial(self.pipeline.started().pages, context or {}),
-            PartitionList(
-                stream_name=self.name,
-                where=where,
-                logger=self.logger,
-                id_field=self.spec.record_id,
-                paginated=self.paginated,
-                progress_interval=self.progress_interval,
-                limit=lambda: self._gate.limit.current,
-            ),
             self.record_path(context),
             siblings=(self.stream_state or {}).get("partitions") or [],
-            requests=partial(RequestFigures.of, self.client, self._gate.limit, where),
+            progress_interval=self.progress_interval,
         )
 
     @cached_property
@@ -305,11 +298,18 @@ class CubeStream(RESTStream[t.Any]):
                 self.emitting_maps,
                 tracks_deletions=self.spec.tracks_deletions,
                 tracks_changes=self.spec.tracks_changes,
+                detects_deletions=self.detects_deletions,
+                skips_unchanged=self.skips_unchanged,
                 skips_inaccessible=self.skips_inaccessible,
                 id_schema=lambda: self.schema["properties"][str(self.spec.record_id)],
                 checkpoint_interval=self.checkpoint_interval,
             ),
             write_state=self._write_state_now,
+            logger=self.logger,
+            id_field=self.spec.record_id,
+            paginated=self.paginated,
+            limit=lambda: self._gate.limit.current,
+            requests=partial(RequestFigures.of, self.client, self._gate.limit),
         )
 
     def _write_state_now(self, ending: bool = False) -> None:
@@ -382,10 +382,6 @@ class CubeStream(RESTStream[t.Any]):
     @cached_property
     def skips_unchanged(self) -> bool:
         return self.spec.tracks_changes and self.settings.skip_unchanged
-
-    def _is_last_partition(self, context: Context | None) -> bool:
-        partitions = self.partitions
-        return not partitions or partitions[-1] == context
 
     # --- messages -------------------------------------------------------------------
 
