@@ -90,6 +90,14 @@ def config_for(sim: CubeSimulator, assignment_ids: list[int], **overrides: t.Any
     return {key: value for key, value in config.items() if value is not None}
 
 
+def selecting(catalog: dict, name: str) -> dict:
+    """`catalog` with only the stream `name` selected."""
+    for entry in catalog["streams"]:
+        root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
+        root["selected"] = entry["tap_stream_id"] == name
+    return catalog
+
+
 @dataclass
 class TapRun:
     returncode: int

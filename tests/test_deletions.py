@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import zlib
 
 import msgspec
@@ -15,7 +18,7 @@ from pyroaring import BitMap
 from tap_cube.errors import DeletionsWithheldError
 from tap_cube.records import deletions as deletions_module
 from tap_cube.records.deletions import STATE_KEY, decode_ids, encode_ids
-from tests.conftest import config_for, plain_assignment, run_tap
+from tests.conftest import TapRun, config_for, plain_assignment, run_tap, selecting
 
 
 def last_state(run):
@@ -100,6 +103,67 @@ def test_a_customer_a_failed_run_sent_and_that_is_gone_by_the_next_is_marked_del
     # Every live customer is sent again: with skip_unchanged, the failed run withdrew
     # the partition's hashes before it sent the new customer.
     assert len(sent_live(again)) == (1200 if earlier_run else 1199)
+
+
+#: tap-cube's command, sent SIGTERM by itself as the first block of output that holds
+#: the text given first (a record) is written: the signal lands in the writer, outside
+#: the partition's read, wherever the SDK writes that block from.
+SIGNAL_AS_IT_WRITES = """
+import os, signal, sys
+from tap_cube import cli, output
+marker = sys.argv.pop(1).encode()
+write = output.write_output
+def write_and_signal(data):
+    if marker in data:
+        os.kill(os.getpid(), signal.SIGTERM)
+    write(data)
+output.write_output = write_and_signal
+cli.main()
+"""
+
+
+def run_stopped_as_it_writes(marker: str, config: dict, tmp_path, *args: str) -> TapRun:
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(config))
+    command = [sys.executable, "-c", SIGNAL_AS_IT_WRITES, marker, "--config", str(config_file)]
+    process = subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=300, env=dict(os.environ)
+    )
+    return TapRun(process.returncode, process.stdout, process.stderr)
+
+
+@pytest.mark.parametrize("skip_unchanged", [False, True])
+def test_a_customer_a_stopped_run_wrote_and_that_is_gone_by_the_next_is_marked_deleted(
+    simulator, tmp_path, skip_unchanged
+):
+    """SIGTERM lands wherever the main thread is: here while the block holding a customer
+    new to the state is written. Without skip_unchanged that is the SDK's write of a
+    record, mid-partition; with it, the flush before the stream's last STATE, after the
+    read. Either way the STATE written on the way out names the customer, so the next
+    complete run marks it deleted once it is gone."""
+    sim = simulator([plain_assignment(7, 1200)])
+    config = config_for(sim, [7], detect_deletions=True, skip_unchanged=skip_unchanged)
+    catalog = tmp_path / "catalog.json"
+    discovered = json.loads(run_tap(config, tmp_path, "--discover").stdout)
+    catalog.write_text(json.dumps(selecting(discovered, "customers")))
+    first = run_tap(config, tmp_path, "--catalog", str(catalog))
+    assert first.returncode == 0, first.stderr
+    sim.set_count(7, 1201, at="start")  # a new customer, on page 1
+    new = sim.customers(7)[0]["crm__customer_id"]
+
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(last_state(first)))
+    marker = f'"crm__customer_id":{json.dumps(new)}'
+    args = ("--catalog", str(catalog), "--state", str(state_file))
+    stopped = run_stopped_as_it_writes(marker, config, tmp_path, *args)
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    assert "stopped by SIGTERM" in stopped.last_stderr_line
+    assert new in [r["crm__customer_id"] for r in stopped.records()]
+
+    sim.set_count(7, 1200, at="start")  # the new customer is gone
+    again = run_with_state(config, tmp_path, last_state(stopped), "--catalog", str(catalog))
+    assert again.returncode == 0, again.stderr
+    assert [r["crm__customer_id"] for r in deletions(again)] == [new]
 
 
 def sent_live(run) -> list[dict]:

@@ -37,6 +37,11 @@ PRIVATE_SDK_NAMES = {
         "Stream, with state_manager.is_flushed (cube_stream.py): a STATE without a "
         "partition's record hashes before its first change (skip_unchanged)"
     ),
+    "_sync_records": (
+        "Stream (cube_stream.py): the one frame around a stream's records, their messages "
+        "and its last STATE (`sync` is final); a sync that fails there, wherever, writes "
+        "the STATE its reads leave on the way out"
+    ),
     "_write_activate_version_message": (
         "Stream (cube_stream.py): the ACTIVATE_VERSION the SDK writes as a sync begins, "
         "held back until the stream was sent whole"
@@ -243,6 +248,17 @@ def test_signal_hooks_exist_with_the_shape_tap_cube_overrides():
     assert parameters(PluginBase._setup_signal_handlers) == ["self"]
     assert parameters(PluginBase._handle_termination) == ["self", "signum", "frame"]
     assert "raise_errors" in parameters(PluginBase._validate_config)
+
+
+def test_a_streams_sync_runs_its_records_and_last_state_in_sync_records():
+    """What the override of `_sync_records` relies on: `sync` (final) iterates it, and it
+    writes the records' messages and the stream's last STATE itself."""
+    assert parameters(Stream._sync_records) == ["self", "context", "write_messages"]
+    assert inspect.isgeneratorfunction(Stream._sync_records)
+    assert "self._sync_records(context=context)" in inspect.getsource(Stream.sync)
+    source = inspect.getsource(Stream._sync_records)
+    assert "self._write_record_message(record)" in source
+    assert source.rstrip().endswith("self._write_state_message()")
 
 
 def test_requests_serves_content_it_was_given():

@@ -25,7 +25,7 @@ from tap_cube.streams.specs import (
     stream_table,
 )
 from tap_cube.tap import TapCube
-from tests.conftest import config_for
+from tests.conftest import config_for, selecting
 
 # The recipe's row: a list of labels at a path the simulator routes (its answer is
 # served below), read whole, keyed by `id`, with a schema given in full.
@@ -49,13 +49,6 @@ class ToyTap(TapCube):
 
 
 LABELS = [{"id": 1, "label": "Ja takk"}, {"id": 2, "label": "Nei"}, {"id": 3, "label": None}]
-
-
-def selecting(catalog: dict, name: str) -> dict:
-    for entry in catalog["streams"]:
-        root = next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
-        root["selected"] = entry["tap_stream_id"] == name
-    return catalog
 
 
 def test_a_stream_added_by_one_row_is_discovered_and_read(simulator, capsys):

@@ -4,9 +4,10 @@
 source and plain record functions. Its `items()` yields what the stream hands the SDK:
 each record (an `ExtractedRecord`, carrying when its page arrived and the partition's
 skip_unchanged gate) and `StateDue` where a STATE is to be written; it returns a
-`PartitionOutcome`. Whether the memory is trusted (tap_cube/records/remembered.py), the
-checkpoints, what an early end keeps, and what a complete read puts back are decided
-here, so the stream keeps no fact of the partition being read.
+`PartitionOutcome`; a read that never gets there is ended with `end_early`. Whether the
+memory is trusted (tap_cube/records/remembered.py), the checkpoints, what an early end
+keeps, and what a complete read puts back are decided here, so the stream keeps no fact
+of the partition being read.
 """
 
 from __future__ import annotations
@@ -67,9 +68,6 @@ class StateDue(enum.Enum):
     #: Between two pages of a long partition: the ids sent so far, and the stored
     #: hashes while they still vouch for all that went out.
     CHECKPOINT = "checkpoint"
-    #: The read ends early (an error, a signal) after it sent records: write it if one
-    #: can be written; the error that ended the read is the one to report.
-    ENDING = "ending"
 
 
 class ChangeGate:
@@ -189,29 +187,44 @@ class PartitionRead:
 
     def items(self) -> Generator[ExtractedRecord | StateDue, None, PartitionOutcome]:
         """The records of the partition, each once, and the STATEs due between them;
-        returns its outcome (a 403 or 404 before any page may skip it)."""
+        returns its outcome (a 403 or 404 before any page may skip it). A read that does
+        not get there ends with `end_early`."""
         started, started_at = time.monotonic(), datetime.now(UTC)
-        read, gate = self._read, self._gate
+        read = self._read
         try:
-            yield from self._records(read, gate)
+            yield from self._records(read, self._gate)
         except InaccessibleError as exc:
             if read.pages or not self._policy.skips_inaccessible:
-                yield from self._end_early(read.summary)
                 raise
             self._partition.logger.warning("%s; skipping it", exc)
             self._keep_stored_hashes()  # not read: the next run compares with them
+            self._ended()
             return PartitionOutcome(self._state, read.summary, skipped=True)
-        except GeneratorExit:
-            raise  # closed by the SDK, which failed: nothing more goes out
-        except BaseException:
-            yield from self._end_early(read.summary)
-            raise
-        finally:
-            if gate is not None:
-                gate.vouching = False
+        self._ended()
         self._put_back(read.summary, started_at)
         self._log_done(read.summary, time.monotonic() - started)
         return PartitionOutcome(self._state, read.summary)
+
+    def end_early(self) -> bool:
+        """For a read that ended early (an error, or a signal wherever in the run it
+        landed): puts in the state its delivered ids with those it sent (CompleteRead),
+        and its stored hashes again while they still vouch for everything sent; whether
+        that is worth a STATE (it sent records). The run still fails; the target confirms
+        that STATE once it has loaded the records before it."""
+        self._keep_stored_hashes()
+        self._ended()
+        delivered = self._read.summary.delivered_ids
+        if delivered is None:
+            return False
+        self._state[deletions.STATE_KEY] = delivered
+        if self._policy.memory is not None:
+            remembered.note_what_memory_vouches_for(self._state, self._policy.memory)
+        return True
+
+    def _ended(self) -> None:
+        """The stored hashes vouch for nothing more once the read is over."""
+        if self._gate is not None:
+            self._gate.vouching = False
 
     def _records(
         self, read: CompleteRead, gate: ChangeGate | None
@@ -308,19 +321,6 @@ class PartitionRead:
         stored = self._gate.stored_hashes() if self._gate is not None else None
         if stored is not None:
             self._state[changes.STATE_KEY] = stored
-
-    def _end_early(self, summary: ReadSummary) -> Iterator[StateDue]:
-        """A STATE for a partition whose read ends early (an error, a signal) after it
-        sent records: its delivered ids with those it sent (CompleteRead), and its stored
-        hashes again while they still vouch for everything sent. The run still fails;
-        the target confirms this STATE once it has loaded the records before it."""
-        if summary.delivered_ids is None:
-            return
-        self._state[deletions.STATE_KEY] = summary.delivered_ids
-        self._keep_stored_hashes()
-        if self._policy.memory is not None:
-            remembered.note_what_memory_vouches_for(self._state, self._policy.memory)
-        yield StateDue.ENDING
 
     # --- after a complete read ------------------------------------------------------
 

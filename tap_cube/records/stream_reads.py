@@ -5,7 +5,8 @@ maps), what every partition's read of a stream is held to. `StreamReads` runs ea
 partition's read (tap_cube/records/partition_read.py), writing the STATEs it asks for
 through the function it was given and adding its outcome (tap_cube/records/
 stream_outcome.py); after the last partition, `finish` fails or refuses ACTIVATE_VERSION
-where that outcome says so. The stream hands in values and gets records back.
+where that outcome says so; after a run that failed, `end_early` says what STATE its
+reads leave. The stream hands in values and gets records back.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tap_cube.records.stream_outcome import StreamOutcome
 
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Generator, Iterator, Sequence
 
     from singer_sdk.mapper import StreamMap
 
@@ -73,15 +74,14 @@ class StreamReads:
         stream_name: str,
         policy: ReadPolicy,
         *,
-        write_state: Callable[[bool], None],
+        write_state: Callable[[], None],
         logger: logging.Logger,
         id_field: str | None,
         paginated: bool,
         limit: Callable[[], int],
         requests: Callable[[str], RequestFigures],
     ) -> None:
-        """`write_state(ending)`: writes a STATE now; `ending`: the read ends early, and
-        the error that ended it is the one to report. `limit`: the run's limit of
+        """`write_state`: writes a STATE now. `limit`: the run's limit of
         requests in flight now; `requests`: how a partition's requests went, by its name."""
         self.policy = policy
         self._name, self._logger = stream_name, logger
@@ -90,6 +90,10 @@ class StreamReads:
         #: What the partitions read so far came to (skipped, unchecked, withheld).
         self.outcome = StreamOutcome(stream_name)
         self._write_state = write_state
+        #: The partition being read, with its items (None between reads).
+        self._reading: tuple[PartitionRead, Generator[t.Any, None, t.Any]] | None = None
+        #: Whether a partition was read to its end (its state is new).
+        self._read_whole = False
 
     @property
     def keeps_state(self) -> bool:
@@ -123,19 +127,35 @@ class StreamReads:
             state, pages, partition, path, self.policy, siblings=siblings, requests=requests
         )
         items = read.items()
+        self._reading = (read, items)
         try:
             while True:
                 try:
                     item = next(items)
                 except StopIteration as done:
+                    self._reading, self._read_whole = None, True
                     self.outcome.add(partition.where, done.value)
                     return
-                if isinstance(item, StateDue):
-                    self._write_state(item is StateDue.ENDING)
+                if isinstance(item, StateDue):  # a checkpoint
+                    self._write_state()
                 else:
                     yield item
         finally:
             items.close()  # closed by the SDK (which failed): so is the read
+
+    def end_early(self) -> bool:
+        """After the run failed (an error, or a signal wherever it landed): puts in the
+        state what the reads leave, and says whether a STATE is due on the way out. The
+        partition being read keeps what it sent (`PartitionRead.end_early`); those read
+        to their end keep what they came to, which the SDK writes only after the
+        stream's last partition. A stream whose partitions keep no ids or hashes
+        (`keeps_state`) leaves its state to the SDK."""
+        due = self._read_whole and self.keeps_state
+        if self._reading is not None:
+            (read, items), self._reading = self._reading, None
+            items.close()
+            due = read.end_early() or due
+        return due
 
     def finish(
         self,

@@ -226,6 +226,27 @@ class CubeStream(RESTStream[t.Any]):
     # --- records --------------------------------------------------------------------
 
     @override
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> Generator[dict[str, t.Any], t.Any, t.Any]:
+        """The SDK's; a sync that fails (an error, or a signal wherever in the SDK's work
+        it landed) writes on its way out the STATE its reads leave, which names every
+        record that may have gone out (StreamReads.end_early)."""
+        try:
+            yield from super()._sync_records(context, write_messages=write_messages)
+        except BaseException:
+            reads: StreamReads | None = self.__dict__.get("reads")  # made as a read begins
+            if reads is not None and reads.end_early() and write_messages:
+                self._write_state_on_the_way_out()
+            raise
+
+    def _write_state_on_the_way_out(self) -> None:
+        try:
+            self._write_state_now()
+        except Exception:  # the error that ended the run is the one to report
+            self.logger.warning("%s: the state could not be written as the run ended", self.name)
+
+    @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         where = self.describe_partition(context)
         partitions = self.partitions
@@ -312,16 +333,10 @@ class CubeStream(RESTStream[t.Any]):
             requests=partial(RequestFigures.of, self.client, self._gate.limit),
         )
 
-    def _write_state_now(self, ending: bool = False) -> None:
-        """A STATE now, where a partition's read asks for one. `ending`: the read ends
-        early, and the error that ended it is the one to report."""
+    def _write_state_now(self) -> None:
+        """A STATE now, where a partition's read asks for one."""
         self.state_manager.is_flushed = False  # the SDK writes a STATE only when unflushed
-        try:
-            self._write_state_message()
-        except Exception:
-            if not ending:
-                raise
-            self.logger.warning("%s: the state could not be written", self.name)
+        self._write_state_message()
 
     @cached_property
     def emitting_maps(self) -> list[StreamMap]:
