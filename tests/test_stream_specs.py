@@ -48,7 +48,11 @@ class ToyTap(TapCube):
     stream_specs = stream_table(*STREAM_SPECS, TOY)
 
 
-LABELS = [{"id": 1, "label": "Ja takk"}, {"id": 2, "label": "Nei"}, {"id": 3, "label": None}]
+LABELS: list[dict[str, t.Any]] = [
+    {"id": 1, "label": "Ja takk"},
+    {"id": 2, "label": "Nei"},
+    {"id": 3, "label": None},
+]
 
 
 def test_a_stream_added_by_one_row_is_discovered_and_read(simulator, capsys):
@@ -68,6 +72,29 @@ def test_a_stream_added_by_one_row_is_discovered_and_read(simulator, capsys):
     records = [m["record"] for m in messages if m["type"] == "RECORD"]
     assert records == LABELS
     assert {m["stream"] for m in messages if m["type"] == "RECORD"} == {TOY.name}
+
+
+def test_a_stream_added_by_one_row_reads_every_page_of_its_list(simulator, capsys):
+    """Its list in three pages of 500 as DRF numbers them: the first served as given,
+    linking to page 2, and the 750 rows it elides on pages 2 and 3, as the simulator
+    serves a documented example's."""
+    sim = simulator(demo_assignments())
+    first = [{**LABELS[n % len(LABELS)], "id": n + 1} for n in range(500)]
+    page = {"count": 1250, "next": f"{sim.url}{TOY.path}?page=2", "previous": None}
+    sim.serve(TOY.path, json.dumps({**page, "results": first}))
+    config = config_for(sim, [303])
+    catalog = selecting(json.loads(ToyTap(config=config).catalog_json_text), TOY.name)
+    capsys.readouterr()
+
+    ToyTap(config=config, catalog=catalog).sync_all()
+    messages = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    records = [m["record"] for m in messages if m["type"] == "RECORD"]
+    assert len(records) == 1250
+    assert records[:500] == first
+    assert len({r["id"] for r in records}) == 1250
+    assert {r["label"] for r in records} == {r["label"] for r in LABELS}
+    pages = {r.query for r in sim.requests if r.path.rstrip("/").endswith("/call_outcomes")}
+    assert {"page=2", "page=3"} <= pages
 
 
 CUSTOMERS = spec_named("customers")

@@ -293,18 +293,19 @@ class CubeStream(RESTStream[t.Any]):
         and the STATEs its read asks for (tap_cube/records/stream_reads.py).
 
         A partition that answers 403 or 404 before its first page is skipped with a
-        warning when skips_inaccessible allows it. Its state changes only once it was
-        read completely: its delivered ids (detect_deletions) and record hashes
-        (skip_unchanged), and the note of what they vouch for (tap_cube/records/memory.py).
+        warning when skips_inaccessible allows it. What its state keeps (delivered ids,
+        record hashes, the note of what they vouch for) is the read's to decide
+        (tap_cube/records/partition_read.py). Everything the stream gives the read is
+        made here first, so that the read never calls back into the stream.
         """
         reads = self.reads
+        where = self.describe_partition(context)
+        state = self.get_context_state(context) if reads.keeps_state else {}
+        path = self.record_path(context)
+        pages = partial(self.pipeline.started().pages, context or {})
+        siblings = (self.stream_state or {}).get("partitions") or []
         yield from reads.records(
-            self.describe_partition(context),
-            self.get_context_state(context) if reads.keeps_state else {},
-            partial(self.pipeline.started().pages, context or {}),
-            self.record_path(context),
-            siblings=(self.stream_state or {}).get("partitions") or [],
-            progress_interval=self.progress_interval,
+            where, state, pages, path, siblings=siblings, progress_interval=self.progress_interval
         )
 
     @cached_property
