@@ -151,6 +151,23 @@ def test_a_server_that_recovers_gets_the_limit_back_one_round_at_a_time():
     assert climbed == [2, 3, 4, 5, 6, 7, 8, 8, 8]
 
 
+def paced_round(limit: ConcurrencyLimit, clock: FakeClock) -> int:
+    """A round in which the tap, not the server, sets the pace (a server on the same
+    machine answering at once): each request is answered at the floor, but the next
+    goes out only once the tap took the page, so more at once bring no more a second."""
+    for _ in range(limit.current):
+        answer(limit, clock, send(limit, 1), FLOOR)
+    return limit.current
+
+
+def test_slow_start_ends_where_more_requests_bring_no_more_answers_a_second():
+    limit, clock = adaptive(ceiling=16)
+    assert paced_round(limit, clock) == 2 * START  # slow start doubles, until...
+    assert paced_round(limit, clock) == START  # ...a round trip shows no gain: back
+    # From there, a server that sets the pace has it grow by one a round.
+    assert [round_trip(limit, clock) for _ in range(13)] == [*range(START + 1, 17), 16]
+
+
 def test_the_floor_is_measured_afresh_when_asked_and_forgets_old_answers():
     limit, clock = adaptive(ceiling=16)
     round_trip(limit, clock, 0.1)

@@ -5,7 +5,11 @@ The limit finds out as TCP's congestion window does, within `[1, ceiling]`
 (`max_concurrent_requests`):
 
 - It starts where the fixed default used to be (START) and, until the server first
-  pushes back, grows by one per answer: it doubles every round trip (slow start).
+  pushes back, grows by one per answer: it doubles every round trip (slow start),
+  while throughput rises. A round trip whose answers per second gained less than half
+  of what doubling gives a server that sets the pace ends slow start, and the limit
+  goes back to the round's before: where the tap itself sets the pace (a server on the
+  same machine answering at once), more requests at once only cost CPU.
 - It is judged on the latest answers, as many as the limit, to requests sent since it
   last changed: it is cut by a quarter when their median is well over the latency
   floor (the server is queueing; a median, so that a slow page or two is not taken for
@@ -49,6 +53,9 @@ OVERLOAD_CUT = 0.5
 QUEUEING_CUT = 0.75
 #: Seconds a shortest answer stays the floor, at least (at most twice this).
 FLOOR_MEMORY = 30.0
+#: The share of a higher limit's ideal gain in answers per second that a round trip of
+#: slow start must show for it to go on.
+GAIN_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,12 @@ class ConcurrencyLimit:
         self._limit = float(min(START, self.ceiling) if adaptive else self.ceiling)
         self._slow_start = True
         self._round = 0
+        #: Slow start's round trip under way: when it began, the limit it began with,
+        #: and its answers so far; and the last one's answers per second and limit.
+        self._trip_began = clock()
+        self._trip_limit = self.current
+        self._trip_answers = 0
+        self._trip_before: tuple[float, int] | None = None
         #: The latest answers of this round: latency, and whether the request was crowded.
         self._answers: deque[tuple[float, bool]] = deque(maxlen=self.ceiling)
         #: The shortest answers of the current and the previous FLOOR_MEMORY period.
@@ -115,6 +128,8 @@ class ConcurrencyLimit:
         if self._slow_start and sent.crowded and latency <= NEAR_FLOOR * floor:
             self._limit = min(float(self.ceiling), self._limit + 1)
         self._answers.append((latency, sent.crowded))
+        if self._slow_start and not self._throughput_rose(floor):
+            return
         size = self.current
         if len(self._answers) < size:
             return
@@ -130,6 +145,33 @@ class ConcurrencyLimit:
         ):
             self._limit = min(float(self.ceiling), self._limit + 1)
             self._next_round()
+
+    def _throughput_rose(self, floor: float) -> bool:
+        """In slow start, once a round trip is over (as many answers as its limit): whether
+        its answers per second gained enough on the last one's, at a lower limit; if not,
+        while its answers stayed near the `floor` (so that what held it back was not the
+        server, which the latency rules watch), slow start ends at the last one's limit."""
+        self._trip_answers += 1
+        if self._trip_answers < self._trip_limit:
+            return True
+        now, answers = self._clock(), self._trip_answers
+        rate = answers / max(now - self._trip_began, 1e-9)
+        before, self._trip_before = self._trip_before, (rate, self._trip_limit)
+        limit = self._trip_limit
+        self._trip_began, self._trip_limit, self._trip_answers = now, self.current, 0
+        if before is None or limit <= before[1]:
+            return True
+        rate_before, limit_before = before
+        latencies = [latency for latency, _ in self._answers][-answers:]
+        if (
+            rate >= rate_before * (1 + GAIN_SHARE * (limit / limit_before - 1))
+            or statistics.fmean(latencies) > NEAR_FLOOR * floor
+        ):
+            return True
+        self._limit = float(limit_before)
+        self._slow_start = False
+        self._next_round()
+        return False
 
     def overloaded(self, sent: Sent) -> None:
         """The server refused (429), failed under load (503, 504), or timed out or reset."""
