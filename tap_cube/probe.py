@@ -156,7 +156,7 @@ def record_reads(stream: CubeStream, record: dict[str, t.Any], endpoint: Endpoin
     """Count, per field of `record`, where the tap puts its value."""
     properties = stream.schema.get("properties", {})
     try:
-        fitted = stream.coerce(copy.deepcopy(record))
+        fitted = stream.record_fit.coerce(copy.deepcopy(record))
     except CubeError:
         endpoint.rows_stopping += 1
         single = RecordCoercion(properties)

@@ -24,11 +24,10 @@ from tap_cube.api.client import CubeClient
 from tap_cube.api.fetch import RequestGate, StreamPipeline
 from tap_cube.api.page_requests import ListAddress, PageRequests
 from tap_cube.progress import PROGRESS_INTERVAL
-from tap_cube.records import keys
-from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
-from tap_cube.records.completeness import CHECKPOINT_INTERVAL, RecordPath
+from tap_cube.records.completeness import CHECKPOINT_INTERVAL
 from tap_cube.records.deletions import DELETED_AT
 from tap_cube.records.partition_read import RequestFigures
+from tap_cube.records.record_fit import RecordFit
 from tap_cube.records.record_messages import goes_out, mapped_messages
 from tap_cube.records.stream_reads import StreamReads, read_policy
 from tap_cube.settings import Settings, zone_of
@@ -54,7 +53,7 @@ class CubeStream(RESTStream[t.Any]):
 
     What it reads, and how, is its spec (a row of tap_cube/streams/specs.py): its name
     and path, its partitions, its key, its columns. Records are de-duplicated per
-    partition on its `record_id`, and coerce() fits every value to its declared type
+    partition on its `record_id`, and its record_fit fits every value to its declared type
     or keeps it in the catch-all column (tap_cube/records/coercion.py).
     """
 
@@ -66,7 +65,7 @@ class CubeStream(RESTStream[t.Any]):
     #: Why a run never sends this stream's whole table, if it never does: then
     #: ACTIVATE_VERSION, which tells the target a version holds it all, is refused.
     partial_send: str | None = None
-    # coerce() makes every record match the schema, cheaper than the SDK's generic
+    # record_fit makes every record match the schema, cheaper than the SDK's generic
     # conformance, which walks the schema for every field of every record.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
@@ -257,7 +256,7 @@ class CubeStream(RESTStream[t.Any]):
             self.close()  # a failed or abandoned run leaves no worker behind
             raise
         finally:
-            self._report_unfit(where)
+            self.record_fit.report_unfit(self.name, where, self.logger)
         if last:
             self.close()
             version = self._stream_version
@@ -301,7 +300,7 @@ class CubeStream(RESTStream[t.Any]):
         reads = self.reads
         where = self.describe_partition(context)
         state = self.get_context_state(context) if reads.keeps_state else {}
-        path = self.record_path(context)
+        path = self.record_fit.path(context)
         pages = partial(self.pipeline.started().pages, context or {})
         siblings = (self.stream_state or {}).get("partitions") or []
         yield from reads.records(
@@ -346,21 +345,17 @@ class CubeStream(RESTStream[t.Any]):
 
     # --- what becomes of a record -----------------------------------------------------
 
-    def record_path(self, context: Context | None) -> RecordPath:
-        """How a partition's records are prepared, keyed and fitted: functions of
-        tap_cube/records/, so that a record's way does not come back to the stream."""
-        return RecordPath(
-            keyer=keys.id_keyer_of(self.spec.record_id, self._coercion),
-            prepare=partial(
-                self._coercion.set_aside_owned, owned=self.owned_fields, partition=context or {}
-            ),
-            fit=self._coercion,
-        )
-
     @cached_property
-    def _coercion(self) -> RecordCoercion:
-        # The schema the SCHEMA message carries: a given catalog's, else the discovered one.
-        return RecordCoercion(self.effective_schema.get("properties", {}), self.zone)
+    def record_fit(self) -> RecordFit:
+        """How its records are prepared, keyed and fitted (tap_cube/records/record_fit.py),
+        to the schema the SCHEMA message carries: a given catalog's, else the discovered one."""
+        return RecordFit.of(
+            self.effective_schema.get("properties", {}),
+            self.zone,
+            record_id=self.spec.record_id,
+            partition_keys=self.spec.partitions.key_schema,
+            discovery_declares=self.spec.schema_source.declares,
+        )
 
     @cached_property
     def settings(self) -> Settings:
@@ -371,25 +366,6 @@ class CubeStream(RESTStream[t.Any]):
     def zone(self) -> ZoneInfo:
         """Where Cube's local times (without an offset) are: the `timezone` setting."""
         return zone_of(self.settings.timezone)
-
-    def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
-        """The record, every value of its declared type or kept in the catch-all column."""
-        return self.record_path(None).fit(record)
-
-    @cached_property
-    def owned_fields(self) -> tuple[str, ...]:
-        """The fields the tap writes into records itself, whatever the server sends."""
-        return (*self.spec.partitions.key_schema, CATCH_ALL, DELETED_AT)
-
-    def discovery_declares(self, field: str) -> bool:
-        """Whether discovering the schema again would give `field` a column of its own."""
-        return self.spec.schema_source.declares(field)
-
-    def _report_unfit(self, where: str) -> None:
-        """One warning per field whose values fit no column in the partition `where`."""
-        where = self.name if where == self.name else f"{self.name}: {where}"
-        for line in self._coercion.report(self.discovery_declares):
-            self.logger.warning("%s: %s", where, line)
 
     @cached_property
     def detects_deletions(self) -> bool:
