@@ -20,9 +20,7 @@ from singer_sdk.mapper import RemoveRecordTransform, StreamMap
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from typing_extensions import override
 
-from tap_cube.api.client import CubeClient
-from tap_cube.api.fetch import RequestGate, StreamPipeline
-from tap_cube.api.page_requests import ListAddress, PageRequests
+from tap_cube.api.stream_requests import StreamRequests
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records.completeness import CHECKPOINT_INTERVAL
 from tap_cube.records.deletions import DELETED_AT
@@ -43,7 +41,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib import Catalog, RecordMessage
     from singer_sdk.tap_base import Tap
 
-    from tap_cube.api.page import Page
+    from tap_cube.api.fetch import RequestGate
     from tap_cube.streams.directory import Directory
     from tap_cube.streams.specs import StreamSpec
 
@@ -94,7 +92,8 @@ class CubeStream(RESTStream[t.Any]):
             schema=schema if schema is not None else spec.base_schema(),
             path=spec.path,
         )
-        self.client = CubeClient(
+        #: Its client, page requests and page pipeline (tap_cube/api/stream_requests.py).
+        self.requests = StreamRequests(
             self.config,
             self.requests_session,
             gate,
@@ -103,11 +102,12 @@ class CubeStream(RESTStream[t.Any]):
             paginated=self.paginated,
             optional=spec.optional,
             partition_setting=self.partition_setting,
-        )
-        self._gate = gate
-        #: The stream's page requests, made without coming back here for each page.
-        self.page_requests = PageRequests(
-            self.client, self.list_address, headers=self.http_headers, user_agent=self.user_agent
+            where=self.describe_partition,
+            url=self.get_url,
+            first_params=self.first_page_params,
+            headers=self.http_headers,
+            user_agent=self.user_agent,
+            plan=self.planned_partitions,
         )
         self.primary_keys = self.record_key
         declare_carried(self.schema["properties"], self.carried_properties)
@@ -115,14 +115,6 @@ class CubeStream(RESTStream[t.Any]):
             # A full-table state says nothing new mid-stream, and it carries every
             # partition's delivered ids and record hashes: write it when the stream is done.
             self.STATE_MSG_FREQUENCY = 1 << 62
-        #: The page pipeline, started as the stream starts to read (api/fetch.py).
-        self.pipeline = StreamPipeline(
-            self.page_requests.fetch,
-            concurrency=self.settings.max_concurrent_requests,
-            paginator=self.page_requests.paginator,
-            gate=gate,
-            plan=self.planned_partitions,
-        )
 
     # --- what the spec says -----------------------------------------------------
 
@@ -155,12 +147,12 @@ class CubeStream(RESTStream[t.Any]):
     @property
     @override
     def url_base(self) -> str:
-        return self.client.url_base
+        return self.requests.client.url_base
 
     @property
     @override
     def authenticator(self) -> APIKeyAuthenticator | BasicAuthenticator:
-        return self.client.authenticator
+        return self.requests.client.authenticator
 
     @property
     @override
@@ -171,16 +163,6 @@ class CubeStream(RESTStream[t.Any]):
         """The spec's query parameters whose settings are set."""
         params = {param: self.settings.given(name) for param, name in self.spec.params.items()}
         return {param: value for param, value in params.items() if value}
-
-    def list_address(self, context: Context | None) -> ListAddress:
-        """Where a partition's list is, for its page requests (api/page_requests.py)."""
-        return ListAddress(
-            self.describe_partition(context), self.get_url(context), self.first_page_params(context)
-        )
-
-    def fetch_page(self, context: Context | None, query: str | None) -> Page:
-        """One page of a partition's list: the first, or the one `query` names."""
-        return self.page_requests.fetch(context, query)
 
     # --- partitions ---------------------------------------------------------------
 
@@ -220,7 +202,7 @@ class CubeStream(RESTStream[t.Any]):
 
     def close(self) -> None:
         """End outstanding work; no worker thread outlives this call."""
-        self.pipeline.close()
+        self.requests.close()
 
     # --- records --------------------------------------------------------------------
 
@@ -301,7 +283,7 @@ class CubeStream(RESTStream[t.Any]):
         where = self.describe_partition(context)
         state = self.get_context_state(context) if reads.keeps_state else {}
         path = self.record_fit.path(context)
-        pages = partial(self.pipeline.started().pages, context or {})
+        pages = partial(self.requests.pipeline.started().pages, context or {})
         siblings = (self.stream_state or {}).get("partitions") or []
         yield from reads.records(
             where, state, pages, path, siblings=siblings, progress_interval=self.progress_interval
@@ -329,8 +311,8 @@ class CubeStream(RESTStream[t.Any]):
             logger=self.logger,
             id_field=self.spec.record_id,
             paginated=self.paginated,
-            limit=lambda: self._gate.limit.current,
-            requests=partial(RequestFigures.of, self.client, self._gate.limit),
+            limit=lambda: self.requests.gate.limit.current,
+            requests=partial(RequestFigures.of, self.requests.client, self.requests.gate.limit),
         )
 
     def _write_state_now(self) -> None:
