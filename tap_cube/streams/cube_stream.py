@@ -27,7 +27,7 @@ from tap_cube.records.deletions import DELETED_AT
 from tap_cube.records.partition_read import RequestFigures
 from tap_cube.records.record_fit import RecordFit
 from tap_cube.records.record_messages import goes_out, mapped_messages
-from tap_cube.records.stream_reads import StreamReads, read_policy
+from tap_cube.records.stream_reads import ReadSwitches, StreamReads, read_policy
 from tap_cube.settings import Settings, zone_of
 from tap_cube.streams.catalog import reconcile_selected
 from tap_cube.streams.schema import carried_properties, declare_carried
@@ -51,8 +51,8 @@ class CubeStream(RESTStream[t.Any]):
 
     What it reads, and how, is its spec (a row of tap_cube/streams/specs.py): its name
     and path, its partitions, its key, its columns. Records are de-duplicated per
-    partition on its `record_id`, and its record_fit fits every value to its declared type
-    or keeps it in the catch-all column (tap_cube/records/coercion.py).
+    partition on its `record_id`, and its `record_fit` fits every value to its declared
+    type or keeps it in the catch-all column (tap_cube/records/record_fit.py).
     """
 
     #: Seconds between two progress lines of a long partition (tap_cube/progress.py).
@@ -111,7 +111,7 @@ class CubeStream(RESTStream[t.Any]):
         )
         self.primary_keys = self.record_key
         declare_carried(self.schema["properties"], self.carried_properties)
-        if self.detects_deletions or self.skips_unchanged:
+        if self.switches.detects_deletions or self.switches.skips_unchanged:
             # A full-table state says nothing new mid-stream, and it carries every
             # partition's delivered ids and record hashes: write it when the stream is done.
             self.STATE_MSG_FREQUENCY = 1 << 62
@@ -133,12 +133,14 @@ class CubeStream(RESTStream[t.Any]):
     def carried_properties(self) -> dict[str, dict[str, t.Any]]:
         """What records carry whatever the schema says (schema.py)."""
         key_fields = {**self.spec.partitions.key_schema, **self.spec.id_schema}
-        return carried_properties(key_fields, deletions=self.detects_deletions)
+        return carried_properties(key_fields, deletions=self.switches.detects_deletions)
 
     @override
     def apply_catalog(self, catalog: Catalog) -> None:
         """The given catalog's entry, reconciled first with what records carry (catalog.py)."""
-        deletion_fields = [*self.record_key, DELETED_AT] if self.detects_deletions else None
+        deletion_fields = (
+            [*self.record_key, DELETED_AT] if self.switches.detects_deletions else None
+        )
         reconcile_selected(catalog, self.name, self.carried_properties, deletion_fields)
         super().apply_catalog(catalog)
 
@@ -212,20 +214,14 @@ class CubeStream(RESTStream[t.Any]):
     ) -> Generator[dict[str, t.Any], t.Any, t.Any]:
         """The SDK's; a sync that fails (an error, or a signal wherever in the SDK's work
         it landed) writes on its way out the STATE its reads leave, which names every
-        record that may have gone out (StreamReads.end_early)."""
+        record that may have gone out (StreamReads.end_run)."""
         try:
             yield from super()._sync_records(context, write_messages=write_messages)
         except BaseException:
             reads: StreamReads | None = self.__dict__.get("reads")  # made as a read begins
-            if reads is not None and reads.end_early() and write_messages:
-                self._write_state_on_the_way_out()
+            if reads is not None:
+                reads.end_run(write_state=write_messages)
             raise
-
-    def _write_state_on_the_way_out(self) -> None:
-        try:
-            self._write_state_now()
-        except Exception:  # the error that ended the run is the one to report
-            self.logger.warning("%s: the state could not be written as the run ended", self.name)
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
@@ -242,13 +238,7 @@ class CubeStream(RESTStream[t.Any]):
         if last:
             self.close()
             version = self._stream_version
-            self.reads.finish(
-                len(self.partitions or [{}]),
-                self.partition_setting,
-                optional=self.spec.optional,
-                logger=self.logger,
-                activates_version=version is not None,
-            )
+            self.reads.finish(len(self.partitions or [{}]), activates_version=version is not None)
             if version is not None:  # every partition was read whole
                 super()._write_activate_version_message(version)
 
@@ -293,26 +283,27 @@ class CubeStream(RESTStream[t.Any]):
     def reads(self) -> StreamReads:
         """What every partition's read is held to (made as the first starts, once the
         stream maps are known), and what they came to."""
+        policy = read_policy(
+            self.name,
+            self.settings,
+            self.emitting_maps,
+            self.switches,
+            skips_inaccessible=self.skips_inaccessible,
+            id_schema=lambda: self.schema["properties"][str(self.spec.record_id)],
+            checkpoint_interval=self.checkpoint_interval,
+        )
+        limit = self.requests.gate.limit
         return StreamReads(
             self.name,
-            read_policy(
-                self.name,
-                self.settings,
-                self.emitting_maps,
-                tracks_deletions=self.spec.tracks_deletions,
-                tracks_changes=self.spec.tracks_changes,
-                detects_deletions=self.detects_deletions,
-                skips_unchanged=self.skips_unchanged,
-                skips_inaccessible=self.skips_inaccessible,
-                id_schema=lambda: self.schema["properties"][str(self.spec.record_id)],
-                checkpoint_interval=self.checkpoint_interval,
-            ),
+            policy,
             write_state=self._write_state_now,
             logger=self.logger,
             id_field=self.spec.record_id,
             paginated=self.paginated,
-            limit=lambda: self.requests.gate.limit.current,
-            requests=partial(RequestFigures.of, self.requests.client, self.requests.gate.limit),
+            limit=lambda: limit.current,
+            requests=partial(RequestFigures.of, self.requests.client, limit),
+            partition_setting=self.partition_setting,
+            optional=self.spec.optional,
         )
 
     def _write_state_now(self) -> None:
@@ -350,22 +341,20 @@ class CubeStream(RESTStream[t.Any]):
         return zone_of(self.settings.timezone)
 
     @cached_property
-    def detects_deletions(self) -> bool:
-        return self.spec.tracks_deletions and self.settings.detect_deletions
-
-    @cached_property
-    def skips_unchanged(self) -> bool:
-        return self.spec.tracks_changes and self.settings.skip_unchanged
+    def switches(self) -> ReadSwitches:
+        """Whether it tracks deletions and changes, and this run detects and skips them."""
+        spec = self.spec
+        return ReadSwitches.of(
+            self.settings,
+            tracks_deletions=spec.tracks_deletions,
+            tracks_changes=spec.tracks_changes,
+        )
 
     # --- messages -------------------------------------------------------------------
 
     @cached_property
-    def _declared(self) -> frozenset[str]:
-        return frozenset(self.schema.get("properties", {}))
-
-    @cached_property
     def _every_property_selected(self) -> bool:
-        return all(self.mask[("properties", name)] for name in self._declared)
+        return all(self.mask[("properties", name)] for name in self.schema.get("properties", {}))
 
     @override
     def _generate_record_messages(
