@@ -3,10 +3,12 @@
 The stream says where each partition's list is and what its records are. Its page
 requests (tap_cube/api/page_requests.py) and client (tap_cube/api/client.py) get the
 pages, the page pipeline (tap_cube/api/fetch.py) fetches them ahead, paging
-(tap_cube/api/paging.py) says which page comes next, and a partition's read
-(tap_cube/records/partition_read.py) turns them into each record exactly once, with the
-STATEs due on the way. Calls go one way: the stream hands each of them plain values and
-functions, writes the messages they ask for, and keeps no fact of a partition being read.
+(tap_cube/api/paging.py) says which page comes next; the three are made together in
+tap_cube/api/stream_requests.py. A partition's read (tap_cube/records/partition_read.py)
+turns the pages into each record exactly once, fitted as tap_cube/records/record_fit.py
+says, with the STATEs due on the way. Calls go one way: the stream hands each of them
+plain values and functions, writes the messages they ask for, and keeps no fact of a
+partition being read.
 """
 
 from __future__ import annotations
