@@ -100,7 +100,7 @@ def read_endpoint(stream: CubeStream, api_url: str) -> Endpoint:
     with_rows = 0
     for context in probe_contexts(stream):
         try:
-            page = stream.fetch_page(context, None)
+            page = stream.requests.fetch_page(context, None)
         except CubeError as exc:
             endpoint.problems.append(scrubber.scrub(str(exc)))
             continue
@@ -115,7 +115,7 @@ def read_endpoint(stream: CubeStream, api_url: str) -> Endpoint:
             if endpoint.sample is None:
                 endpoint.sample = body
                 api_path = urlsplit(api_url).path.rstrip("/")
-                endpoint.sample_request = stream.page_requests.shown_path(
+                endpoint.sample_request = stream.requests.pages.shown_path(
                     context, None
                 ).removeprefix(api_path)
             if with_rows >= PARTITIONS_WITH_ROWS:
@@ -148,7 +148,7 @@ def link_style(stream: CubeStream, context: Context, body: dict[str, t.Any], api
         where = "absolute, same host"
     else:
         where = "absolute, other host/scheme"
-    kind = stream.page_requests.paginator(context).link_kind(urlparse(link))
+    kind = stream.requests.pages.paginator(context).link_kind(urlparse(link))
     return where if kind is None else f"{where}; {kind}"
 
 
@@ -156,7 +156,7 @@ def record_reads(stream: CubeStream, record: dict[str, t.Any], endpoint: Endpoin
     """Count, per field of `record`, where the tap puts its value."""
     properties = stream.schema.get("properties", {})
     try:
-        fitted = stream.coerce(copy.deepcopy(record))
+        fitted = stream.record_fit.coerce(copy.deepcopy(record))
     except CubeError:
         endpoint.rows_stopping += 1
         single = RecordCoercion(properties)

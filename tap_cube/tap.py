@@ -149,7 +149,7 @@ class TapCube(Tap):
         """The campaigns and data owners the streams read, looked up once per run."""
         campaigns = CubeStream(self, CAMPAIGNS_SPEC, gate=self.gate)
         return Directory(
-            self.config, lambda: campaigns.fetch_page(None, None).records, campaigns.logger
+            self.config, lambda: campaigns.requests.fetch_page(None, None).records, campaigns.logger
         )
 
     @override

@@ -5,13 +5,14 @@ maps), what every partition's read of a stream is held to. `StreamReads` runs ea
 partition's read (tap_cube/records/partition_read.py), writing the STATEs it asks for
 through the function it was given and adding its outcome (tap_cube/records/
 stream_outcome.py); after the last partition, `finish` fails or refuses ACTIVATE_VERSION
-where that outcome says so; after a run that failed, `end_early` says what STATE its
-reads leave. The stream hands in values and gets records back.
+where that outcome says so; after a run that failed, `end_run` puts in the state what
+its reads leave and writes it. The stream hands in values and gets records back.
 """
 
 from __future__ import annotations
 
 import typing as t
+from dataclasses import dataclass
 from functools import partial
 
 from tap_cube.records.completeness import PartitionList
@@ -31,15 +32,35 @@ if t.TYPE_CHECKING:
     from tap_cube.settings import Settings
 
 
+@dataclass(frozen=True)
+class ReadSwitches:
+    """Whether a stream's spec tracks deletions and changes, and whether this run
+    detects and skips them (the settings detect_deletions and skip_unchanged)."""
+
+    tracks_deletions: bool
+    tracks_changes: bool
+    detects_deletions: bool
+    skips_unchanged: bool
+
+    @classmethod
+    def of(
+        cls, settings: Settings, *, tracks_deletions: bool, tracks_changes: bool
+    ) -> ReadSwitches:
+        """The switches of a spec that tracks what it says, in a run with `settings`."""
+        return cls(
+            tracks_deletions=tracks_deletions,
+            tracks_changes=tracks_changes,
+            detects_deletions=tracks_deletions and settings.detect_deletions,
+            skips_unchanged=tracks_changes and settings.skip_unchanged,
+        )
+
+
 def read_policy(
     stream_name: str,
     settings: Settings,
     emitting_maps: Sequence[StreamMap],
+    switches: ReadSwitches,
     *,
-    tracks_deletions: bool,
-    tracks_changes: bool,
-    detects_deletions: bool,
-    skips_unchanged: bool,
     skips_inaccessible: bool,
     id_schema: Callable[[], dict[str, t.Any]],
     checkpoint_interval: float,
@@ -48,19 +69,23 @@ def read_policy(
     changes, whether this run detects and skips them, the schema of its id (`id_schema`,
     asked only where deletions are tracked), and, for a stream that keeps ids or hashes
     per partition, what this run holds that memory to (tap_cube/records/remembered.py)."""
-    switches = {"detect_deletions": detects_deletions, "skip_unchanged": skips_unchanged}
+    tracks_deletions = switches.tracks_deletions
+    chosen = {
+        "detect_deletions": switches.detects_deletions,
+        "skip_unchanged": switches.skips_unchanged,
+    }
     # Only streams that keep ids or hashes per partition keep memory in its state.
-    keeps_state = tracks_deletions or tracks_changes
+    keeps_state = tracks_deletions or switches.tracks_changes
     return ReadPolicy(
         tracks_deletions=tracks_deletions,
-        detects_deletions=detects_deletions,
-        tracks_changes=tracks_changes,
-        skips_unchanged=skips_unchanged,
+        detects_deletions=switches.detects_deletions,
+        tracks_changes=switches.tracks_changes,
+        skips_unchanged=switches.skips_unchanged,
         skips_inaccessible=skips_inaccessible,
         max_deletion_share=settings.max_deletion_share,
         id_schema=id_schema() if tracks_deletions else None,
         checkpoint_interval=checkpoint_interval,
-        memory=memory_rules(stream_name, emitting_maps, settings, switches=switches)
+        memory=memory_rules(stream_name, emitting_maps, settings, switches=chosen)
         if keeps_state
         else None,
     )
@@ -80,9 +105,14 @@ class StreamReads:
         paginated: bool,
         limit: Callable[[], int],
         requests: Callable[[str], RequestFigures],
+        partition_setting: str,
+        optional: bool,
     ) -> None:
         """`write_state`: writes a STATE now. `limit`: the run's limit of
-        requests in flight now; `requests`: how a partition's requests went, by its name."""
+        requests in flight now; `requests`: how a partition's requests went, by its name.
+        `partition_setting`: the setting that chose the partitions; `optional`: whether
+        the stream may find none of them accessible."""
+        self._partition_setting, self._optional = partition_setting, optional
         self.policy = policy
         self._name, self._logger = stream_name, logger
         self._id_field, self._paginated = id_field, paginated
@@ -157,27 +187,30 @@ class StreamReads:
             due = read.end_early() or due
         return due
 
-    def finish(
-        self,
-        partitions: int,
-        setting: str,
-        *,
-        optional: bool,
-        logger: logging.Logger,
-        activates_version: bool,
-    ) -> None:
+    def end_run(self, *, write_state: bool) -> None:
+        """After the run failed: the reads ended early (`end_early`) and, with
+        `write_state`, the STATE that makes due written on the way out."""
+        if self.end_early() and write_state:
+            try:
+                self._write_state()
+            except Exception:  # the error that ended the run is the one to report
+                self._logger.warning(
+                    "%s: the state could not be written as the run ended", self._name
+                )
+
+    def finish(self, partitions: int, *, activates_version: bool) -> None:
         """After the stream's last partition: fails when none of its `partitions` was
         accessible (unless `optional`) or deletions were withheld, naming those skipped;
         and when it `activates_version`, refuses to unless every partition was read
         whole: a skipped one would have its rows marked deleted, and so would the rows an
         unchecked read missed."""
-        outcome = self.outcome
+        outcome, setting = self.outcome, self._partition_setting
         outcome.check(
             partitions,
             setting,
-            optional=optional,
+            optional=self._optional,
             max_deletion_share=self.policy.max_deletion_share,
-            logger=logger,
+            logger=self._logger,
         )
         refused = outcome.activate_version_refused(setting) if activates_version else None
         if refused is not None:

@@ -31,7 +31,7 @@ if t.TYPE_CHECKING:
 
     from singer_sdk.helpers.types import Context
 
-    from tap_cube.records.completeness import RecordPath
+    from tap_cube.records.record_fit import RecordFit
 
 
 def bookmark_of(timestamp: str) -> str:
@@ -83,28 +83,26 @@ class DayWindowStream(CubeStream):
     is_sorted = False
     partial_send = "it is read in day windows from its bookmark, never whole"
 
+    @cached_property
     @override
-    def record_path(self, context: Context | None) -> RecordPath:
+    def record_fit(self) -> RecordFit:
         # Rows have no id: they are keyed and numbered (tap_cube/records/keys.py), and
         # fitted as day rows (tap_cube/records/day_rows.py).
-        keyer = partial(numbering_keyer, "crm__customer_id", SUBMITTED, SUBMISSION_SEQ)
-        return replace(super().record_path(context), keyer=keyer, fit=self._row_fit)
-
-    @cached_property
-    def _row_fit(self) -> DayRowFit:
-        return DayRowFit(
-            self._coercion,
+        fit = super().record_fit
+        row_fit = DayRowFit(
+            fit.coercion,
             self.zone,
             stream_name=self.name,
             timestamp_field=CALL_OUTCOME_TIMESTAMP,
             submitted_fields=SUBMITTED,
             extra_columns=self.spec.extra_columns,
         )
-
-    @cached_property
-    @override
-    def owned_fields(self) -> tuple[str, ...]:
-        return (*super().owned_fields, SUBMISSION_SEQ, *self.spec.extra_columns)
+        return replace(
+            fit,
+            keyer=partial(numbering_keyer, "crm__customer_id", SUBMITTED, SUBMISSION_SEQ),
+            fit=row_fit,
+            owned=(*fit.owned, SUBMISSION_SEQ, *self.spec.extra_columns),
+        )
 
     @override
     def planned_partitions(self) -> list[dict[str, t.Any]]:

@@ -3,10 +3,12 @@
 The stream says where each partition's list is and what its records are. Its page
 requests (tap_cube/api/page_requests.py) and client (tap_cube/api/client.py) get the
 pages, the page pipeline (tap_cube/api/fetch.py) fetches them ahead, paging
-(tap_cube/api/paging.py) says which page comes next, and a partition's read
-(tap_cube/records/partition_read.py) turns them into each record exactly once, with the
-STATEs due on the way. Calls go one way: the stream hands each of them plain values and
-functions, writes the messages they ask for, and keeps no fact of a partition being read.
+(tap_cube/api/paging.py) says which page comes next; the three are made together in
+tap_cube/api/stream_requests.py. A partition's read (tap_cube/records/partition_read.py)
+turns the pages into each record exactly once, fitted as tap_cube/records/record_fit.py
+says, with the STATEs due on the way. Calls go one way: the stream hands each of them
+plain values and functions, writes the messages they ask for, and keeps no fact of a
+partition being read.
 """
 
 from __future__ import annotations
@@ -20,17 +22,14 @@ from singer_sdk.mapper import RemoveRecordTransform, StreamMap
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from typing_extensions import override
 
-from tap_cube.api.client import CubeClient
-from tap_cube.api.fetch import RequestGate, StreamPipeline
-from tap_cube.api.page_requests import ListAddress, PageRequests
+from tap_cube.api.stream_requests import StreamRequests
 from tap_cube.progress import PROGRESS_INTERVAL
-from tap_cube.records import keys
-from tap_cube.records.coercion import CATCH_ALL, RecordCoercion
-from tap_cube.records.completeness import CHECKPOINT_INTERVAL, RecordPath
+from tap_cube.records.completeness import CHECKPOINT_INTERVAL
 from tap_cube.records.deletions import DELETED_AT
 from tap_cube.records.partition_read import RequestFigures
+from tap_cube.records.record_fit import RecordFit
 from tap_cube.records.record_messages import goes_out, mapped_messages
-from tap_cube.records.stream_reads import StreamReads, read_policy
+from tap_cube.records.stream_reads import ReadSwitches, StreamReads, read_policy
 from tap_cube.settings import Settings, zone_of
 from tap_cube.streams.catalog import reconcile_selected
 from tap_cube.streams.schema import carried_properties, declare_carried
@@ -44,7 +43,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib import Catalog, RecordMessage
     from singer_sdk.tap_base import Tap
 
-    from tap_cube.api.page import Page
+    from tap_cube.api.fetch import RequestGate
     from tap_cube.streams.directory import Directory
     from tap_cube.streams.specs import StreamSpec
 
@@ -54,8 +53,8 @@ class CubeStream(RESTStream[t.Any]):
 
     What it reads, and how, is its spec (a row of tap_cube/streams/specs.py): its name
     and path, its partitions, its key, its columns. Records are de-duplicated per
-    partition on its `record_id`, and coerce() fits every value to its declared type
-    or keeps it in the catch-all column (tap_cube/records/coercion.py).
+    partition on its `record_id`, and its `record_fit` fits every value to its declared
+    type or keeps it in the catch-all column (tap_cube/records/record_fit.py).
     """
 
     #: Seconds between two progress lines of a long partition (tap_cube/progress.py).
@@ -66,7 +65,7 @@ class CubeStream(RESTStream[t.Any]):
     #: Why a run never sends this stream's whole table, if it never does: then
     #: ACTIVATE_VERSION, which tells the target a version holds it all, is refused.
     partial_send: str | None = None
-    # coerce() makes every record match the schema, cheaper than the SDK's generic
+    # record_fit makes every record match the schema, cheaper than the SDK's generic
     # conformance, which walks the schema for every field of every record.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
@@ -95,7 +94,8 @@ class CubeStream(RESTStream[t.Any]):
             schema=schema if schema is not None else spec.base_schema(),
             path=spec.path,
         )
-        self.client = CubeClient(
+        #: Its client, page requests and page pipeline (tap_cube/api/stream_requests.py).
+        self.requests = StreamRequests(
             self.config,
             self.requests_session,
             gate,
@@ -104,26 +104,19 @@ class CubeStream(RESTStream[t.Any]):
             paginated=self.paginated,
             optional=spec.optional,
             partition_setting=self.partition_setting,
-        )
-        self._gate = gate
-        #: The stream's page requests, made without coming back here for each page.
-        self.page_requests = PageRequests(
-            self.client, self.list_address, headers=self.http_headers, user_agent=self.user_agent
+            where=self.describe_partition,
+            url=self.get_url,
+            first_params=self.first_page_params,
+            headers=self.http_headers,
+            user_agent=self.user_agent,
+            plan=self.planned_partitions,
         )
         self.primary_keys = self.record_key
         declare_carried(self.schema["properties"], self.carried_properties)
-        if self.detects_deletions or self.skips_unchanged:
+        if self.switches.detects_deletions or self.switches.skips_unchanged:
             # A full-table state says nothing new mid-stream, and it carries every
             # partition's delivered ids and record hashes: write it when the stream is done.
             self.STATE_MSG_FREQUENCY = 1 << 62
-        #: The page pipeline, started as the stream starts to read (api/fetch.py).
-        self.pipeline = StreamPipeline(
-            self.page_requests.fetch,
-            concurrency=self.settings.max_concurrent_requests,
-            paginator=self.page_requests.paginator,
-            gate=gate,
-            plan=self.planned_partitions,
-        )
 
     # --- what the spec says -----------------------------------------------------
 
@@ -142,12 +135,14 @@ class CubeStream(RESTStream[t.Any]):
     def carried_properties(self) -> dict[str, dict[str, t.Any]]:
         """What records carry whatever the schema says (schema.py)."""
         key_fields = {**self.spec.partitions.key_schema, **self.spec.id_schema}
-        return carried_properties(key_fields, deletions=self.detects_deletions)
+        return carried_properties(key_fields, deletions=self.switches.detects_deletions)
 
     @override
     def apply_catalog(self, catalog: Catalog) -> None:
         """The given catalog's entry, reconciled first with what records carry (catalog.py)."""
-        deletion_fields = [*self.record_key, DELETED_AT] if self.detects_deletions else None
+        deletion_fields = (
+            [*self.record_key, DELETED_AT] if self.switches.detects_deletions else None
+        )
         reconcile_selected(catalog, self.name, self.carried_properties, deletion_fields)
         super().apply_catalog(catalog)
 
@@ -156,12 +151,12 @@ class CubeStream(RESTStream[t.Any]):
     @property
     @override
     def url_base(self) -> str:
-        return self.client.url_base
+        return self.requests.client.url_base
 
     @property
     @override
     def authenticator(self) -> APIKeyAuthenticator | BasicAuthenticator:
-        return self.client.authenticator
+        return self.requests.client.authenticator
 
     @property
     @override
@@ -172,16 +167,6 @@ class CubeStream(RESTStream[t.Any]):
         """The spec's query parameters whose settings are set."""
         params = {param: self.settings.given(name) for param, name in self.spec.params.items()}
         return {param: value for param, value in params.items() if value}
-
-    def list_address(self, context: Context | None) -> ListAddress:
-        """Where a partition's list is, for its page requests (api/page_requests.py)."""
-        return ListAddress(
-            self.describe_partition(context), self.get_url(context), self.first_page_params(context)
-        )
-
-    def fetch_page(self, context: Context | None, query: str | None) -> Page:
-        """One page of a partition's list: the first, or the one `query` names."""
-        return self.page_requests.fetch(context, query)
 
     # --- partitions ---------------------------------------------------------------
 
@@ -221,7 +206,7 @@ class CubeStream(RESTStream[t.Any]):
 
     def close(self) -> None:
         """End outstanding work; no worker thread outlives this call."""
-        self.pipeline.close()
+        self.requests.close()
 
     # --- records --------------------------------------------------------------------
 
@@ -231,20 +216,14 @@ class CubeStream(RESTStream[t.Any]):
     ) -> Generator[dict[str, t.Any], t.Any, t.Any]:
         """The SDK's; a sync that fails (an error, or a signal wherever in the SDK's work
         it landed) writes on its way out the STATE its reads leave, which names every
-        record that may have gone out (StreamReads.end_early)."""
+        record that may have gone out (StreamReads.end_run)."""
         try:
             yield from super()._sync_records(context, write_messages=write_messages)
         except BaseException:
             reads: StreamReads | None = self.__dict__.get("reads")  # made as a read begins
-            if reads is not None and reads.end_early() and write_messages:
-                self._write_state_on_the_way_out()
+            if reads is not None:
+                reads.end_run(write_state=write_messages)
             raise
-
-    def _write_state_on_the_way_out(self) -> None:
-        try:
-            self._write_state_now()
-        except Exception:  # the error that ended the run is the one to report
-            self.logger.warning("%s: the state could not be written as the run ended", self.name)
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
@@ -257,17 +236,11 @@ class CubeStream(RESTStream[t.Any]):
             self.close()  # a failed or abandoned run leaves no worker behind
             raise
         finally:
-            self._report_unfit(where)
+            self.record_fit.report_unfit(self.name, where, self.logger)
         if last:
             self.close()
             version = self._stream_version
-            self.reads.finish(
-                len(self.partitions or [{}]),
-                self.partition_setting,
-                optional=self.spec.optional,
-                logger=self.logger,
-                activates_version=version is not None,
-            )
+            self.reads.finish(len(self.partitions or [{}]), activates_version=version is not None)
             if version is not None:  # every partition was read whole
                 super()._write_activate_version_message(version)
 
@@ -301,8 +274,8 @@ class CubeStream(RESTStream[t.Any]):
         reads = self.reads
         where = self.describe_partition(context)
         state = self.get_context_state(context) if reads.keeps_state else {}
-        path = self.record_path(context)
-        pages = partial(self.pipeline.started().pages, context or {})
+        path = self.record_fit.path(context)
+        pages = partial(self.requests.pipeline.started().pages, context or {})
         siblings = (self.stream_state or {}).get("partitions") or []
         yield from reads.records(
             where, state, pages, path, siblings=siblings, progress_interval=self.progress_interval
@@ -312,26 +285,27 @@ class CubeStream(RESTStream[t.Any]):
     def reads(self) -> StreamReads:
         """What every partition's read is held to (made as the first starts, once the
         stream maps are known), and what they came to."""
+        policy = read_policy(
+            self.name,
+            self.settings,
+            self.emitting_maps,
+            self.switches,
+            skips_inaccessible=self.skips_inaccessible,
+            id_schema=lambda: self.schema["properties"][str(self.spec.record_id)],
+            checkpoint_interval=self.checkpoint_interval,
+        )
+        limit = self.requests.gate.limit
         return StreamReads(
             self.name,
-            read_policy(
-                self.name,
-                self.settings,
-                self.emitting_maps,
-                tracks_deletions=self.spec.tracks_deletions,
-                tracks_changes=self.spec.tracks_changes,
-                detects_deletions=self.detects_deletions,
-                skips_unchanged=self.skips_unchanged,
-                skips_inaccessible=self.skips_inaccessible,
-                id_schema=lambda: self.schema["properties"][str(self.spec.record_id)],
-                checkpoint_interval=self.checkpoint_interval,
-            ),
+            policy,
             write_state=self._write_state_now,
             logger=self.logger,
             id_field=self.spec.record_id,
             paginated=self.paginated,
-            limit=lambda: self._gate.limit.current,
-            requests=partial(RequestFigures.of, self.client, self._gate.limit),
+            limit=lambda: limit.current,
+            requests=partial(RequestFigures.of, self.requests.client, limit),
+            partition_setting=self.partition_setting,
+            optional=self.spec.optional,
         )
 
     def _write_state_now(self) -> None:
@@ -346,21 +320,17 @@ class CubeStream(RESTStream[t.Any]):
 
     # --- what becomes of a record -----------------------------------------------------
 
-    def record_path(self, context: Context | None) -> RecordPath:
-        """How a partition's records are prepared, keyed and fitted: functions of
-        tap_cube/records/, so that a record's way does not come back to the stream."""
-        return RecordPath(
-            keyer=keys.id_keyer_of(self.spec.record_id, self._coercion),
-            prepare=partial(
-                self._coercion.set_aside_owned, owned=self.owned_fields, partition=context or {}
-            ),
-            fit=self._coercion,
-        )
-
     @cached_property
-    def _coercion(self) -> RecordCoercion:
-        # The schema the SCHEMA message carries: a given catalog's, else the discovered one.
-        return RecordCoercion(self.effective_schema.get("properties", {}), self.zone)
+    def record_fit(self) -> RecordFit:
+        """How its records are prepared, keyed and fitted (tap_cube/records/record_fit.py),
+        to the schema the SCHEMA message carries: a given catalog's, else the discovered one."""
+        return RecordFit.of(
+            self.effective_schema.get("properties", {}),
+            self.zone,
+            record_id=self.spec.record_id,
+            partition_keys=self.spec.partitions.key_schema,
+            discovery_declares=self.spec.schema_source.declares,
+        )
 
     @cached_property
     def settings(self) -> Settings:
@@ -372,42 +342,21 @@ class CubeStream(RESTStream[t.Any]):
         """Where Cube's local times (without an offset) are: the `timezone` setting."""
         return zone_of(self.settings.timezone)
 
-    def coerce(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
-        """The record, every value of its declared type or kept in the catch-all column."""
-        return self.record_path(None).fit(record)
-
     @cached_property
-    def owned_fields(self) -> tuple[str, ...]:
-        """The fields the tap writes into records itself, whatever the server sends."""
-        return (*self.spec.partitions.key_schema, CATCH_ALL, DELETED_AT)
-
-    def discovery_declares(self, field: str) -> bool:
-        """Whether discovering the schema again would give `field` a column of its own."""
-        return self.spec.schema_source.declares(field)
-
-    def _report_unfit(self, where: str) -> None:
-        """One warning per field whose values fit no column in the partition `where`."""
-        where = self.name if where == self.name else f"{self.name}: {where}"
-        for line in self._coercion.report(self.discovery_declares):
-            self.logger.warning("%s: %s", where, line)
-
-    @cached_property
-    def detects_deletions(self) -> bool:
-        return self.spec.tracks_deletions and self.settings.detect_deletions
-
-    @cached_property
-    def skips_unchanged(self) -> bool:
-        return self.spec.tracks_changes and self.settings.skip_unchanged
+    def switches(self) -> ReadSwitches:
+        """Whether it tracks deletions and changes, and this run detects and skips them."""
+        spec = self.spec
+        return ReadSwitches.of(
+            self.settings,
+            tracks_deletions=spec.tracks_deletions,
+            tracks_changes=spec.tracks_changes,
+        )
 
     # --- messages -------------------------------------------------------------------
 
     @cached_property
-    def _declared(self) -> frozenset[str]:
-        return frozenset(self.schema.get("properties", {}))
-
-    @cached_property
     def _every_property_selected(self) -> bool:
-        return all(self.mask[("properties", name)] for name in self._declared)
+        return all(self.mask[("properties", name)] for name in self.schema.get("properties", {}))
 
     @override
     def _generate_record_messages(

@@ -177,7 +177,7 @@ class Discovery:
 def first_page_sample(stream: CubeStream, context: Context) -> list[dict[str, t.Any]]:
     """The records of a partition's first page, or none when it may be skipped."""
     try:
-        return stream.fetch_page(context, None).records
+        return stream.requests.fetch_page(context, None).records
     except InaccessibleError as exc:
         if not stream.skips_inaccessible:
             raise
@@ -198,7 +198,7 @@ def discover_customer_schema(customers: CubeStream, custom_fields: CubeStream) -
     for context in customers.partitions or []:
         listed: set[str] = set()
         try:
-            listed = types.add_metadata(custom_fields.fetch_page(context, None).records)
+            listed = types.add_metadata(custom_fields.requests.fetch_page(context, None).records)
         except InaccessibleError as exc:
             customers.logger.warning(
                 "%s: custom-field metadata unavailable (%s); typing its fields from its "
