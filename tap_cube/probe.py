@@ -136,7 +136,7 @@ def probe_contexts(stream: CubeStream) -> t.Iterator[Context]:
 
 def link_style(stream: CubeStream, context: Context, body: dict[str, t.Any], api_url: str) -> str:
     """How the page's `next` link is written, and whether the tap can follow it."""
-    if not stream.paginated:
+    if not stream.spec.paginated:
         return "none (a plain list)"
     link = body.get("next")
     if not isinstance(link, str) or not link:
@@ -224,7 +224,7 @@ def write_fixture(endpoint: Endpoint, directory: Path) -> Path:
     rows = StandIns().redact(endpoint.sample["results"], stream.spec.vocabulary)
     body: object = (
         {"count": len(endpoint.sample["results"]), "next": None, "previous": None, "results": rows}
-        if stream.paginated
+        if stream.spec.paginated
         else rows
     )
     fixture = {

@@ -262,7 +262,7 @@ def test_start_date_in_year_1_plans_its_windows_without_overflow(simulator):
     assert isinstance(stream, DayWindowStream)
     windows = list(stream.windows({"campaign_id": CAMPAIGN}, datetime.now(UTC)))
     assert windows[0][0] == date(1, 1, 1)
-    assert windows[-1][1] == datetime.now(stream.zone).date()
+    assert windows[-1][1] == datetime.now(stream.facts.zone).date()
     assert len(windows) > 24_000
 
 
@@ -309,6 +309,6 @@ def test_no_bookmark_at_the_edges_fails_the_windows(simulator):
         stream.clamp_bookmark(state, now, "a test", "the bookmark")  # as a read does first
         windows = list(stream.windows(context, now))
         assert windows, value  # never later than today: start_date bounds it
-        assert windows[-1][1] == now.astimezone(stream.zone).date()
+        assert windows[-1][1] == now.astimezone(stream.facts.zone).date()
 
     plan()

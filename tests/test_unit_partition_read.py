@@ -14,6 +14,7 @@ from tap_cube.records.partition_read import (
     ExtractedRecord,
     PartitionRead,
     ReadPolicy,
+    ReadSwitches,
     StateDue,
 )
 
@@ -62,10 +63,17 @@ def partition_read(
         ),
         RecordPath(keyer=lambda: lambda r: r.get("id"), prepare=lambda r: None, fit=lambda r: r),
         ReadPolicy(
-            tracks_deletions=detects_deletions,
-            detects_deletions=detects_deletions,
-            tracks_changes=False,
-            skips_unchanged=False,
+            stream_name="customers",
+            id_field="id",
+            paginated=True,
+            partition_setting="assignment_ids",
+            optional=False,
+            switches=ReadSwitches(
+                tracks_deletions=detects_deletions,
+                tracks_changes=False,
+                detects_deletions=detects_deletions,
+                skips_unchanged=False,
+            ),
             skips_inaccessible=False,
             max_deletion_share=1.0,
             id_schema={"type": ["integer"]} if detects_deletions else None,

@@ -314,32 +314,18 @@ class StreamPipeline:
     planned then) and ended by `close`; a read after that starts a new one."""
 
     def __init__(
-        self,
-        fetch: FetchPage,
-        *,
-        concurrency: int,
-        paginator: Callable[[Context], CubeNextLinkPaginator],
-        gate: RequestGate,
-        plan: Callable[[], Iterable[Context]],
+        self, make: Callable[[], PagePipeline], plan: Callable[[], Iterable[Context]]
     ) -> None:
-        """`plan`: the partitions whose pages may be fetched ahead, in the order they are
-        read; asked as the pipeline starts."""
-        self._fetch = fetch
-        self._concurrency = concurrency
-        self._paginator = paginator
-        self._gate = gate
+        """`make`: a new pipeline, not started; `plan`: the partitions whose pages may
+        be fetched ahead, in the order they are read, asked as the pipeline starts."""
+        self._make = make
         self._plan = plan
         self._pipeline: PagePipeline | None = None
 
     def started(self) -> PagePipeline:
         """The pipeline, started now if it is not running."""
         if self._pipeline is None:
-            self._pipeline = PagePipeline(
-                self._fetch,
-                concurrency=self._concurrency,
-                paginator=self._paginator,
-                gate=self._gate,
-            )
+            self._pipeline = self._make()
             self._pipeline.plan(self._plan())
         return self._pipeline
 

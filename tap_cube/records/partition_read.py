@@ -31,6 +31,7 @@ if t.TYPE_CHECKING:
     from tap_cube.api.concurrency import ConcurrencyLimit
     from tap_cube.api.page import Page
     from tap_cube.records.completeness import PartitionList, RecordPath
+    from tap_cube.settings import Settings
 
 State = dict[str, t.Any]
 
@@ -125,13 +126,47 @@ class ExtractedRecord(dict[str, t.Any]):
 
 
 @dataclass(frozen=True, slots=True)
+class ReadSwitches:
+    """Whether a stream's spec tracks deletions and changes, and whether this run
+    detects and skips them (the settings detect_deletions and skip_unchanged)."""
+
+    tracks_deletions: bool
+    tracks_changes: bool
+    detects_deletions: bool
+    skips_unchanged: bool
+
+    @classmethod
+    def of(
+        cls, settings: Settings, *, tracks_deletions: bool, tracks_changes: bool
+    ) -> ReadSwitches:
+        """The switches of a spec that tracks what it says, in a run with `settings`."""
+        return cls(
+            tracks_deletions=tracks_deletions,
+            tracks_changes=tracks_changes,
+            detects_deletions=tracks_deletions and settings.detect_deletions,
+            skips_unchanged=tracks_changes and settings.skip_unchanged,
+        )
+
+    @property
+    def keeps_state(self) -> bool:
+        """Whether partitions keep delivered ids or record hashes in their state."""
+        return self.tracks_deletions or self.tracks_changes
+
+
+@dataclass(frozen=True, slots=True)
 class ReadPolicy:
     """What the stream and its settings make of each partition's read."""
 
-    tracks_deletions: bool
-    detects_deletions: bool
-    tracks_changes: bool
-    skips_unchanged: bool
+    stream_name: str
+    #: The field records are told apart by in a partition (None: they are keyed otherwise).
+    id_field: str | None
+    #: Whether the list comes in DRF pages with `next` links, not as one JSON list.
+    paginated: bool
+    #: The setting that chose the partitions, for messages about them.
+    partition_setting: str
+    #: Whether the stream may find none of its partitions accessible.
+    optional: bool
+    switches: ReadSwitches
     #: Whether a partition answering 403 or 404 before its first page is skipped.
     skips_inaccessible: bool
     max_deletion_share: float
@@ -175,7 +210,7 @@ class PartitionRead:
         self._siblings = siblings
         self._requests = requests
         # With detect_deletions off, ids are kept only where a run with it on kept some.
-        keeps_ids = policy.detects_deletions or deletions.STATE_KEY in state
+        keeps_ids = policy.switches.detects_deletions or deletions.STATE_KEY in state
         self._say_where_deletions_start()
         self._forget_distrusted()
         rule = self._rule_for_deletions() if keeps_ids else None
@@ -244,7 +279,7 @@ class PartitionRead:
     def _say_where_deletions_start(self) -> None:
         """One line for a partition that deletions track, without delivered ids yet."""
         state, partition = self._state, self._partition
-        if not self._policy.detects_deletions or deletions.STATE_KEY in state:
+        if not self._policy.switches.detects_deletions or deletions.STATE_KEY in state:
             return
         others = any(p is not state and deletions.STATE_KEY in p for p in self._siblings)
         where = partition.where
@@ -270,7 +305,7 @@ class PartitionRead:
         They are held decoded while the partition is read, and their text leaves the
         state (megabytes at a million records); a complete read puts new ones.
         """
-        if not self._policy.skips_unchanged:
+        if not self._policy.switches.skips_unchanged:
             return None
         stored = self._state.pop(changes.STATE_KEY, None)
         previous = changes.decode_hashes(stored) if stored else array("Q")
@@ -279,13 +314,13 @@ class PartitionRead:
     def _rule_for_deletions(self) -> DeletionRule | None:
         """detect_deletions, or with it off the delivered ids kept current (completeness.py)."""
         policy = self._policy
-        if not policy.tracks_deletions or policy.id_schema is None:
+        if not policy.switches.tracks_deletions or policy.id_schema is None:
             return None
         return DeletionRule(
             delivered_before=self._state.get(deletions.STATE_KEY),
             max_share=policy.max_deletion_share,
             id_schema=policy.id_schema,
-            marks_deleted=policy.detects_deletions,
+            marks_deleted=policy.switches.detects_deletions,
         )
 
     # --- while it is read -----------------------------------------------------------
@@ -338,7 +373,7 @@ class PartitionRead:
             # next run compares with nothing and sends the partition whole.
             kept = gate.filter.finish() if not summary.reread else ()
             state[changes.STATE_KEY] = changes.encode_hashes(kept)
-        elif policy.tracks_changes:
+        elif policy.switches.tracks_changes:
             # Hashes from before a run without skip_unchanged may vouch for rows it
             # has since marked deleted.
             state.pop(changes.STATE_KEY, None)

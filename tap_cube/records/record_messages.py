@@ -3,7 +3,12 @@ them: one per stream map that keeps it, none for a record skip_unchanged finds u
 
 A record of a partition's read (`ExtractedRecord`, tap_cube/records/partition_read.py)
 carries when its page arrived and its partition's `ChangeGate`, which says whether it
-goes out; the stream hands the SDK's hook over to these functions.
+goes out; the stream hands the SDK's hook over to `record_messages`.
+
+With every property selected (the usual case) the SDK's per-field selection walk
+removes nothing, yet it was the largest per-record cost left, so the messages are made
+here without it; with any property deselected, the SDK makes them. Either way records
+are compared as emitted, so a change of selection or stream maps counts as a change.
 """
 
 from __future__ import annotations
@@ -24,7 +29,26 @@ if t.TYPE_CHECKING:
 Emitted = list[tuple[str, dict[str, t.Any]]]
 
 
-def goes_out(record: dict[str, t.Any], emitted: Emitted, write_state: Callable[[], None]) -> bool:
+def record_messages(
+    record: dict[str, t.Any],
+    stream_maps: Sequence[StreamMap],
+    version: int | None,
+    write_state: Callable[[], None],
+    *,
+    sdk_messages: Callable[[dict[str, t.Any]], Iterator[RecordMessage]] | None,
+) -> Iterator[RecordMessage]:
+    """The record's messages, if it goes out: the SDK's (`sdk_messages`), or, when that
+    is None (every property selected), made here without the SDK's selection walk."""
+    if sdk_messages is None:
+        yield from _mapped_messages(record, stream_maps, version, write_state)
+        return
+    messages = list(sdk_messages(record))
+    emitted = [(message.stream, message.record) for message in messages]
+    if _goes_out(record, emitted, write_state):
+        yield from messages
+
+
+def _goes_out(record: dict[str, t.Any], emitted: Emitted, write_state: Callable[[], None]) -> bool:
     """Whether skip_unchanged lets `record` (as `emitted`) go out, as its partition's
     gate says; before the first that its stored hashes do not vouch for, `write_state`
     writes a STATE without them."""
@@ -32,7 +56,7 @@ def goes_out(record: dict[str, t.Any], emitted: Emitted, write_state: Callable[[
     return gate is None or gate.lets_out(record, emitted, write_state)
 
 
-def mapped_messages(
+def _mapped_messages(
     record: dict[str, t.Any],
     stream_maps: Sequence[StreamMap],
     version: int | None,
@@ -46,7 +70,7 @@ def mapped_messages(
         if (mapped := stream_map.transform(record)) is not None
     ]
     # Compared before any message is made: most records of a re-run are unchanged.
-    if not goes_out(record, emitted, write_state):
+    if not _goes_out(record, emitted, write_state):
         return
     # When the record's page arrived, which the record carries from its read.
     extracted_at = (

@@ -1,94 +1,30 @@
-"""A stream's partition reads: the rules they all keep, and what they came to.
+"""A stream's partition reads, one after another, and what they came to.
 
-`read_policy` assembles, from plain values (the spec's facts, the settings, the stream
-maps), what every partition's read of a stream is held to. `StreamReads` runs each
-partition's read (tap_cube/records/partition_read.py), writing the STATEs it asks for
-through the function it was given and adding its outcome (tap_cube/records/
-stream_outcome.py); after the last partition, `finish` fails or refuses ACTIVATE_VERSION
-where that outcome says so; after a run that failed, `end_run` puts in the state what
-its reads leave and writes it. The stream hands in values and gets records back.
+`StreamReads` holds every partition's read to one `ReadPolicy` (made by
+tap_cube/streams/stream_facts.py). It runs each partition's read
+(tap_cube/records/partition_read.py), writing the STATEs it asks for through the
+function it was given and adding its outcome (tap_cube/records/stream_outcome.py);
+after the last partition, `finish` fails or refuses ACTIVATE_VERSION where that outcome
+says so; after a run that failed, `end_run` puts in the state what its reads leave and
+writes it. The stream hands in values and gets records back.
 """
 
 from __future__ import annotations
 
 import typing as t
-from dataclasses import dataclass
 from functools import partial
 
 from tap_cube.records.completeness import PartitionList
 from tap_cube.records.partition_read import PartitionRead, ReadPolicy, RequestFigures, StateDue
-from tap_cube.records.remembered import memory_rules
 from tap_cube.records.stream_outcome import StreamOutcome
 
 if t.TYPE_CHECKING:
     import logging
     from collections.abc import Callable, Generator, Iterator, Sequence
 
-    from singer_sdk.mapper import StreamMap
-
     from tap_cube.api.page import Page
     from tap_cube.records.completeness import RecordPath
     from tap_cube.records.partition_read import ExtractedRecord, State
-    from tap_cube.settings import Settings
-
-
-@dataclass(frozen=True)
-class ReadSwitches:
-    """Whether a stream's spec tracks deletions and changes, and whether this run
-    detects and skips them (the settings detect_deletions and skip_unchanged)."""
-
-    tracks_deletions: bool
-    tracks_changes: bool
-    detects_deletions: bool
-    skips_unchanged: bool
-
-    @classmethod
-    def of(
-        cls, settings: Settings, *, tracks_deletions: bool, tracks_changes: bool
-    ) -> ReadSwitches:
-        """The switches of a spec that tracks what it says, in a run with `settings`."""
-        return cls(
-            tracks_deletions=tracks_deletions,
-            tracks_changes=tracks_changes,
-            detects_deletions=tracks_deletions and settings.detect_deletions,
-            skips_unchanged=tracks_changes and settings.skip_unchanged,
-        )
-
-
-def read_policy(
-    stream_name: str,
-    settings: Settings,
-    emitting_maps: Sequence[StreamMap],
-    switches: ReadSwitches,
-    *,
-    skips_inaccessible: bool,
-    id_schema: Callable[[], dict[str, t.Any]],
-    checkpoint_interval: float,
-) -> ReadPolicy:
-    """What a stream's partition reads are held to: whether its spec tracks deletions and
-    changes, whether this run detects and skips them, the schema of its id (`id_schema`,
-    asked only where deletions are tracked), and, for a stream that keeps ids or hashes
-    per partition, what this run holds that memory to (tap_cube/records/remembered.py)."""
-    tracks_deletions = switches.tracks_deletions
-    chosen = {
-        "detect_deletions": switches.detects_deletions,
-        "skip_unchanged": switches.skips_unchanged,
-    }
-    # Only streams that keep ids or hashes per partition keep memory in its state.
-    keeps_state = tracks_deletions or switches.tracks_changes
-    return ReadPolicy(
-        tracks_deletions=tracks_deletions,
-        detects_deletions=switches.detects_deletions,
-        tracks_changes=switches.tracks_changes,
-        skips_unchanged=switches.skips_unchanged,
-        skips_inaccessible=skips_inaccessible,
-        max_deletion_share=settings.max_deletion_share,
-        id_schema=id_schema() if tracks_deletions else None,
-        checkpoint_interval=checkpoint_interval,
-        memory=memory_rules(stream_name, emitting_maps, settings, switches=chosen)
-        if keeps_state
-        else None,
-    )
 
 
 class StreamReads:
@@ -96,29 +32,20 @@ class StreamReads:
 
     def __init__(
         self,
-        stream_name: str,
         policy: ReadPolicy,
         *,
         write_state: Callable[[], None],
         logger: logging.Logger,
-        id_field: str | None,
-        paginated: bool,
         limit: Callable[[], int],
         requests: Callable[[str], RequestFigures],
-        partition_setting: str,
-        optional: bool,
     ) -> None:
-        """`write_state`: writes a STATE now. `limit`: the run's limit of
-        requests in flight now; `requests`: how a partition's requests went, by its name.
-        `partition_setting`: the setting that chose the partitions; `optional`: whether
-        the stream may find none of them accessible."""
-        self._partition_setting, self._optional = partition_setting, optional
+        """`write_state`: writes a STATE now. `limit`: the run's limit of requests in
+        flight now; `requests`: how a partition's requests went, by its name."""
         self.policy = policy
-        self._name, self._logger = stream_name, logger
-        self._id_field, self._paginated = id_field, paginated
+        self._name, self._logger = policy.stream_name, logger
         self._limit, self._requests = limit, requests
         #: What the partitions read so far came to (skipped, unchecked, withheld).
-        self.outcome = StreamOutcome(stream_name)
+        self.outcome = StreamOutcome(policy.stream_name)
         self._write_state = write_state
         #: The partition being read, with its items (None between reads).
         self._reading: tuple[PartitionRead, Generator[t.Any, None, t.Any]] | None = None
@@ -147,8 +74,8 @@ class StreamReads:
             stream_name=self._name,
             where=where,
             logger=self._logger,
-            id_field=self._id_field,
-            paginated=self._paginated,
+            id_field=self.policy.id_field,
+            paginated=self.policy.paginated,
             progress_interval=progress_interval,
             limit=self._limit,
         )
@@ -204,11 +131,11 @@ class StreamReads:
         and when it `activates_version`, refuses to unless every partition was read
         whole: a skipped one would have its rows marked deleted, and so would the rows an
         unchecked read missed."""
-        outcome, setting = self.outcome, self._partition_setting
+        outcome, setting = self.outcome, self.policy.partition_setting
         outcome.check(
             partitions,
             setting,
-            optional=self._optional,
+            optional=self.policy.optional,
             max_deletion_share=self.policy.max_deletion_share,
             logger=self._logger,
         )

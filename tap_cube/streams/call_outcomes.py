@@ -91,7 +91,7 @@ class DayWindowStream(CubeStream):
         fit = super().record_fit
         row_fit = DayRowFit(
             fit.coercion,
-            self.zone,
+            self.facts.zone,
             stream_name=self.name,
             timestamp_field=CALL_OUTCOME_TIMESTAMP,
             submitted_fields=SUBMITTED,
@@ -160,21 +160,21 @@ class DayWindowStream(CubeStream):
 
     @property
     def window_days(self) -> int:
-        return self.settings.call_outcomes_window_days
+        return self.facts.settings.call_outcomes_window_days
 
     def _days_to_read(self, context: Context | None, now: datetime) -> tuple[date, date]:
         """The first day this run reads of the partition, and today (Cube's days: in the
         `timezone` setting's zone)."""
         bookmark = parse_bookmark(self.get_context_state(context).get("replication_key_value"))
-        lookback = timedelta(days=self.settings.call_outcomes_lookback_days)
-        first_day = self.settings.start_date
+        lookback = timedelta(days=self.facts.settings.call_outcomes_lookback_days)
+        first_day = self.facts.settings.start_date
         if bookmark is None and not first_day:
             msg = f"{self.name} needs start_date (the first day to read), e.g. 2024-01-01"
             raise ConfigError(msg)
         starts = [date.fromisoformat(str(first_day))] if first_day else []
         if bookmark is not None:
-            starts.append(_days_before(_local_day(bookmark, self.zone), lookback))
-        return max(starts), now.astimezone(self.zone).date()
+            starts.append(_days_before(_local_day(bookmark, self.facts.zone), lookback))
+        return max(starts), now.astimezone(self.facts.zone).date()
 
     def clamp_bookmark(self, holder: dict[str, t.Any], now: datetime, where: str, of: str) -> None:
         """Keep `holder`'s bookmark from passing `now`, the run's clock.

@@ -22,21 +22,22 @@ from singer_sdk.mapper import RemoveRecordTransform, StreamMap
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from typing_extensions import override
 
+from tap_cube.api.client import CubeClient
+from tap_cube.api.page_requests import ListAddress
 from tap_cube.api.stream_requests import StreamRequests
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records.completeness import CHECKPOINT_INTERVAL
-from tap_cube.records.deletions import DELETED_AT
 from tap_cube.records.partition_read import RequestFigures
 from tap_cube.records.record_fit import RecordFit
-from tap_cube.records.record_messages import goes_out, mapped_messages
-from tap_cube.records.stream_reads import ReadSwitches, StreamReads, read_policy
-from tap_cube.settings import Settings, zone_of
+from tap_cube.records.record_messages import record_messages
+from tap_cube.records.stream_reads import StreamReads
+from tap_cube.settings import Settings
 from tap_cube.streams.catalog import reconcile_selected
-from tap_cube.streams.schema import carried_properties, declare_carried
+from tap_cube.streams.schema import declare_carried
+from tap_cube.streams.stream_facts import StreamFacts
 
 if t.TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Iterator
-    from zoneinfo import ZoneInfo
 
     from singer_sdk.authenticators import APIKeyAuthenticator, BasicAuthenticator
     from singer_sdk.helpers.types import Context
@@ -69,10 +70,6 @@ class CubeStream(RESTStream[t.Any]):
     # conformance, which walks the schema for every field of every record.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
-    #: The run's campaigns and data owners, for the streams whose partitions they are;
-    #: unset in the stream that reads them for it.
-    directory: Directory
-
     def __init__(
         self,
         tap: Tap,
@@ -82,68 +79,56 @@ class CubeStream(RESTStream[t.Any]):
         gate: RequestGate,
         directory: Directory | None = None,
     ) -> None:
-        """`schema`: as discovery found it; none: the spec's, before discovery."""
+        """`schema`: as discovery found it; none: the spec's, before discovery.
+        `directory`: the run's campaigns and data owners, for the streams whose
+        partitions they are; none in the stream that reads them for it."""
         self.spec = spec
-        if directory is not None:
-            self.directory = directory
-        #: The setting that chose the partitions, for messages about one of them.
-        self.partition_setting = spec.partitions.setting_for(directory)
+        #: The spec read with the run's settings (tap_cube/streams/stream_facts.py).
+        self.facts = StreamFacts(spec, Settings(tap.config), directory)
         super().__init__(
             tap=tap,
             name=spec.name,
             schema=schema if schema is not None else spec.base_schema(),
             path=spec.path,
         )
-        #: Its client, page requests and page pipeline (tap_cube/api/stream_requests.py).
-        self.requests = StreamRequests(
+        client = CubeClient(
             self.config,
             self.requests_session,
             gate,
             stream_name=self.name,
             logger=self.logger,
-            paginated=self.paginated,
+            paginated=spec.paginated,
             optional=spec.optional,
-            partition_setting=self.partition_setting,
-            where=self.describe_partition,
-            url=self.get_url,
-            first_params=self.first_page_params,
+            partition_setting=self.facts.partition_setting,
+        )
+        #: Its client, page requests and page pipeline (tap_cube/api/stream_requests.py).
+        self.requests = StreamRequests(
+            client,
+            gate,
+            self.list_address,
+            concurrency=self.facts.settings.max_concurrent_requests,
             headers=self.http_headers,
             user_agent=self.user_agent,
             plan=self.planned_partitions,
         )
-        self.primary_keys = self.record_key
-        declare_carried(self.schema["properties"], self.carried_properties)
-        if self.switches.detects_deletions or self.switches.skips_unchanged:
+        self.primary_keys = self.facts.record_key
+        declare_carried(self.schema["properties"], self.facts.carried_properties)
+        switches = self.facts.switches
+        if switches.detects_deletions or switches.skips_unchanged:
             # A full-table state says nothing new mid-stream, and it carries every
             # partition's delivered ids and record hashes: write it when the stream is done.
             self.STATE_MSG_FREQUENCY = 1 << 62
 
-    # --- what the spec says -----------------------------------------------------
-
-    @property
-    def paginated(self) -> bool:
-        """Whether the list comes in DRF pages with `next` links, not as one JSON list."""
-        return self.spec.paginated
-
     @property
     def record_key(self) -> list[str]:
-        """The fields that tell the stream's records apart, across its partitions: the
-        partition's fields and the spec's key. The key a target must keep rows on."""
-        return [*self.spec.partitions.key_schema, *self.spec.key]
-
-    @cached_property
-    def carried_properties(self) -> dict[str, dict[str, t.Any]]:
-        """What records carry whatever the schema says (schema.py)."""
-        key_fields = {**self.spec.partitions.key_schema, **self.spec.id_schema}
-        return carried_properties(key_fields, deletions=self.switches.detects_deletions)
+        """The key a target must keep rows on (StreamFacts.record_key)."""
+        return self.facts.record_key
 
     @override
     def apply_catalog(self, catalog: Catalog) -> None:
         """The given catalog's entry, reconciled first with what records carry (catalog.py)."""
-        deletion_fields = (
-            [*self.record_key, DELETED_AT] if self.switches.detects_deletions else None
-        )
-        reconcile_selected(catalog, self.name, self.carried_properties, deletion_fields)
+        facts = self.facts
+        reconcile_selected(catalog, self.name, facts.carried_properties, facts.deletion_fields)
         super().apply_catalog(catalog)
 
     # --- what to request ----------------------------------------------------------
@@ -163,10 +148,16 @@ class CubeStream(RESTStream[t.Any]):
     def http_headers(self) -> dict[str, str]:
         return {"Accept": "application/json"}
 
+    def list_address(self, context: Context | None) -> ListAddress:
+        """Where a partition's list is: how messages name it, its URL, its first page's
+        query parameters."""
+        return ListAddress(
+            self.describe_partition(context), self.get_url(context), self.first_page_params(context)
+        )
+
     def first_page_params(self, context: Context | None) -> dict[str, t.Any]:
         """The spec's query parameters whose settings are set."""
-        params = {param: self.settings.given(name) for param, name in self.spec.params.items()}
-        return {param: value for param, value in params.items() if value}
+        return self.facts.first_page_params()
 
     # --- partitions ---------------------------------------------------------------
 
@@ -176,18 +167,7 @@ class CubeStream(RESTStream[t.Any]):
         contexts = self.spec.partitions.contexts
         if contexts is None:
             return super().partitions
-        return contexts(self.config, self.directory)
-
-    @property
-    def skips_inaccessible(self) -> bool:
-        """Whether a partition answering 403 or 404 is skipped with a warning: partitions
-        found in /campaigns, whose data some users may not see, always are."""
-        found = self.spec.partitions.found
-        return (
-            self.spec.optional
-            or self.settings.skip_inaccessible_assignments
-            or (found is not None and found(self.directory))
-        )
+        return contexts(self.config, self.facts.run_directory)
 
     def describe_partition(self, context: Context | None) -> str:
         """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
@@ -202,7 +182,7 @@ class CubeStream(RESTStream[t.Any]):
     def warn_vanished_partitions(self) -> None:
         """When the stream starts to read: data owners the state knows, now not found."""
         if self.spec.partitions.warns_vanished:
-            self.directory.warn_vanished(self.tap_state.get("bookmarks") or {})
+            self.facts.run_directory.warn_vanished(self.tap_state.get("bookmarks") or {})
 
     def close(self) -> None:
         """End outstanding work; no worker thread outlives this call."""
@@ -285,27 +265,18 @@ class CubeStream(RESTStream[t.Any]):
     def reads(self) -> StreamReads:
         """What every partition's read is held to (made as the first starts, once the
         stream maps are known), and what they came to."""
-        policy = read_policy(
-            self.name,
-            self.settings,
+        policy = self.facts.read_policy(
             self.emitting_maps,
-            self.switches,
-            skips_inaccessible=self.skips_inaccessible,
             id_schema=lambda: self.schema["properties"][str(self.spec.record_id)],
             checkpoint_interval=self.checkpoint_interval,
         )
         limit = self.requests.gate.limit
         return StreamReads(
-            self.name,
             policy,
             write_state=self._write_state_now,
             logger=self.logger,
-            id_field=self.spec.record_id,
-            paginated=self.paginated,
             limit=lambda: limit.current,
             requests=partial(RequestFigures.of, self.requests.client, limit),
-            partition_setting=self.partition_setting,
-            optional=self.spec.optional,
         )
 
     def _write_state_now(self) -> None:
@@ -326,30 +297,10 @@ class CubeStream(RESTStream[t.Any]):
         to the schema the SCHEMA message carries: a given catalog's, else the discovered one."""
         return RecordFit.of(
             self.effective_schema.get("properties", {}),
-            self.zone,
+            self.facts.zone,
             record_id=self.spec.record_id,
             partition_keys=self.spec.partitions.key_schema,
             discovery_declares=self.spec.schema_source.declares,
-        )
-
-    @cached_property
-    def settings(self) -> Settings:
-        """The tap's settings, typed, with their defaults (the one way they are read)."""
-        return Settings(self.config)
-
-    @cached_property
-    def zone(self) -> ZoneInfo:
-        """Where Cube's local times (without an offset) are: the `timezone` setting."""
-        return zone_of(self.settings.timezone)
-
-    @cached_property
-    def switches(self) -> ReadSwitches:
-        """Whether it tracks deletions and changes, and this run detects and skips them."""
-        spec = self.spec
-        return ReadSwitches.of(
-            self.settings,
-            tracks_deletions=spec.tracks_deletions,
-            tracks_changes=spec.tracks_changes,
         )
 
     # --- messages -------------------------------------------------------------------
@@ -363,20 +314,15 @@ class CubeStream(RESTStream[t.Any]):
         self, record: dict[str, t.Any]
     ) -> Generator[RecordMessage, None, None]:
         """The SDK's record messages, without its per-field selection walk when it is moot,
-        and none for a record skip_unchanged finds unchanged (records/record_messages.py).
-
-        With every property selected (the usual case) the walk removes nothing, yet it
-        was the largest per-record cost left; with any deselected, the SDK does it all.
-        Records are compared as emitted, so a change of selection or stream maps counts.
-        """
-        if self._every_property_selected:
-            version = self._stream_version
-            yield from mapped_messages(record, self.stream_maps, version, self._write_state_now)
-            return
-        messages = list(super()._generate_record_messages(record))
-        emitted = [(message.stream, message.record) for message in messages]
-        if goes_out(record, emitted, self._write_state_now):
-            yield from messages
+        and none for a record skip_unchanged finds unchanged (records/record_messages.py)."""
+        sdk_messages = None if self._every_property_selected else super()._generate_record_messages
+        yield from record_messages(
+            record,
+            self.stream_maps,
+            self._stream_version,
+            self._write_state_now,
+            sdk_messages=sdk_messages,
+        )
 
     @override
     def generate_child_contexts(

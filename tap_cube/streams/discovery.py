@@ -179,7 +179,7 @@ def first_page_sample(stream: CubeStream, context: Context) -> list[dict[str, t.
     try:
         return stream.requests.fetch_page(context, None).records
     except InaccessibleError as exc:
-        if not stream.skips_inaccessible:
+        if not stream.facts.skips_inaccessible:
             raise
         stream.logger.warning("%s; leaving its fields out of the schema", exc)
         return []
