@@ -168,6 +168,25 @@ def test_slow_start_ends_where_more_requests_bring_no_more_answers_a_second():
     assert [round_trip(limit, clock) for _ in range(13)] == [*range(START + 1, 17), 16]
 
 
+def test_answers_a_busy_tap_picks_up_late_are_no_queue_at_a_server_answering_at_once():
+    """A server on the same machine answers in 2 ms; a tap busy with its records picks
+    some answers up 10-20 ms later, its threads waiting their turn. That delay is the
+    tap's own, not a queue at the server: no cut (at 1, no page would be fetched while
+    the tap processes records)."""
+    limit, clock = adaptive(ceiling=16)
+    seen = []
+    for latency in [0.002, 0.015, 0.02, 0.01] * 10:
+        answer(limit, clock, send(limit, 1), latency)
+        seen.append(limit.current)
+    assert min(seen) >= START
+
+
+def test_a_server_answering_at_once_that_begins_to_queue_is_backed_off():
+    limit, clock = adaptive(ceiling=16)
+    assert [round_trip(limit, clock, 0.002) for _ in range(2)] == [8, 16]
+    assert round_trip(limit, clock, 0.1) == 12  # 50 times the floor: a queue
+
+
 def test_the_floor_is_measured_afresh_when_asked_and_forgets_old_answers():
     limit, clock = adaptive(ceiling=16)
     round_trip(limit, clock, 0.1)

@@ -22,7 +22,10 @@ The limit finds out as TCP's congestion window does, within `[1, ceiling]`
   new limit.
 
 The latency floor is the shortest answer of the last FLOOR_MEMORY to 2 x FLOOR_MEMORY
-seconds, so a server that became slower for good gets a new floor. With
+seconds, so a server that became slower for good gets a new floor. Latencies are judged
+against a floor of at least TAP_DELAY: a server on the same machine answers in a few
+milliseconds, and a tap busy with its records picks answers up tens of milliseconds
+later, which is its own delay, not a queue at the server. With
 `adaptive_concurrency` off the limit stays at the ceiling; the floor is still kept, for
 the partitions' closing lines. Not thread-safe: the request gate (fetch.py) calls it
 under its lock.
@@ -51,6 +54,9 @@ QUEUEING = 1.7
 OVERLOAD_CUT = 0.5
 #: The limit after an answer took well over its floor, as a share of the limit.
 QUEUEING_CUT = 0.75
+#: Seconds an answer may wait for the tap's own threads (busy with records) before it
+#: is read: latencies are judged against a floor of at least this.
+TAP_DELAY = 0.025
 #: Seconds a shortest answer stays the floor, at least (at most twice this).
 FLOOR_MEMORY = 30.0
 #: The share of a higher limit's ideal gain in answers per second that a round trip of
@@ -122,9 +128,10 @@ class ConcurrencyLimit:
         sign of overload, such as a 404)."""
         latency = self._clock() - sent.at
         self._note_latency(latency)
-        floor = self.floor
-        if not self.adaptive or floor is None or sent.round != self._round:
+        measured = self.floor
+        if not self.adaptive or measured is None or sent.round != self._round:
             return
+        floor = max(measured, TAP_DELAY)
         if self._slow_start and sent.crowded and latency <= NEAR_FLOOR * floor:
             self._limit = min(float(self.ceiling), self._limit + 1)
         self._answers.append((latency, sent.crowded))
