@@ -164,10 +164,8 @@ class CubeStream(RESTStream[t.Any]):
     @property
     @override
     def partitions(self) -> list[dict[str, t.Any]] | None:
-        contexts = self.spec.partitions.contexts
-        if contexts is None:
-            return super().partitions
-        return contexts(self.config, self.facts.run_directory)
+        contexts = self.facts.partition_contexts()
+        return super().partitions if contexts is None else contexts
 
     def describe_partition(self, context: Context | None) -> str:
         """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
@@ -176,13 +174,8 @@ class CubeStream(RESTStream[t.Any]):
     def planned_partitions(self) -> list[dict[str, t.Any]]:
         """The partitions whose pages may be fetched ahead, in the order they are read;
         asked once, when the stream starts to read."""
-        self.warn_vanished_partitions()
+        self.facts.warn_vanished(self.tap_state.get("bookmarks") or {})
         return list(self.partitions or [{}])
-
-    def warn_vanished_partitions(self) -> None:
-        """When the stream starts to read: data owners the state knows, now not found."""
-        if self.spec.partitions.warns_vanished:
-            self.facts.run_directory.warn_vanished(self.tap_state.get("bookmarks") or {})
 
     def close(self) -> None:
         """End outstanding work; no worker thread outlives this call."""

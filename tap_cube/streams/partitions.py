@@ -20,7 +20,7 @@ if t.TYPE_CHECKING:
     from tap_cube.streams.directory import Directory, Need
 
 #: The partitions of a configuration: the run's settings, and what /campaigns found.
-Contexts = t.Callable[["Mapping[str, t.Any]", "Directory"], list[dict[str, t.Any]]]
+Contexts = t.Callable[[Settings, "Directory"], list[dict[str, t.Any]]]
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,16 @@ class Partitions:
         return self.found_setting if found else self.setting
 
 
-def _assignments(config: Mapping[str, t.Any], directory: Directory) -> list[dict[str, t.Any]]:
-    return [{"assignment_id": i} for i in Settings(config).assignment_ids]
+def _assignments(settings: Settings, directory: Directory) -> list[dict[str, t.Any]]:
+    return [{"assignment_id": i} for i in settings.assignment_ids]
 
 
-def _crms(config: Mapping[str, t.Any], directory: Directory) -> list[dict[str, t.Any]]:
+def _crms(settings: Settings, directory: Directory) -> list[dict[str, t.Any]]:
     return [dict(crm) for crm in directory.crms]
 
 
 def _campaigns(*, of_assignments: bool) -> Contexts:
-    def contexts(config: Mapping[str, t.Any], directory: Directory) -> list[dict[str, t.Any]]:
+    def contexts(settings: Settings, directory: Directory) -> list[dict[str, t.Any]]:
         ids = directory.campaign_ids(of_assignments=of_assignments)
         return [{"campaign_id": i} for i in ids]
 

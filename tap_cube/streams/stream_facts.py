@@ -19,7 +19,7 @@ from tap_cube.settings import Settings, zone_of
 from tap_cube.streams.schema import carried_properties
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from zoneinfo import ZoneInfo
 
     from singer_sdk.mapper import StreamMap
@@ -58,6 +58,16 @@ class StreamFacts:
         if self.directory is None:
             raise TypeError(f"{self.spec.name}: its partitions need the run's directory")
         return self.directory
+
+    def partition_contexts(self) -> list[dict[str, t.Any]] | None:
+        """The partitions to read; None: one, the whole list."""
+        contexts = self.spec.partitions.contexts
+        return None if contexts is None else contexts(self.settings, self.run_directory)
+
+    def warn_vanished(self, bookmarks: Mapping[str, t.Any]) -> None:
+        """As the stream starts to read: data owners its state knows, now not found."""
+        if self.spec.partitions.warns_vanished:
+            self.run_directory.warn_vanished(bookmarks)
 
     @property
     def partition_setting(self) -> str:
