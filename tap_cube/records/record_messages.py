@@ -36,16 +36,15 @@ def record_messages(
     write_state: Callable[[], None],
     *,
     sdk_messages: Callable[[dict[str, t.Any]], Iterator[RecordMessage]] | None,
-) -> Iterator[RecordMessage]:
-    """The record's messages, if it goes out: the SDK's (`sdk_messages`), or, when that
-    is None (every property selected), made here without the SDK's selection walk."""
+) -> list[RecordMessage]:
+    """The record's messages, none if it does not go out: the SDK's (`sdk_messages`), or,
+    when that is None (every property selected), made here without the SDK's selection
+    walk. A list, not a generator: one record makes a message or two, per record."""
     if sdk_messages is None:
-        yield from _mapped_messages(record, stream_maps, version, write_state)
-        return
+        return _mapped_messages(record, stream_maps, version, write_state)
     messages = list(sdk_messages(record))
     emitted = [(message.stream, message.record) for message in messages]
-    if _goes_out(record, emitted, write_state):
-        yield from messages
+    return messages if _goes_out(record, emitted, write_state) else []
 
 
 def _goes_out(record: dict[str, t.Any], emitted: Emitted, write_state: Callable[[], None]) -> bool:
@@ -61,7 +60,7 @@ def _mapped_messages(
     stream_maps: Sequence[StreamMap],
     version: int | None,
     write_state: Callable[[], None],
-) -> Iterator[RecordMessage]:
+) -> list[RecordMessage]:
     """The record's messages with every property selected: the SDK's, without its
     per-field selection walk, which then removes nothing."""
     emitted = [
@@ -71,12 +70,12 @@ def _mapped_messages(
     ]
     # Compared before any message is made: most records of a re-run are unchanged.
     if not _goes_out(record, emitted, write_state):
-        return
+        return []
     # When the record's page arrived, which the record carries from its read.
     extracted_at = (
         record.time_extracted if isinstance(record, ExtractedRecord) else datetime.now(UTC)
     )
-    for stream, mapped in emitted:
-        yield RecordMessage(
-            stream=stream, record=mapped, version=version, time_extracted=extracted_at
-        )
+    return [
+        RecordMessage(stream=stream, record=mapped, version=version, time_extracted=extracted_at)
+        for stream, mapped in emitted
+    ]
