@@ -107,7 +107,7 @@ class DayWindowStream(CubeStream):
     @override
     def planned_partitions(self) -> list[dict[str, t.Any]]:
         # Windows are planned as they are read: each depends on the partition's bookmark.
-        self.facts.warn_vanished(self.tap_state.get("bookmarks") or {})
+        self.facts.warn_vanished(self.tap_state)
         return []
 
     @override

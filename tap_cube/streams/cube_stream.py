@@ -174,7 +174,7 @@ class CubeStream(RESTStream[t.Any]):
     def planned_partitions(self) -> list[dict[str, t.Any]]:
         """The partitions whose pages may be fetched ahead, in the order they are read;
         asked once, when the stream starts to read."""
-        self.facts.warn_vanished(self.tap_state.get("bookmarks") or {})
+        self.facts.warn_vanished(self.tap_state)
         return list(self.partitions or [{}])
 
     def close(self) -> None:

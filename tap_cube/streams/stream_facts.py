@@ -64,10 +64,10 @@ class StreamFacts:
         contexts = self.spec.partitions.contexts
         return None if contexts is None else contexts(self.settings, self.run_directory)
 
-    def warn_vanished(self, bookmarks: Mapping[str, t.Any]) -> None:
-        """As the stream starts to read: data owners its state knows, now not found."""
+    def warn_vanished(self, tap_state: Mapping[str, t.Any]) -> None:
+        """As the stream starts to read: data owners the tap's state knows, now not found."""
         if self.spec.partitions.warns_vanished:
-            self.run_directory.warn_vanished(bookmarks)
+            self.run_directory.warn_vanished(tap_state.get("bookmarks") or {})
 
     @property
     def partition_setting(self) -> str:
