@@ -17,7 +17,7 @@ of memory per record.
 Safe: the state is written when a stream is done, and a partition's hashes are replaced
 only by a complete read (tap_cube/records/completeness.py). Before a partition sends its first
 record they do not vouch for, a STATE without them is written
-(tap_cube/records/partition_read.py `ChangeGate.withdraws_hashes`): a run stopped after
+(tap_cube/records/partition_read.py `ChangeGate.lets_out`): a run stopped after
 that makes the next one send the partition whole, so no record an aborted run sent is
 later taken for unchanged.
 """

@@ -79,35 +79,28 @@ class ChangeGate:
         self.filter = change_filter
         self.vouching = vouching
 
-    def sends(self, record: dict[str, t.Any], emitted: list[tuple[str, dict[str, t.Any]]]) -> bool:
-        """Whether `record` (as `emitted`: stream and record per message) goes out; its
-        hash is remembered either way. Deletion records always go out."""
-        return DELETED_AT in record or self.filter.admits(emitted)
-
     def lets_out(
         self,
         record: dict[str, t.Any],
         emitted: list[tuple[str, dict[str, t.Any]]],
         write_state: Callable[[], None],
     ) -> bool:
-        """Whether `record` (as `emitted`: stream and record per message) goes out; before
-        the first that the stored hashes do not vouch for, `write_state` writes a STATE
-        without them."""
+        """Whether `record` (as `emitted`: stream and record per message) goes out; its
+        hash is remembered either way, and deletion records always go out.
+
+        Before the first record going out that the stored hashes do not vouch for (a
+        change, a new record, a deletion), `write_state` writes a STATE without them,
+        once. Should the run stop once the target has loaded that record, the next run
+        then sends the partition whole (docs/meltano.md says what heals the rest).
+        """
         if not emitted:
             return True
-        if not self.sends(record, emitted):
+        if DELETED_AT not in record and not self.filter.admits(emitted):
             return False
-        if self.withdraws_hashes():
+        if self.vouching:
+            self.vouching = False
             write_state()
         return True
-
-    def withdraws_hashes(self) -> bool:
-        """Whether a STATE without the stored hashes is due before the record going out
-        now: once, before the first one they do not vouch for (a change, a new record, a
-        deletion). Should the run stop once the target has loaded that record, the next
-        run then sends the partition whole (docs/meltano.md says what heals the rest)."""
-        vouching, self.vouching = self.vouching, False
-        return vouching
 
     def stored_hashes(self) -> str | None:
         """The stored hashes as the state holds them, while they still vouch."""
@@ -225,9 +218,18 @@ class PartitionRead:
         returns its outcome (a 403 or 404 before any page may skip it). A read that does
         not get there ends with `end_early`."""
         started, started_at = time.monotonic(), datetime.now(UTC)
-        read = self._read
+        read, gate = self._read, self._gate
         try:
-            yield from self._records(read, self._gate)
+            # One loop, not a generator per step: it runs for every record.
+            for item in read.extracted():
+                if item is None:  # a page begins: every record before it went out
+                    yield from self._checkpoint(read)
+                    continue
+                record, arrived_at = item
+                extracted = ExtractedRecord(record)
+                extracted.time_extracted = arrived_at
+                extracted.changes = gate
+                yield extracted
         except InaccessibleError as exc:
             if read.pages or not self._policy.skips_inaccessible:
                 raise
@@ -260,19 +262,6 @@ class PartitionRead:
         """The stored hashes vouch for nothing more once the read is over."""
         if self._gate is not None:
             self._gate.vouching = False
-
-    def _records(
-        self, read: CompleteRead, gate: ChangeGate | None
-    ) -> Iterator[ExtractedRecord | StateDue]:
-        for item in read.extracted():
-            if item is None:  # a page begins: every record before it went out
-                yield from self._checkpoint(read)
-                continue
-            record, arrived_at = item
-            extracted = ExtractedRecord(record)
-            extracted.time_extracted = arrived_at
-            extracted.changes = gate
-            yield extracted
 
     # --- before the read ------------------------------------------------------------
 
@@ -328,7 +317,7 @@ class PartitionRead:
     def _checkpoint(self, read: CompleteRead) -> Iterator[StateDue]:
         """Between two pages of a long partition, once its checkpoint is due: a STATE with
         the ids sent so far together with those remembered, and the stored hashes only
-        while they still vouch for all that went out (`ChangeGate.withdraws_hashes`).
+        while they still vouch for all that went out (`ChangeGate.lets_out`).
 
         A target hands a STATE back once it has loaded the records before it, so a run
         whose target drains when stopped (or at a batch boundary) leaves Meltano a state

@@ -25,9 +25,6 @@ if t.TYPE_CHECKING:
 
     from singer_sdk.mapper import StreamMap
 
-#: A record as its messages carry it: the stream (after stream maps) and the record.
-Emitted = list[tuple[str, dict[str, t.Any]]]
-
 
 def record_messages(
     record: dict[str, t.Any],
@@ -39,42 +36,31 @@ def record_messages(
 ) -> list[RecordMessage]:
     """The record's messages, none if it does not go out: the SDK's (`sdk_messages`), or,
     when that is None (every property selected), made here without the SDK's selection
-    walk. A list, not a generator: one record makes a message or two, per record."""
+    walk. Before the first record going out that its partition's stored hashes do not
+    vouch for, `write_state` writes a STATE without them (`ChangeGate.lets_out`).
+
+    One function and a list, not a generator: it runs for every record.
+    """
+    messages: list[RecordMessage] | None = None
     if sdk_messages is None:
-        return _mapped_messages(record, stream_maps, version, write_state)
-    messages = list(sdk_messages(record))
-    emitted = [(message.stream, message.record) for message in messages]
-    return messages if _goes_out(record, emitted, write_state) else []
-
-
-def _goes_out(record: dict[str, t.Any], emitted: Emitted, write_state: Callable[[], None]) -> bool:
-    """Whether skip_unchanged lets `record` (as `emitted`) go out, as its partition's
-    gate says; before the first that its stored hashes do not vouch for, `write_state`
-    writes a STATE without them."""
-    gate = record.changes if isinstance(record, ExtractedRecord) else None
-    return gate is None or gate.lets_out(record, emitted, write_state)
-
-
-def _mapped_messages(
-    record: dict[str, t.Any],
-    stream_maps: Sequence[StreamMap],
-    version: int | None,
-    write_state: Callable[[], None],
-) -> list[RecordMessage]:
-    """The record's messages with every property selected: the SDK's, without its
-    per-field selection walk, which then removes nothing."""
-    emitted = [
-        (stream_map.stream_alias, mapped)
-        for stream_map in stream_maps
-        if (mapped := stream_map.transform(record)) is not None
-    ]
+        emitted = [
+            (stream_map.stream_alias, mapped)
+            for stream_map in stream_maps
+            if (mapped := stream_map.transform(record)) is not None
+        ]
+    else:
+        messages = list(sdk_messages(record))
+        emitted = [(message.stream, message.record) for message in messages]
     # Compared before any message is made: most records of a re-run are unchanged.
-    if not _goes_out(record, emitted, write_state):
+    if isinstance(record, ExtractedRecord):
+        gate, extracted_at = record.changes, record.time_extracted
+    else:
+        gate, extracted_at = None, datetime.now(UTC)
+    if gate is not None and not gate.lets_out(record, emitted, write_state):
         return []
+    if messages is not None:
+        return messages
     # When the record's page arrived, which the record carries from its read.
-    extracted_at = (
-        record.time_extracted if isinstance(record, ExtractedRecord) else datetime.now(UTC)
-    )
     return [
         RecordMessage(stream=stream, record=mapped, version=version, time_extracted=extracted_at)
         for stream, mapped in emitted

@@ -250,7 +250,7 @@ class CubeStream(RESTStream[t.Any]):
         path = self.record_fit.path(context)
         pages = partial(self.requests.pipeline.started().pages, context or {})
         siblings = (self.stream_state or {}).get("partitions") or []
-        yield from reads.records(
+        return reads.records(
             where, state, pages, path, siblings=siblings, progress_interval=self.progress_interval
         )
 
