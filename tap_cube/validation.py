@@ -21,6 +21,7 @@ from decimal import Decimal
 from urllib.parse import urlsplit
 
 from singer_sdk.configuration._dict_config import parse_environment_config
+from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 
 from tap_cube.errors import ConfigError, scrubber
@@ -404,7 +405,7 @@ def refuse_partial_versions(streams: Iterable[CubeStream]) -> None:
     """ACTIVATE_VERSION tells the target that a version holds the whole table: refused
     for a stream whose run never sends it whole."""
     for stream in streams:
-        if stream.activates_version and stream.partial_send:
+        if stream.partial_send and _activates_version(stream):
             msg = (
                 f"emit_activate_version_messages cannot be honoured for stream "
                 f"{stream.name!r}: {stream.partial_send}, so ACTIVATE_VERSION would mark "
@@ -412,6 +413,16 @@ def refuse_partial_versions(streams: Iterable[CubeStream]) -> None:
                 "replication method as discovery gives it"
             )
             raise ConfigError(msg)
+
+
+def _activates_version(stream: CubeStream) -> bool:
+    """Whether the SDK gives the stream's records a version to activate, as its `sync`
+    decides it."""
+    return (
+        stream.selected
+        and stream.replication_method == REPLICATION_FULL_TABLE
+        and stream.emit_activate_version_messages
+    )
 
 
 def warn_nothing_selected(

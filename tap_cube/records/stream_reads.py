@@ -22,6 +22,8 @@ if t.TYPE_CHECKING:
     import logging
     from collections.abc import Callable, Generator, Iterator, Sequence
 
+    from tap_cube.api.client import CubeClient
+    from tap_cube.api.concurrency import ConcurrencyLimit
     from tap_cube.api.page import Page
     from tap_cube.records.completeness import RecordPath
     from tap_cube.records.partition_read import ExtractedRecord, State
@@ -36,14 +38,14 @@ class StreamReads:
         *,
         write_state: Callable[[], None],
         logger: logging.Logger,
-        limit: Callable[[], int],
-        requests: Callable[[str], RequestFigures],
+        client: CubeClient,
+        limit: ConcurrencyLimit,
     ) -> None:
-        """`write_state`: writes a STATE now. `limit`: the run's limit of requests in
-        flight now; `requests`: how a partition's requests went, by its name."""
+        """`write_state`: writes a STATE now. `client` and the run's `limit` of requests in
+        flight say how a partition's requests went, for its progress and closing lines."""
         self.policy = policy
         self._name, self._logger = policy.stream_name, logger
-        self._limit, self._requests = limit, requests
+        self._client, self._limit = client, limit
         #: What the partitions read so far came to (skipped, unchecked, withheld).
         self.outcome = StreamOutcome(policy.stream_name)
         self._write_state = write_state
@@ -70,6 +72,7 @@ class StreamReads:
     ) -> Iterator[ExtractedRecord]:
         """The records of the partition `where`, each exactly once, or an error that says
         why not; the STATEs its read asks for are written on the way."""
+        limit = self._limit
         partition = PartitionList(
             stream_name=self._name,
             where=where,
@@ -77,9 +80,9 @@ class StreamReads:
             id_field=self.policy.id_field,
             paginated=self.policy.paginated,
             progress_interval=progress_interval,
-            limit=self._limit,
+            limit=lambda: limit.current,
         )
-        requests = partial(self._requests, where)
+        requests = partial(RequestFigures.of, self._client, limit, where)
         read = PartitionRead(
             state, pages, partition, path, self.policy, siblings=siblings, requests=requests
         )

@@ -19,7 +19,6 @@ from functools import cached_property, partial
 from singer_sdk import RESTStream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import RemoveRecordTransform, StreamMap
-from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from typing_extensions import override
 
 from tap_cube.api.client import CubeClient
@@ -27,7 +26,6 @@ from tap_cube.api.page_requests import ListAddress
 from tap_cube.api.stream_requests import StreamRequests
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records.completeness import CHECKPOINT_INTERVAL
-from tap_cube.records.partition_read import RequestFigures
 from tap_cube.records.record_fit import RecordFit
 from tap_cube.records.record_messages import record_messages
 from tap_cube.records.stream_reads import StreamReads
@@ -113,11 +111,8 @@ class CubeStream(RESTStream[t.Any]):
         )
         self.primary_keys = self.facts.record_key
         declare_carried(self.schema["properties"], self.facts.carried_properties)
-        switches = self.facts.switches
-        if switches.detects_deletions or switches.skips_unchanged:
-            # A full-table state says nothing new mid-stream, and it carries every
-            # partition's delivered ids and record hashes: write it when the stream is done.
-            self.STATE_MSG_FREQUENCY = 1 << 62
+        if self.facts.state_at_stream_end:
+            self.STATE_MSG_FREQUENCY = 1 << 62  # no STATE after so many records
 
     @property
     def record_key(self) -> list[str]:
@@ -213,19 +208,9 @@ class CubeStream(RESTStream[t.Any]):
         if last:
             self.close()
             version = self._stream_version
-            self.reads.finish(len(self.partitions or [{}]), activates_version=version is not None)
+            self.reads.finish(len(partitions or [{}]), activates_version=version is not None)
             if version is not None:  # every partition was read whole
                 super()._write_activate_version_message(version)
-
-    @property
-    def activates_version(self) -> bool:
-        """Whether the SDK gives this stream's records a version to activate, as its
-        `sync` decides it."""
-        return (
-            self.selected
-            and self.replication_method == REPLICATION_FULL_TABLE
-            and self.emit_activate_version_messages
-        )
 
     @override
     def _write_activate_version_message(self, full_table_version: int) -> None:
@@ -235,15 +220,9 @@ class CubeStream(RESTStream[t.Any]):
         when every partition was read whole (tap_cube/records/stream_reads.py)."""
 
     def read_partition(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
-        """The records of one partition, each exactly once, or an error that says why not;
-        and the STATEs its read asks for (tap_cube/records/stream_reads.py).
-
-        A partition that answers 403 or 404 before its first page is skipped with a
-        warning when skips_inaccessible allows it. What its state keeps (delivered ids,
-        record hashes, the note of what they vouch for) is the read's to decide
-        (tap_cube/records/partition_read.py). Everything the stream gives the read is
-        made here first, so that the read never calls back into the stream.
-        """
+        """The read of one partition (tap_cube/records/stream_reads.py): its records, each
+        exactly once, or an error that says why not. Everything the stream gives the read
+        is made here first, so that the read never calls back into the stream."""
         reads = self.reads
         where = self.describe_partition(context)
         state = self.get_context_state(context) if reads.keeps_state else {}
@@ -263,13 +242,12 @@ class CubeStream(RESTStream[t.Any]):
             id_schema=lambda: self.schema["properties"][str(self.spec.record_id)],
             checkpoint_interval=self.checkpoint_interval,
         )
-        limit = self.requests.gate.limit
         return StreamReads(
             policy,
             write_state=self._write_state_now,
             logger=self.logger,
-            limit=lambda: limit.current,
-            requests=partial(RequestFigures.of, self.requests.client, limit),
+            client=self.requests.client,
+            limit=self.requests.gate.limit,
         )
 
     def _write_state_now(self) -> None:

@@ -53,6 +53,14 @@ class StreamFacts:
         )
 
     @property
+    def state_at_stream_end(self) -> bool:
+        """Whether the stream's STATE is written only when the stream is done, not after
+        so many records: a full-table state says nothing new mid-stream, and with
+        detect_deletions or skip_unchanged it carries every partition's delivered ids and
+        record hashes (a partition's read writes its own checkpoints)."""
+        return self.switches.detects_deletions or self.switches.skips_unchanged
+
+    @property
     def run_directory(self) -> Directory:
         """The directory, for a stream whose partitions it holds."""
         if self.directory is None:
