@@ -60,7 +60,7 @@ class StreamReads:
         outcomes window is no partition of its own: it is given none)."""
         return self.policy.memory is not None
 
-    def records(
+    def partition_records(
         self,
         where: str,
         state: State,

@@ -164,7 +164,7 @@ class CubeStream(RESTStream[t.Any]):
 
     def describe_partition(self, context: Context | None) -> str:
         """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
-        return self.spec.describe(context)
+        return self.spec.name_partition(context)
 
     def planned_partitions(self) -> list[dict[str, t.Any]]:
         """The partitions whose pages may be fetched ahead, in the order they are read;
@@ -229,7 +229,7 @@ class CubeStream(RESTStream[t.Any]):
         path = self.record_fit.path(context)
         pages = partial(self.requests.pipeline.started().pages, context or {})
         siblings = (self.stream_state or {}).get("partitions") or []
-        return reads.records(
+        return reads.partition_records(
             where, state, pages, path, siblings=siblings, progress_interval=self.progress_interval
         )
 

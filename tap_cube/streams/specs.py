@@ -201,7 +201,7 @@ class StreamSpec:
         """The key's fields with their columns."""
         return {name: self.properties[name] for name in self.key}
 
-    def describe(self, context: Mapping[str, t.Any] | None) -> str:
+    def name_partition(self, context: Mapping[str, t.Any] | None) -> str:
         """How messages name a partition: "assignment 7", "data owner 3 (B2C)"."""
         list_name = f"{self.list_name} of " if self.list_name else ""
         if not context:
