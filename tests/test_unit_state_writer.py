@@ -129,3 +129,34 @@ def test_any_state_is_written_as_the_sdk_writer_would(value, filler):
         wrapper.flush()
     theirs = bytes(MsgSpecWriter().format_message(StateMessage(value=state)))
     assert json.loads(out.getvalue()) == json.loads(theirs)
+
+
+@given(
+    st.dictionaries(st.text(), json_values, max_size=8),
+    st.none() | st.integers(min_value=0, max_value=2**53),
+    st.none() | st.datetimes(timezones=st.timezones()),
+    st.integers(min_value=1, max_value=300),
+)
+def test_records_are_written_byte_for_byte_as_the_sdk_writer_writes_them(
+    record, version, time_extracted, copies
+):
+    from singer_sdk.contrib.msgspec import MsgSpecWriter
+    from singer_sdk.singerlib import RecordMessage
+
+    from tap_cube.output import BufferedRecordWriter
+
+    # Enough copies of a long record to fill a block or more of 64 KiB.
+    record = {**record, "long": "\u00e6" * 400}
+    message = RecordMessage(
+        stream="customers", record=record, version=version, time_extracted=time_extracted
+    )
+    ours = BufferedRecordWriter()
+    out = io.BytesIO()
+    with contextlib.redirect_stdout(io.TextIOWrapper(out, encoding="utf-8")) as wrapper:
+        for _ in range(copies):
+            ours.write_message(message)
+        ours.flush()
+        wrapper.flush()
+    theirs = bytes(MsgSpecWriter().format_message(message))
+    assert out.getvalue() == theirs * copies
+    assert ours.records_written == copies
