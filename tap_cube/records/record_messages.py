@@ -41,18 +41,20 @@ def record_messages(
 
     One function and a list, not a generator: it runs for every record.
     """
+    # Loops, not comprehensions, which are calls of their own (Python 3.11).
     messages: list[RecordMessage] | None = None
+    emitted: list[tuple[str, dict[str, t.Any]]] = []
     if sdk_messages is None:
-        emitted = [
-            (stream_map.stream_alias, mapped)
-            for stream_map in stream_maps
-            if (mapped := stream_map.transform(record)) is not None
-        ]
+        for stream_map in stream_maps:
+            mapped = stream_map.transform(record)
+            if mapped is not None:
+                emitted.append((stream_map.stream_alias, mapped))
     else:
         messages = list(sdk_messages(record))
-        emitted = [(message.stream, message.record) for message in messages]
+        for message in messages:
+            emitted.append((message.stream, message.record))
     # Compared before any message is made: most records of a re-run are unchanged.
-    if isinstance(record, ExtractedRecord):
+    if type(record) is ExtractedRecord:
         gate, extracted_at = record.changes, record.time_extracted
     else:
         gate, extracted_at = None, datetime.now(UTC)
@@ -61,7 +63,11 @@ def record_messages(
     if messages is not None:
         return messages
     # When the record's page arrived, which the record carries from its read.
-    return [
-        RecordMessage(stream=stream, record=mapped, version=version, time_extracted=extracted_at)
-        for stream, mapped in emitted
-    ]
+    messages = []
+    for stream, mapped in emitted:
+        messages.append(
+            RecordMessage(
+                stream=stream, record=mapped, version=version, time_extracted=extracted_at
+            )
+        )
+    return messages

@@ -96,7 +96,7 @@ class StreamReads:
                     self._reading, self._read_whole = None, True
                     self.outcome.add(partition.where, done.value)
                     return
-                if isinstance(item, StateDue):  # a checkpoint
+                if item is StateDue.CHECKPOINT:
                     self._write_state()
                 else:
                     yield item
