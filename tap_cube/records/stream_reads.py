@@ -29,6 +29,11 @@ if t.TYPE_CHECKING:
     from tap_cube.records.partition_read import ExtractedRecord, State
 
 
+#: Compared with every item of a read: an enum's member, looked up on its class each
+#: time, costs as much as a record's key (Python 3.11's EnumType has a __getattr__).
+_CHECKPOINT = StateDue.CHECKPOINT
+
+
 class StreamReads:
     """The reads of one stream's partitions, one after another."""
 
@@ -96,7 +101,7 @@ class StreamReads:
                     self._reading, self._read_whole = None, True
                     self.outcome.add(partition.where, done.value)
                     return
-                if item is StateDue.CHECKPOINT:
+                if item is _CHECKPOINT:
                     self._write_state()
                 else:
                     yield item
