@@ -7,6 +7,7 @@ it and synced (`git worktree add ../base <commit>`, then `uv sync --frozen` ther
     uv run python benchmarks/compare_builds.py ../base --first   # first runs, all records sent
     uv run python benchmarks/compare_builds.py ../base --set max_concurrent_requests=4 \
         --set adaptive_concurrency=false                         # a fixed limit in both
+    uv run python benchmarks/compare_builds.py ../base --instructions --customers 25000
 
 One simulator (lib/simulator_process.py) serves both builds. Each gets its own config
 (skip_unchanged on, and any `--set`) and its own catalog of `customers` alone. Unless
@@ -17,12 +18,19 @@ goes first, so that a slow spell of a shared machine falls on both. Printed: eac
 wall time and CPU time (the tap process's own, from `wait4`), the CPU other processes
 used meanwhile, and the medians. Runs of one build on a shared machine spread by 10% or
 more: compare medians of several rounds, and CPU before wall time.
+
+With `--instructions`, each build runs once under valgrind's callgrind instead, which
+counts the instructions it executes, a figure a busy machine does not disturb: printed
+are the whole run's (every thread) and the main thread's, where records are processed
+(pages are fetched and decoded on the others). It runs some fifty times slower, hence
+fewer customers. Start-up alone is `valgrind --tool=callgrind tap-cube --about`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -36,6 +44,9 @@ from lib.simulator_process import SimulatorProcess
 from lib.tap_cube_setup import discover_catalog, sync_argv, tap_cube_executable, write_config
 
 RUN_TIMEOUT = 1800
+#: callgrind's line with the instructions of the whole run, and its file's for a thread.
+COLLECTED = re.compile(r"Collected : (\d+)")
+SUMMARY = re.compile(r"^summary: (\d+)", re.MULTILINE)
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -100,6 +111,27 @@ class Build:
             sys.exit(f"{self.name}: tap-cube exited {sample.returncode}; see {self.workdir}")
         return sample
 
+    def count_instructions(self) -> tuple[int, int]:
+        """One run under callgrind: the instructions of every thread, and of the main one."""
+        out = self.workdir / f"{self.name}.callgrind"
+        argv = [
+            "valgrind",
+            "--tool=callgrind",
+            "--separate-threads=yes",
+            f"--callgrind-out-file={out}",
+            *sync_argv(self.tap, self.config, self.catalog, self.state),
+        ]
+        log = self.workdir / f"{self.name}.log"
+        with log.open("wb") as err:
+            done = subprocess.run(  # noqa: S603  # argv built here
+                argv, stdout=subprocess.DEVNULL, stderr=err, env=base_env(), check=False
+            )
+        collected = COLLECTED.search(log.read_text(errors="replace"))
+        main_thread = SUMMARY.search(Path(f"{out}-01").read_text(errors="replace"))
+        if done.returncode != 0 or collected is None or main_thread is None:
+            sys.exit(f"{self.name}: the run under callgrind failed; see {log}")
+        return int(collected.group(1)), int(main_thread.group(1))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,7 +140,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--first", action="store_true", help="time first runs, not re-runs")
     parser.add_argument("--set", type=parse_setting, action="append", default=[])
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions under callgrind instead"
+    )
     args = parser.parse_args()
+    if args.instructions and shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (Debian: apt install valgrind)")
     other_tap = args.other.resolve() / ".venv" / "bin" / "tap-cube"
     if not other_tap.exists():
         sys.exit(f"{other_tap} not found: run `uv sync --frozen` in {args.other} first")
@@ -118,6 +155,10 @@ def main() -> None:
     with SimulatorProcess(args.customers, workdir) as sim:
         for build in builds:
             build.prepare(sim.url, settings, first=args.first)
+        if args.instructions:
+            report_instructions(builds, args.customers * len(ASSIGNMENT_IDS), args.first)
+            shutil.rmtree(workdir)
+            return
         for attempt in range(args.rounds):
             for build in builds if attempt % 2 == 0 else builds[::-1]:
                 sample = build.run(sim.pid)
@@ -138,6 +179,17 @@ def main() -> None:
             f"{build.name:5}  wall median {statistics.median(walls):.2f} s "
             f"({min(walls):.2f}-{max(walls):.2f}), CPU median {statistics.median(cpus):.2f} s "
             f"({min(cpus):.2f}-{max(cpus):.2f})"
+        )
+
+
+def report_instructions(builds: tuple[Build, ...], customers: int, first: bool) -> None:
+    counts = {build.name: build.count_instructions() for build in builds}
+    kind = "first runs" if first else "re-runs of an unchanged table"
+    print(f"{customers:,} customers, {kind}, instructions under callgrind (billions)")
+    for name, (whole, main_thread) in counts.items():
+        print(
+            f"{name:5}  whole run {whole / 1e9:.3f}, main thread {main_thread / 1e9:.3f} "
+            f"({whole / customers:,.0f} a record, start-up included)"
         )
 
 
