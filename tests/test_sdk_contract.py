@@ -244,6 +244,28 @@ def test_record_message_hook_is_what_the_sdk_calls_per_record(simulator, monkeyp
     assert isinstance(stream._stream_version, int | None)
 
 
+def test_a_same_record_transform_gives_the_record_itself_unless_it_flattens():
+    """What `map_steps` (records/record_messages.py) relies on to take a record as it is
+    where a stream has no stream maps, rather than call the SDK's transform."""
+    from singer_sdk.helpers._flattening import FlatteningOptions
+    from singer_sdk.mapper import SameRecordTransform
+
+    from tap_cube.records.record_messages import map_steps
+
+    schema = {"properties": {"id": {"type": "integer"}, "o": {"type": "object"}}}
+    record = {"id": 1, "o": {"a": 1}}
+    plain = SameRecordTransform("s", schema, ["id"], None)
+    assert plain.transform(record) is record
+    off = SameRecordTransform("s", schema, ["id"], FlatteningOptions(enabled=False))
+    assert off.transform(record) is record
+    flattens = SameRecordTransform(
+        "s", schema, ["id"], FlatteningOptions(enabled=True, max_level=1)
+    )
+    assert flattens.transform(record) is not record  # flattened, as a new record
+    assert map_steps([plain, off]) == [("s", None), ("s", None)]
+    assert map_steps([flattens]) == [("s", flattens.transform)]
+
+
 def test_signal_hooks_exist_with_the_shape_tap_cube_overrides():
     assert parameters(PluginBase._setup_signal_handlers) == ["self"]
     assert parameters(PluginBase._handle_termination) == ["self", "signum", "frame"]

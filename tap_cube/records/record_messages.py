@@ -9,6 +9,10 @@ With every property selected (the usual case) the SDK's per-field selection walk
 removes nothing, yet it was the largest per-record cost left, so the messages are made
 here without it; with any property deselected, the SDK makes them. Either way records
 are compared as emitted, so a change of selection or stream maps counts as a change.
+
+A stream without stream maps has one, the SDK's SameRecordTransform, whose transform
+gives the record itself unless flattening is on, through three calls a record; its
+`MapStep` says so once (`map_steps`), and the record is taken as it is.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import typing as t
 from datetime import UTC, datetime
 
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
 
 from tap_cube.records.partition_read import ExtractedRecord
@@ -25,10 +30,27 @@ if t.TYPE_CHECKING:
 
     from singer_sdk.mapper import StreamMap
 
+#: A stream map as records go through it: the stream it emits to, and its transform, or
+#: None where that gives the record itself.
+MapStep = tuple[str, "Callable[[dict[str, t.Any]], dict[str, t.Any] | None] | None"]
+
+
+def map_steps(stream_maps: Sequence[StreamMap]) -> list[MapStep]:
+    """The steps of `stream_maps`, in their order."""
+    return [
+        (
+            stream_map.stream_alias,
+            None
+            if type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled
+            else stream_map.transform,
+        )
+        for stream_map in stream_maps
+    ]
+
 
 def record_messages(
     record: dict[str, t.Any],
-    stream_maps: Sequence[StreamMap],
+    steps: Sequence[MapStep],
     version: int | None,
     write_state: Callable[[], None],
     *,
@@ -45,10 +67,10 @@ def record_messages(
     messages: list[RecordMessage] | None = None
     emitted: list[tuple[str, dict[str, t.Any]]] = []
     if sdk_messages is None:
-        for stream_map in stream_maps:
-            mapped = stream_map.transform(record)
+        for stream, transform in steps:
+            mapped = record if transform is None else transform(record)
             if mapped is not None:
-                emitted.append((stream_map.stream_alias, mapped))
+                emitted.append((stream, mapped))
     else:
         messages = list(sdk_messages(record))
         for message in messages:

@@ -27,7 +27,7 @@ from tap_cube.api.stream_requests import StreamRequests
 from tap_cube.progress import PROGRESS_INTERVAL
 from tap_cube.records.completeness import CHECKPOINT_INTERVAL
 from tap_cube.records.record_fit import RecordFit
-from tap_cube.records.record_messages import record_messages
+from tap_cube.records.record_messages import MapStep, map_steps, record_messages
 from tap_cube.records.stream_reads import StreamReads
 from tap_cube.settings import Settings
 from tap_cube.streams.catalog import reconcile_selected
@@ -277,6 +277,10 @@ class CubeStream(RESTStream[t.Any]):
     # --- messages -------------------------------------------------------------------
 
     @cached_property
+    def _map_steps(self) -> list[MapStep]:
+        return map_steps(self.stream_maps)
+
+    @cached_property
     def _every_property_selected(self) -> bool:
         return all(self.mask[("properties", name)] for name in self.schema.get("properties", {}))
 
@@ -289,7 +293,7 @@ class CubeStream(RESTStream[t.Any]):
         sdk_messages = None if self._every_property_selected else super()._generate_record_messages
         yield from record_messages(
             record,
-            self.stream_maps,
+            self._map_steps,
             self._stream_version,
             self._write_state_now,
             sdk_messages=sdk_messages,
