@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import TYPE_CHECKING, Generic, Self, TypeVar, cast, overload
+from zoneinfo import ZoneInfo
 
 from cube_simulator.auth import Credentials
 from cube_simulator.campaigns import Campaigns
@@ -119,6 +120,7 @@ class CubeSimulator:
         outcomes_start: date = date(2026, 1, 1),
         outcomes_per_day: int = 3,
         today: date | None = None,
+        zone: str = "Europe/Oslo",
         cache_pages: int = 32,
         prefetch: bool = True,
         tls: ssl.SSLContext | None = None,
@@ -130,7 +132,8 @@ class CubeSimulator:
 
         Beyond the obvious: `next_style` is one of paging.NEXT_STYLES; `failure_rate`,
         `failure_kinds` and `max_consecutive_failures` work as faults.FaultPlan says.
-        Call outcomes exist from `outcomes_start` to `today` (default: the real date),
+        Call outcomes exist from `outcomes_start` to `today` (default: the real date in
+        `zone`, where Cube's days are),
         `outcomes_per_day` per campaign and day. Up to `cache_pages` rendered pages are
         kept; with `prefetch` the page after each one served is rendered ahead. With a
         server-side `tls` context it serves https. `quirks` turns on oddities of the
@@ -145,7 +148,9 @@ class CubeSimulator:
         self._store = Store(assignments, crms or [], seed)
         lock = self._store.lock
         self._campaigns = Campaigns(self._store, seed)
-        self._outcomes = CallOutcomes(self._campaigns, outcomes_start, outcomes_per_day, today)
+        self._outcomes = CallOutcomes(
+            self._campaigns, outcomes_start, outcomes_per_day, today or ZoneInfo(zone)
+        )
         #: The server's capacity at work: its busiest moment and the requests it refused.
         self.capacity = Capacity(capacity or CapacityModel())
         self._faults = FaultPlan(
@@ -269,7 +274,8 @@ class CubeSimulator:
         self._campaigns.update(campaign_id, changes)
 
     def today(self) -> date:
-        """The simulator's idea of today (the `today` argument, else the real date)."""
+        """The simulator's idea of today (the `today` argument, else the real date in its
+        zone)."""
         return self._outcomes.today()
 
     def call_outcomes(

@@ -8,8 +8,9 @@ campaign's container is empty) and then any added by tests.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from cube_simulator.container import anonymize
 from cube_simulator.fake_values import encode
@@ -31,7 +32,10 @@ Segment = tuple["Campaign", "Snapshot", list[tuple[date, int]]]
 class CallOutcomes:
     """Generated outcomes from `start` to today, and the ones tests add or edit."""
 
-    def __init__(self, campaigns: Campaigns, start: date, per_day: int, today: date | None) -> None:
+    def __init__(
+        self, campaigns: Campaigns, start: date, per_day: int, today: date | ZoneInfo
+    ) -> None:
+        """`today` is a fixed day, or the zone whose real date is today."""
         self._campaigns = campaigns
         self._lock = campaigns.lock
         self.start = start
@@ -45,7 +49,9 @@ class CallOutcomes:
         self.version = 0
 
     def today(self) -> date:
-        return self._today or date.today()
+        if isinstance(self._today, ZoneInfo):
+            return datetime.now(self._today).date()
+        return self._today
 
     def _per_day(self, snap: Snapshot) -> int:
         return self.per_day if snap.size else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import typing as t
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -111,7 +112,7 @@ class TapCube(Tap):
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         warn_unknown_settings(self.config, self.settings_schema(), self.logger)
-        warn_future_start_date(self.config, self.logger)
+        warn_future_start_date(self.config, self.logger, datetime.now(UTC))
         errors = without_range_errors(super()._validate_config(raise_errors=False), self.config)
         errors += check_settings(self.config)
         if errors and raise_errors:

@@ -367,10 +367,20 @@ def warn_unknown_settings(
             logger.warning("unknown setting %r is ignored%s", key, hint)
 
 
-def warn_future_start_date(config: t.Mapping[str, t.Any], logger: logging.Logger) -> None:
-    """A start_date in the future reads nothing until then: say so, in case it is a typo."""
-    start_date = Settings(config).given("start_date")
-    if _is_date(start_date) and date.fromisoformat(str(start_date)) > date.today():
+def warn_future_start_date(
+    config: t.Mapping[str, t.Any], logger: logging.Logger, now: datetime
+) -> None:
+    """A start_date after Cube's today reads nothing until then: say so, in case it is a
+    typo. Cube's today is `now` in the `timezone` setting's zone, as its windows are."""
+    settings = Settings(config)
+    start_date = settings.given("start_date")
+    if not _is_date(start_date):
+        return
+    try:
+        today = now.astimezone(zone_of(settings.timezone)).date()
+    except ValueError:  # not a zone: check_settings says so
+        return
+    if date.fromisoformat(str(start_date)) > today:
         logger.warning(
             "start_date %s is in the future: call outcomes and product registrations are "
             "read from that day on, nothing before",

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 from cube_simulator import Assignment, Crm
+from tests.conftest import cube_today
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "notes"
 REPORTS_DIR = Path(__file__).parent / "fixtures" / "reports"
@@ -172,7 +173,7 @@ def world(fixture: NotesFixture) -> World:
         first = fixture.window[0] if fixture.window else date(2017, 1, 1)
         # One window from before the example's days to today: the example is read once.
         found.settings["start_date"] = (first - timedelta(days=3)).isoformat()
-        found.settings["call_outcomes_window_days"] = (date.today() - first).days + 10
+        found.settings["call_outcomes_window_days"] = (cube_today() - first).days + 10
     return found
 
 

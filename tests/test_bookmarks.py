@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -11,10 +12,10 @@ from hypothesis import strategies as st
 
 from cube_simulator import demo_assignments
 from tap_cube.records.converters import parse_bookmark
+from tap_cube.validation import warn_future_start_date
 from tests.conftest import config_for, run_tap
 from tests.test_catalog import discovered_catalog
 
-TODAY = date.today()
 CAMPAIGN = 2021  # a campaign of assignment 101 in the demo data
 STAMP = "call_outcome__report_as__submitted_when_timestamp"
 
@@ -65,10 +66,10 @@ def outcomes_config(sim, start: date, **overrides):
     )
 
 
-def test_a_row_stamped_2099_does_not_become_the_bookmark(simulator, tmp_path):
-    start = TODAY - timedelta(days=3)
+def test_a_row_stamped_2099_does_not_become_the_bookmark(simulator, tmp_path, today):
+    start = today - timedelta(days=3)
     sim = simulator(demo_assignments(), outcomes_start=start)
-    sim.add_call_outcome(CAMPAIGN, TODAY - timedelta(days=1), {STAMP: "2099-01-01T12:00:00+01:00"})
+    sim.add_call_outcome(CAMPAIGN, today - timedelta(days=1), {STAMP: "2099-01-01T12:00:00+01:00"})
     config = outcomes_config(sim, start)
     started = datetime.now(UTC)
     first = sync(sim, config, tmp_path)
@@ -88,27 +89,27 @@ def test_a_row_stamped_2099_does_not_become_the_bookmark(simulator, tmp_path):
     )
     assert second.returncode == 0, second.stderr
     assert outcome_windows(sim, since) == [
-        f"from_date={day(TODAY - timedelta(days=1))}&to_date={day(TODAY)}"
+        f"from_date={day(today - timedelta(days=1))}&to_date={day(today)}"
     ]
 
 
-def test_a_future_bookmark_in_the_state_is_clamped_with_a_warning(simulator, tmp_path):
-    start = TODAY - timedelta(days=3)
+def test_a_future_bookmark_in_the_state_is_clamped_with_a_warning(simulator, tmp_path, today):
+    start = today - timedelta(days=3)
     sim = simulator(demo_assignments(), outcomes_start=start)
     config = outcomes_config(sim, start)
     run = run_with_state(sim, config, tmp_path, state_with("2099-05-01T00:00:00+00:00"))
     assert run.returncode == 0, run.stderr
     assert outcome_windows(sim) == [
-        f"from_date={day(TODAY - timedelta(days=1))}&to_date={day(TODAY)}"
+        f"from_date={day(today - timedelta(days=1))}&to_date={day(today)}"
     ]
     warnings = [line for line in run.stderr.splitlines() if "WARNING" in line]
     assert [line for line in warnings if "2099-05-01" in line], run.stderr[-2000:]
     assert datetime.fromisoformat(bookmark(run)) <= datetime.now(UTC)
 
 
-def test_a_future_start_date_is_honoured_on_every_run(simulator, tmp_path):
-    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=3))
-    config = outcomes_config(sim, TODAY + timedelta(days=10))
+def test_a_future_start_date_is_honoured_on_every_run(simulator, tmp_path, today):
+    sim = simulator(demo_assignments(), outcomes_start=today - timedelta(days=3))
+    config = outcomes_config(sim, today + timedelta(days=10))
     first = sync(sim, config, tmp_path)
     assert first.returncode == 0, first.stderr
     assert outcome_windows(sim) == []
@@ -122,13 +123,30 @@ def test_a_future_start_date_is_honoured_on_every_run(simulator, tmp_path):
     assert "is in the future" in second.stderr
 
 
-def test_start_date_bounds_a_run_with_an_older_bookmark(simulator, tmp_path):
-    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=30))
-    start = TODAY - timedelta(days=2)
+@pytest.mark.parametrize(
+    ("start_date", "timezone", "warned"),
+    [
+        ("2026-12-07", "Europe/Oslo", False),  # already Oslo's today at 23:30 UTC
+        ("2026-12-08", "Europe/Oslo", True),
+        ("2026-12-07", "UTC", True),
+        ("2026-12-07", "Not/AZone", False),  # the zone's own error is check_settings'
+    ],
+)
+def test_a_future_start_date_is_one_after_cubes_today(start_date, timezone, warned, caplog):
+    now = datetime(2026, 12, 6, 23, 30, tzinfo=UTC)
+    logger = logging.getLogger("tap-cube-test")
+    with caplog.at_level(logging.WARNING, logger="tap-cube-test"):
+        warn_future_start_date({"start_date": start_date, "timezone": timezone}, logger, now)
+    assert ("is in the future" in caplog.text) is warned
+
+
+def test_start_date_bounds_a_run_with_an_older_bookmark(simulator, tmp_path, today):
+    sim = simulator(demo_assignments(), outcomes_start=today - timedelta(days=30))
+    start = today - timedelta(days=2)
     old = (datetime.now(UTC) - timedelta(days=20)).isoformat(timespec="seconds")
     run = run_with_state(sim, outcomes_config(sim, start), tmp_path, state_with(old))
     assert run.returncode == 0, run.stderr
-    assert outcome_windows(sim) == [f"from_date={day(start)}&to_date={day(TODAY)}"]
+    assert outcome_windows(sim) == [f"from_date={day(start)}&to_date={day(today)}"]
     assert all(r[STAMP][:10] >= start.isoformat() for r in run.records("call_outcomes"))
 
 
@@ -143,8 +161,8 @@ def test_start_date_bounds_a_run_with_an_older_bookmark(simulator, tmp_path):
     ],
     ids=["not a timestamp", "a number", "a fraction", "a list", "campaign as text"],
 )
-def test_a_damaged_bookmark_fails_with_one_line(simulator, tmp_path, value, campaign):
-    start = TODAY - timedelta(days=3)
+def test_a_damaged_bookmark_fails_with_one_line(simulator, tmp_path, value, campaign, today):
+    start = today - timedelta(days=3)
     sim = simulator(demo_assignments(), outcomes_start=start)
     run = run_with_state(sim, outcomes_config(sim, start), tmp_path, state_with(value, campaign))
     assert run.returncode == 1, run.stderr[-2000:]
@@ -180,11 +198,11 @@ def last_state(run) -> dict:
     ],
 )
 def test_a_row_stamped_at_no_instant_is_loaded_and_its_stamp_kept(
-    simulator, tmp_path, stamp, minute, keyed
+    simulator, tmp_path, stamp, minute, keyed, today
 ):
-    start = TODAY - timedelta(days=3)
+    start = today - timedelta(days=3)
     sim = simulator(demo_assignments(), outcomes_start=start)
-    row = sim.add_call_outcome(CAMPAIGN, TODAY - timedelta(days=1), {STAMP: stamp, MINUTE: minute})
+    row = sim.add_call_outcome(CAMPAIGN, today - timedelta(days=1), {STAMP: stamp, MINUTE: minute})
     config = outcomes_config(sim, start)
     first = sync(sim, config, tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -216,24 +234,24 @@ def test_a_row_stamped_at_no_instant_is_loaded_and_its_stamp_kept(
         "9999-12-31T23:00:00-05:00",
     ],
 )
-def test_a_bookmark_at_the_edge_never_fails_a_run(simulator, tmp_path, value):
-    start = TODAY - timedelta(days=3)
+def test_a_bookmark_at_the_edge_never_fails_a_run(simulator, tmp_path, value, today):
+    start = today - timedelta(days=3)
     sim = simulator(demo_assignments(), outcomes_start=start)
     config = outcomes_config(sim, start)
     run = run_with_state(sim, config, tmp_path, state_with(value))
     assert run.returncode == 0, run.stderr[-2000:]
     first_window = outcome_windows(sim)[0]
     assert first_window.startswith(f"from_date={day(start)}") or first_window.startswith(
-        f"from_date={day(TODAY - timedelta(days=1))}"
+        f"from_date={day(today - timedelta(days=1))}"
     )
     assert datetime.fromisoformat(bookmark(run)) <= datetime.now(UTC)
     again = run_with_state(sim, config, tmp_path, last_state(run))
     assert again.returncode == 0, again.stderr[-2000:]
 
 
-def test_a_start_date_of_many_windows_gets_a_warning_with_their_number(simulator, tmp_path):
-    start = TODAY - timedelta(days=1000)
-    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=2))
+def test_a_start_date_of_many_windows_gets_a_warning_with_their_number(simulator, tmp_path, today):
+    start = today - timedelta(days=1000)
+    sim = simulator(demo_assignments(), outcomes_start=today - timedelta(days=2))
     config = outcomes_config(sim, start, call_outcomes_window_days=1)
     run = sync(sim, config, tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -244,19 +262,19 @@ def test_a_start_date_of_many_windows_gets_a_warning_with_their_number(simulator
     assert "campaign 2021" in warnings[0]
 
 
-def test_a_start_date_of_few_windows_gets_no_warning(simulator, tmp_path):
-    start = TODAY - timedelta(days=5)
+def test_a_start_date_of_few_windows_gets_no_warning(simulator, tmp_path, today):
+    start = today - timedelta(days=5)
     sim = simulator(demo_assignments(), outcomes_start=start)
     run = sync(sim, outcomes_config(sim, start, call_outcomes_window_days=1), tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "windows" not in "\n".join(x for x in run.stderr.splitlines() if "WARNING" in x)
 
 
-def test_start_date_in_year_1_plans_its_windows_without_overflow(simulator):
+def test_start_date_in_year_1_plans_its_windows_without_overflow(simulator, today):
     from tap_cube.streams.call_outcomes import DayWindowStream
     from tap_cube.tap import TapCube
 
-    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=2))
+    sim = simulator(demo_assignments(), outcomes_start=today - timedelta(days=2))
     tap = TapCube(config=outcomes_config(sim, date(1, 1, 1)))
     stream = tap.streams["call_outcomes"]
     assert isinstance(stream, DayWindowStream)
@@ -284,14 +302,14 @@ edge_bookmarks = st.builds(
 )
 
 
-def test_no_bookmark_at_the_edges_fails_the_windows(simulator):
+def test_no_bookmark_at_the_edges_fails_the_windows(simulator, today):
     """Any bookmark of year 1 or 9999, at any offset, in any zone: the windows are planned."""
     from tap_cube.streams.call_outcomes import DayWindowStream
     from tap_cube.tap import TapCube
 
-    sim = simulator(demo_assignments(), outcomes_start=TODAY - timedelta(days=2))
+    sim = simulator(demo_assignments(), outcomes_start=today - timedelta(days=2))
     streams = [
-        TapCube(config=outcomes_config(sim, TODAY - timedelta(days=2), timezone=zone)).streams[
+        TapCube(config=outcomes_config(sim, today - timedelta(days=2), timezone=zone)).streams[
             "call_outcomes"
         ]
         for zone in ("Europe/Oslo", "America/Sao_Paulo", "Pacific/Kiritimati")

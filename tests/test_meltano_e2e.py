@@ -284,8 +284,8 @@ def count_by(conn: psycopg.Connection, table: str, *columns: str) -> dict[tuple[
     return {tuple(row[:-1]): row[-1] for row in conn.execute(query)}
 
 
-def test_meltano_run_with_data_owners_discovered(simulator, meltano, pg_database, tmp_path):
-    start = dt.date.today() - dt.timedelta(days=6)
+def test_meltano_run_with_data_owners_discovered(simulator, meltano, pg_database, tmp_path, today):
+    start = today - dt.timedelta(days=6)
     sim = simulator(
         [],
         crms=[
@@ -323,7 +323,7 @@ def test_meltano_run_with_data_owners_discovered(simulator, meltano, pg_database
             "crm_call_outcomes": [r for p in pairs for r in sim.call_outcomes(p, start, today)],
         }
 
-    served = expected(dt.date.today())
+    served = expected(sim.today())
     with psycopg.connect(pg_database.dsn) as conn:
         assert primary_key(conn, "crm_customers") == [
             "data_owner_id",
@@ -351,7 +351,7 @@ def test_meltano_run_with_data_owners_discovered(simulator, meltano, pg_database
         assert column_types(conn, "crm_product_registrations")["crm__custom_info__70"] == "bigint"
 
     # Two anonymized customers buy the same product in the same second, yesterday.
-    yesterday = dt.date.today() - dt.timedelta(days=1)
+    yesterday = sim.today() - dt.timedelta(days=1)
     stamp = f"{yesterday}T21:15:07+01:00"
     for _ in range(2):
         sim.add_call_outcome(
@@ -365,7 +365,7 @@ def test_meltano_run_with_data_owners_discovered(simulator, meltano, pg_database
             products=[{"product__code": "BB100", "product__title": "Bredbånd 100"}],
         )
     log = job.run(*run, env=env, log=tmp_path / "second.log")
-    served = expected(dt.date.today())
+    served = expected(sim.today())
     with psycopg.connect(pg_database.dsn) as conn:
         for table, rows in served.items():
             # upserted on the key: the lookback window again, plus the two new sales

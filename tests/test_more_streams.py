@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import collections
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
 from cube_simulator import Crm, CustomField, demo_assignments
-from tests.conftest import config_for, run_tap
+from tests.conftest import config_for, cube_today, run_tap
 from tests.test_catalog import discovered_catalog
 
 
@@ -183,6 +183,35 @@ def test_call_outcomes_of_configured_campaigns_only(simulator, tmp_path, today):
     assert run.returncode == 0, run.stderr
     assert {c for c, _ in outcome_requests(sim)} == {"2021"}
     assert {r["campaign_id"] for r in run.records("call_outcomes")} == {2021}
+
+
+def zone_on_another_day() -> str:
+    """A zone whose date is not the machine's date now: one of the two always is."""
+    zones = ("Pacific/Kiritimati", "Pacific/Niue")  # UTC+14 and UTC-11
+    return next(zone for zone in zones if cube_today(zone) != date.today())
+
+
+def test_days_are_the_timezone_settings_days_not_the_machines(simulator, tmp_path):
+    # Cube's days are its zone's: near midnight the machine is on another day, and a
+    # window or a "future" start_date by the machine's date would miss or misname a day.
+    zone = zone_on_another_day()
+    today = cube_today(zone)
+    start = today - timedelta(days=2)
+    sim = simulator(demo_assignments(), outcomes_start=start, zone=zone)
+    config = config_for(
+        sim, [101], start_date=start.isoformat(), timezone=zone, campaign_ids=[2021]
+    )
+    run = run_tap(config, tmp_path)
+    assert run.returncode == 0, run.stderr
+    window = f"from_date={start:%Y%m%d}&to_date={today:%Y%m%d}"
+    assert {q for _, q in outcome_requests(sim)} == {window}
+    days = {r["call_outcome__report_as__submitted_when"][:10] for r in run.records("call_outcomes")}
+    assert days == {(start + timedelta(days=n)).isoformat() for n in range(3)}
+    # start_date today, in Cube's zone, is no day to come
+    config["start_date"] = today.isoformat()
+    again = run_tap(config, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "in the future" not in again.stderr
 
 
 def test_data_owner_era(simulator, tmp_path):

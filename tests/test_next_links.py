@@ -9,7 +9,7 @@ query, under the same count check as every list.
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +21,6 @@ from tap_cube.api.paging import CubeNextLinkPaginator, query_for_page, query_pai
 from tests.conftest import config_for, plain_assignment, run_tap
 from tests.test_catalog import discovered_catalog
 
-TODAY = date.today()
 UNUSABLE = "the server's next links are unusable"
 
 
@@ -68,10 +67,10 @@ def test_next_link_that_repeats_the_request_reads_on_by_page_number(
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
-def test_next_link_to_another_list_reads_on_by_page_number(simulator, tmp_path, concurrency):
+def test_next_link_to_another_list_reads_on_by_page_number(simulator, tmp_path, concurrency, today):
     # As the notes' product-registration example: `next` names /call_outcomes/ and
     # another window.
-    start = TODAY - timedelta(days=4)
+    start = today - timedelta(days=4)
     sim = simulator(
         [], crms=[crm(3)], outcomes_start=start, page_size=3, next_style="http",
         quirks=("product_next_elsewhere",),
@@ -82,15 +81,15 @@ def test_next_link_to_another_list_reads_on_by_page_number(simulator, tmp_path, 
     expected = [
         r
         for c in sim.campaigns()
-        for r in sim.product_registrations(c["campaign__id"], start, TODAY)
+        for r in sim.product_registrations(c["campaign__id"], start, today)
     ]
     assert len(run.records("product_registrations")) == len(expected) > 3
-    by_owner = sim.product_registrations((3, "B2C"), start, TODAY)
+    by_owner = sim.product_registrations((3, "B2C"), start, today)
     assert len(run.records("crm_product_registrations")) == len(by_owner) > 3
-    window = f"from_date={start.strftime('%Y%m%d')}&page=2&to_date={TODAY.strftime('%Y%m%d')}"
+    window = f"from_date={start.strftime('%Y%m%d')}&page=2&to_date={today.strftime('%Y%m%d')}"
     assert window in queries(sim, "/product_registrations/")
     # The link's own window of call outcomes is never asked for.
-    today_only = f"from_date={TODAY.strftime('%Y%m%d')}&to_date={TODAY.strftime('%Y%m%d')}"
+    today_only = f"from_date={today.strftime('%Y%m%d')}&to_date={today.strftime('%Y%m%d')}"
     assert today_only not in queries(sim, "/call_outcomes/")
     warned = warnings_about_links(run.stderr)
     partitions = {line.split(UNUSABLE)[0] for line in warned}
@@ -98,11 +97,11 @@ def test_next_link_to_another_list_reads_on_by_page_number(simulator, tmp_path, 
     assert any("data owner 3 (B2C)" in line for line in warned)
 
 
-def test_notes_product_registration_example_reads_on(simulator, tmp_path):
+def test_notes_product_registration_example_reads_on(simulator, tmp_path, today):
     # The notes' first page verbatim in its envelope: count 781, `next` elsewhere.
-    start = TODAY - timedelta(days=2)
+    start = today - timedelta(days=2)
     sim = simulator([], crms=[crm(3)], outcomes_start=start)
-    row = sim.product_registrations((3, "B2C"), start, TODAY)[0]
+    row = sim.product_registrations((3, "B2C"), start, today)[0]
     elsewhere = {
         "count": 781,
         "next": "https://xxxx.headshed.com/api/v1/data_owners/3/crm/B2C/call_outcomes/"
@@ -120,10 +119,10 @@ def test_notes_product_registration_example_reads_on(simulator, tmp_path):
                    for r in sim.requests)  # fmt: skip
     # Page 2 of the same window, on the product-registration path; then the count
     # changed (781 became the real one), so the list was read again from page 1.
-    window = f"from_date={start.strftime('%Y%m%d')}&page=2&to_date={TODAY.strftime('%Y%m%d')}"
+    window = f"from_date={start.strftime('%Y%m%d')}&page=2&to_date={today.strftime('%Y%m%d')}"
     assert window in queries(sim, "/data_owners/3/crm/B2C/product_registrations/")
     assert len(run.records("crm_product_registrations")) == len(
-        sim.product_registrations((3, "B2C"), start, TODAY)
+        sim.product_registrations((3, "B2C"), start, today)
     )
 
 

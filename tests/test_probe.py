@@ -16,10 +16,16 @@ from hypothesis import strategies as st
 
 from cube_simulator import Crm, CustomField
 from tap_cube.records.formats import STRING_CLASSES, StandIns, format_class, json_type, length_class
-from tests.conftest import TOKEN, assert_no_secrets, config_for, plain_assignment, run_tap
+from tests.conftest import (
+    TOKEN,
+    assert_no_secrets,
+    config_for,
+    cube_today,
+    plain_assignment,
+    run_tap,
+)
 
-TODAY = date.today()
-START = TODAY - timedelta(days=5)
+START = cube_today() - timedelta(days=5)
 DAY = "%Y%m%d"
 #: Values a stand-in may share with the original: the class has (almost) no other.
 CRMS = [{"data_owner_id": 3, "crm_type": "B2C"}]
@@ -46,18 +52,19 @@ def probe_config(sim):
 def served_rows(sim):
     """Every row the simulator serves to this configuration, per stream."""
     campaigns = sim.campaigns()
+    today = sim.today()
     owned = [c["campaign__id"] for c in campaigns if c.get("data_owner__id")]
     return {
         "customers": sim.customers(7),
         "crm_customers": sim.crm_customers(3, "B2C"),
         "campaigns": campaigns,
         "call_outcomes": [
-            r for c in campaigns for r in sim.call_outcomes(c["campaign__id"], START, TODAY)
+            r for c in campaigns for r in sim.call_outcomes(c["campaign__id"], START, today)
         ],
         "product_registrations": [
-            r for c in owned for r in sim.product_registrations(c, START, TODAY)
+            r for c in owned for r in sim.product_registrations(c, START, today)
         ],
-        "crm_product_registrations": sim.product_registrations((3, "B2C"), START, TODAY),
+        "crm_product_registrations": sim.product_registrations((3, "B2C"), START, today),
     }
 
 

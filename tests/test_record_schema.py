@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 from cube_simulator import Assignment, Crm, CustomField
 from tap_cube.records.coercion import CATCH_ALL
-from tests.conftest import config_for, run_tap
+from tests.conftest import config_for, cube_today, run_tap
 from tests.test_coercion import assert_fits_and_keeps
 
 FIELDS = [
@@ -38,7 +38,7 @@ def messy_simulator(simulator):
     return simulator(
         [Assignment(9, 1500, custom_fields=FIELDS, messy=True), Assignment(10, 600, FIELDS)],
         crms=[Crm(3, "B2C", 300, custom_fields=FIELDS)],
-        outcomes_start=date.today() - timedelta(days=3),
+        outcomes_start=cube_today() - timedelta(days=3),
     )
 
 
@@ -53,7 +53,7 @@ def test_every_stream_fits_its_schema_and_keeps_odd_values(simulator, tmp_path):
         sim,
         [9, 10],
         crms=[{"data_owner_id": 3, "crm_type": "B2C"}],
-        start_date=str(date.today() - timedelta(days=3)),
+        start_date=str(cube_today() - timedelta(days=3)),
     )
     run = run_tap(config, tmp_path)
     assert run.returncode == 0, run.stderr
@@ -158,7 +158,7 @@ def test_every_integer_declares_the_bigint_range(simulator, tmp_path):
         sim,
         [9, 10],
         crms=[{"data_owner_id": 3, "crm_type": "B2C"}],
-        start_date=str(date.today() - timedelta(days=3)),
+        start_date=str(cube_today() - timedelta(days=3)),
         detect_deletions=True,
     )
     run = run_tap(config, tmp_path, "--discover")

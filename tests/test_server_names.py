@@ -4,22 +4,19 @@ kept in `_cube_unparsed`, none lost."""
 from __future__ import annotations
 
 import json
-from datetime import date
 
 from cube_simulator import Crm, CustomField
 from tests.conftest import config_for, plain_assignment, run_tap
-
-TODAY = date.today()
 
 
 def page(*rows: dict) -> str:
     return json.dumps({"count": len(rows), "next": None, "previous": None, "results": list(rows)})
 
 
-def test_product_row_own_fields_are_kept(simulator, tmp_path):
+def test_product_row_own_fields_are_kept(simulator, tmp_path, today):
     fields = [CustomField(64, "Adresse", "text")]
     sim = simulator([], crms=[Crm(data_owner_id=3, crm_type="B2C", count=5, custom_fields=fields)])
-    when = f"{TODAY.isoformat()}T10:27:06+01:00"
+    when = f"{today.isoformat()}T10:27:06+01:00"
     row = {
         "crm__customer_id": "5",
         "call_outcome__report_as__submitted_when_timestamp": when,
@@ -36,7 +33,7 @@ def test_product_row_own_fields_are_kept(simulator, tmp_path):
         sim,
         [],
         crms=[{"data_owner_id": 3, "crm_type": "B2C"}],
-        start_date=TODAY.isoformat(),
+        start_date=today.isoformat(),
     )
     catalog = tmp_path / "catalog.json"
     discovered = run_tap(config, tmp_path, "--discover")

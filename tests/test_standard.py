@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import atexit
-from datetime import date, timedelta
+from datetime import timedelta
 
 from singer_sdk.testing import get_tap_test_class
 
 from cube_simulator import Crm, CubeSimulator, CustomField, demo_assignments
 from tap_cube.tap import TapCube
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, cube_today
 
 # The test class is built from a config at import time, so the simulator has to be up
 # by then; it serves the small demo data set.
@@ -25,7 +25,7 @@ _EVERY_STREAM = CubeSimulator(
     demo_assignments(),
     token=TOKEN,
     crms=[Crm(3, "B2C", 120, [CustomField(64, "Adresse", "text")])],
-    outcomes_start=date.today() - timedelta(days=5),
+    outcomes_start=cube_today() - timedelta(days=5),
 ).start()
 atexit.register(_EVERY_STREAM.stop)
 
@@ -36,7 +36,7 @@ TestTapCubeEveryStream = get_tap_test_class(
         "auth_token": TOKEN,
         "assignment_ids": [101, 303],
         "crms": [{"data_owner_id": 3, "crm_type": "B2C"}],
-        "start_date": (date.today() - timedelta(days=5)).isoformat(),
+        "start_date": (cube_today() - timedelta(days=5)).isoformat(),
     },
 )
 
@@ -50,7 +50,7 @@ _DISCOVERED = CubeSimulator(
         Crm(3, "B2C", 120, [CustomField(64, "Adresse", "text")]),
         Crm(4, "B2B", 30, [CustomField(90, "Poeng", "integer")]),
     ],
-    outcomes_start=date.today() - timedelta(days=5),
+    outcomes_start=cube_today() - timedelta(days=5),
 ).start()
 atexit.register(_DISCOVERED.stop)
 
@@ -59,6 +59,6 @@ TestTapCubeDiscoveredCrms = get_tap_test_class(
     config={
         "api_url": _DISCOVERED.url,
         "auth_token": TOKEN,
-        "start_date": (date.today() - timedelta(days=5)).isoformat(),
+        "start_date": (cube_today() - timedelta(days=5)).isoformat(),
     },
 )
