@@ -9,8 +9,9 @@ import sys
 import typing as t
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from time import sleep
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -57,6 +58,27 @@ def cube_today(zone: str = CUBE_ZONE) -> date:
     """Today in `zone`, Cube's day: the machine's own date differs for an hour or two
     around midnight, and a test that used it would fail then."""
     return datetime.now(ZoneInfo(zone)).date()
+
+
+#: How long before Cube's midnight a test waits for it: longer than a test that reads
+#: day windows takes.
+MIDNIGHT_MARGIN = timedelta(minutes=3)
+
+
+def wait_before_starting(now: datetime) -> float:
+    """Seconds a test that starts at `now` (in Cube's zone) waits: until just past
+    midnight when that is less than MIDNIGHT_MARGIN away, else none."""
+    midnight = datetime.combine(now.date() + timedelta(days=1), time(), now.tzinfo)
+    left = midnight - now
+    return left.total_seconds() + 1 if left < MIDNIGHT_MARGIN else 0.0
+
+
+@pytest.fixture(autouse=True)
+def away_from_cubes_midnight() -> None:
+    """A test that began on one of Cube's days and ended on the next would see two todays:
+    the tap's windows would end on one and the simulator's rows on the other. One that
+    would begin in the last minutes of the day waits for the next."""
+    sleep(wait_before_starting(datetime.now(ZoneInfo(CUBE_ZONE))))
 
 
 @pytest.fixture

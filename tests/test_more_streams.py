@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import collections
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from cube_simulator import Crm, CustomField, demo_assignments
-from tests.conftest import config_for, cube_today, run_tap
+from tests.conftest import CUBE_ZONE, config_for, cube_today, run_tap, wait_before_starting
 from tests.test_catalog import discovered_catalog
 
 
@@ -212,6 +213,15 @@ def test_days_are_the_timezone_settings_days_not_the_machines(simulator, tmp_pat
     again = run_tap(config, tmp_path)
     assert again.returncode == 0, again.stderr
     assert "in the future" not in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("clock", "wait"),
+    [("23:57:01", 180.0), ("23:59:59.5", 1.5), ("23:57:00", 0.0), ("00:00:00", 0.0)],
+)
+def test_a_test_near_cubes_midnight_starts_on_the_next_day(clock, wait):
+    now = datetime.fromisoformat(f"2026-12-06T{clock}").replace(tzinfo=ZoneInfo(CUBE_ZONE))
+    assert wait_before_starting(now) == wait
 
 
 def test_data_owner_era(simulator, tmp_path):
