@@ -7,9 +7,9 @@ import os
 import sys
 import typing as t
 
-import msgspec
 import xxhash
-from singer_sdk.contrib.msgspec import MsgSpecWriter, enc_hook
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.contrib.msgspec import encoder as SDK_ENCODER
 from singer_sdk.helpers._state import StateWriter
 from singer_sdk.singerlib import RecordMessage, StateMessage
 from typing_extensions import override
@@ -62,7 +62,7 @@ class BufferedRecordWriter(MsgSpecWriter):
             # Encoded straight onto the block, as the SDK's writer encodes it: its
             # format_message makes a line first, and copying that costs a third as much.
             pending = self._pending
-            _ENCODER.encode_into(message.to_dict(), pending, -1)
+            SDK_ENCODER.encode_into(message.to_dict(), pending, -1)
             pending += b"\n"
             self.records_written += 1
             if len(pending) >= _BUFFER_BYTES:
@@ -114,9 +114,8 @@ class BufferedRecordWriter(MsgSpecWriter):
             raise Stopped(signum, self.records_written)
 
 
-#: The SDK's message encoder (singer_sdk.contrib.msgspec), for what is written here.
-_ENCODER = msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="number")
-_encode = _ENCODER.encode
+#: The SDK writer's own encoder: a line here is byte for byte what it writes.
+_encode = SDK_ENCODER.encode
 #: Characters of a long string encoded at a time.
 _SLICE = 1 << 16
 
