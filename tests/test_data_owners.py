@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from cube_simulator import Crm, CustomField, demo_assignments
-from tests.conftest import assert_no_secrets, config_for, run_tap
+from tests.conftest import CUBE_ZONE, assert_no_secrets, config_for, run_tap
 from tests.test_catalog import discovered_catalog
 
 TIMESTAMP = "call_outcome__report_as__submitted_when_timestamp"
@@ -251,7 +251,9 @@ def test_windowed_streams_incremental_with_anonymized_sales(simulator, tmp_path,
     lookbacks = set()
     for stream, path in paths.items():
         for bookmark in state["bookmarks"][stream]["partitions"]:
-            since = date.fromisoformat(bookmark["replication_key_value"][:10]) - timedelta(days=1)
+            # the bookmark's day in Cube's zone: a bookmark is UTC text
+            bookmarked = datetime.fromisoformat(bookmark["replication_key_value"])
+            since = bookmarked.astimezone(ZoneInfo(CUBE_ZONE)).date() - timedelta(days=1)
             assert since >= yesterday - timedelta(days=7)  # sales are not every day
             query = f"from_date={day(since)}&to_date={day(today)}"
             lookbacks.add((path.format(**bookmark["context"]), query))
